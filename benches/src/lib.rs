@@ -1,0 +1,1 @@
+//! Benchmarks of tradeflow (see benches/README.md).

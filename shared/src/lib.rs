@@ -1,0 +1,24 @@
+//! Code the tradeflow producer and consumer both use.
+
+pub mod aws;
+pub mod decimal;
+pub mod kpl;
+pub mod seqnum;
+pub mod shutdown;
+pub mod symbol;
+pub mod telemetry;
+pub mod trade;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use decimal::Fixed8;
+pub use seqnum::{Position, SequenceNumber};
+pub use symbol::Symbol;
+pub use trade::{decode_bytes, decode_event, DecodeError, Event, Trade};
+
+/// The 14 streams of the setup tradeflow replaces (its defaults).
+pub const SEED_SYMBOLS: [&str; 14] = [
+    "btcusdt", "ethusdt", "ltcusdt", "neousdt", "bnbusdt", "ethbtc", "ltcbtc", "neobtc", "bnbbtc",
+    "ltceth", "neoeth", "bnbeth", "neobnb", "ltcbnb",
+];

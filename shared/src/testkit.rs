@@ -1,0 +1,329 @@
+//! Starts the real local servers the integration tests run against — redis-server,
+//! dynalite (DynamoDB), ferrokinesis and kinesis-mock (Kinesis) — each on a free
+//! loopback port, with its state in a temporary folder. A `Service` is stopped by its
+//! pid when dropped, so a failing test leaves nothing behind.
+//!
+//! Where the programs are: `scripts/install-tools` puts them under `<workspace>/.tools`
+//! (`TRADEFLOW_TOOLS` overrides); redis-server comes from the PATH.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder the test tools were installed into.
+pub fn tools_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TRADEFLOW_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    workspace_root().join(".tools")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("shared/ has a parent")
+        .to_path_buf()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// A running server process. Dropping it kills it (by pid) and waits for it.
+pub struct Service {
+    pub name: &'static str,
+    pub port: u16,
+    /// Extra port (kinesis-mock's TLS port).
+    pub tls_port: Option<u16>,
+    child: Option<Child>,
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+    state: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Service {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The folder holding this server's state (AOF, dynalite's data, the WAL).
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops it politely (SIGTERM), waiting up to 10 s before killing it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same state folder.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open service log");
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({}): {e}. Run scripts/install-tools first.",
+                self.name,
+                self.program.display()
+            )
+        });
+        self.child = Some(child);
+        self.wait_listening();
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited with {status} before listening; log:\n{}",
+                    self.name,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not listen on port {} within 60 s",
+                    self.name, self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Spec {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+    port: u16,
+    tls_port: Option<u16>,
+    state: tempfile::TempDir,
+}
+
+fn launch(spec: Spec) -> Service {
+    let log = spec.state.path().join(format!("{}.log", spec.name));
+    let mut s = Service {
+        name: spec.name,
+        port: spec.port,
+        tls_port: spec.tls_port,
+        child: None,
+        program: spec.program,
+        args: spec.args,
+        envs: spec.envs,
+        cwd: spec.cwd,
+        state: spec.state,
+        log,
+    };
+    s.start();
+    s
+}
+
+fn state_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("tradeflow-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// redis-server on loopback with AOF (`appendfsync everysec`), as in production.
+pub fn redis() -> Service {
+    let port = free_port();
+    let state = state_dir("redis");
+    let args = vec![
+        "--port".into(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--dir".into(),
+        state.path().display().to_string(),
+        "--appendonly".into(),
+        "yes".into(),
+        "--appendfsync".into(),
+        "everysec".into(),
+        "--save".into(),
+        String::new(),
+        "--daemonize".into(),
+        "no".into(),
+    ];
+    launch(Spec {
+        name: "redis",
+        program: which("redis-server"),
+        args,
+        envs: vec![],
+        cwd: None,
+        port,
+        tls_port: None,
+        state,
+    })
+}
+
+/// dynalite keeping its tables on disk (they survive a restart).
+pub fn dynalite() -> Service {
+    let port = free_port();
+    let state = state_dir("dynalite");
+    let args = vec![
+        "--port".into(),
+        port.to_string(),
+        "--path".into(),
+        state.path().join("db").display().to_string(),
+    ];
+    launch(Spec {
+        name: "dynalite",
+        program: tools_dir().join("node_modules/.bin/dynalite"),
+        args,
+        envs: vec![],
+        cwd: None,
+        port,
+        tls_port: None,
+        state,
+    })
+}
+
+/// ferrokinesis with a write-ahead log (survives kill -9) and the given extra flags
+/// (for instance `--enforce-limits`).
+pub fn ferrokinesis(extra: &[&str]) -> Service {
+    let port = free_port();
+    let state = state_dir("ferrokinesis");
+    let mut args = vec![
+        "--port".into(),
+        port.to_string(),
+        "--state-dir".into(),
+        state.path().join("state").display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    launch(Spec {
+        name: "ferrokinesis",
+        program: tools_dir().join("bin/ferrokinesis"),
+        args,
+        envs: vec![],
+        cwd: None,
+        port,
+        tls_port: None,
+        state,
+    })
+}
+
+/// kinesis-mock (npm `kinesis-local`): fills `ChildShards`, serves TLS and fan-out.
+/// Keep its streams small: its writes slow down as a shard fills.
+pub fn kinesis_mock() -> Service {
+    let port = free_port();
+    let tls_port = free_port();
+    let state = state_dir("kinesis-mock");
+    let pkg = tools_dir().join("node_modules/kinesis-local");
+    let mut envs: Vec<(String, String)> = vec![
+        ("KINESIS_MOCK_PLAIN_PORT".into(), port.to_string()),
+        ("KINESIS_MOCK_TLS_PORT".into(), tls_port.to_string()),
+        ("LOG_LEVEL".into(), "WARN".into()),
+    ];
+    for v in [
+        "CREATE_STREAM_DURATION",
+        "DELETE_STREAM_DURATION",
+        "REGISTER_STREAM_CONSUMER_DURATION",
+        "START_STREAM_ENCRYPTION_DURATION",
+        "STOP_STREAM_ENCRYPTION_DURATION",
+        "DEREGISTER_STREAM_CONSUMER_DURATION",
+        "MERGE_SHARDS_DURATION",
+        "SPLIT_SHARD_DURATION",
+        "UPDATE_SHARD_COUNT_DURATION",
+        "UPDATE_STREAM_MODE_DURATION",
+    ] {
+        envs.push((v.into(), "0ms".into()));
+    }
+    launch(Spec {
+        name: "kinesis-mock",
+        program: which("node"),
+        args: vec![pkg.join("main.js").display().to_string()],
+        envs,
+        cwd: Some(pkg),
+        port,
+        tls_port: Some(tls_port),
+        state,
+    })
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
+/// Sets the dummy credentials and region the SDK needs to sign requests to the local
+/// emulators (they accept any). Never real credentials.
+pub fn local_aws_env() {
+    // Tests run their servers on loopback only; these values are placeholders.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "local");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local");
+    std::env::set_var("AWS_REGION", "eu-west-1");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+}
