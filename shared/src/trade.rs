@@ -139,12 +139,19 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
 /// Decodes one message: a raw trade, a combined-stream envelope, a control reply, or a
 /// `serverShutdown` notice.
 pub fn decode_event(text: &str) -> Result<Event<'_>, DecodeError> {
+    // serde would also accept a JSON array for a struct; only objects are events.
+    if !text.trim_start().starts_with('{') {
+        return Err(DecodeError::Json("not a JSON object".into()));
+    }
     let wire: Wire<'_> = serde_json::from_str(text).map_err(json_err)?;
     if let Some(data) = wire.data {
         // Combined stream: `{"stream":"btcusdt@trade","data":{...}}`. The payload is
         // decoded on its own; the stream name is only a hint.
         if wire.stream.as_deref() == Some("!serverShutdown") {
             return Ok(Event::ServerShutdown);
+        }
+        if !data.get().starts_with('{') {
+            return Err(DecodeError::Json("combined-stream data is not an object".into()));
         }
         let inner: Wire<'_> = serde_json::from_str(data.get()).map_err(json_err)?;
         if inner.data.is_some() {
