@@ -1,1 +1,781 @@
-//! (being written)
+//! Pure batching: routes trades to shards by the MD5 hash of their partition key (the
+//! symbol), queues them per shard, and cuts PutRecords batches that respect the service
+//! limits (≤ 500 records, ≤ 5 MiB, ≤ 1 MiB per record) and the ordering rule.
+//!
+//! Ordering rule: a partial PutRecords failure can fail entry i and accept a later entry
+//! j of the same partition key; resending i then puts it after j. So, by default, a
+//! batch carries at most ONE record per partition key (`per_key_limit = 1`): with KPL
+//! aggregation that record is an aggregate holding many of the symbol's trades; without
+//! it, `--relaxed-order` lifts the limit for throughput at the cost of that guarantee.
+//! Together with one batch in flight per shard and "retry the failed entries before the
+//! next batch", every symbol's trades reach the stream in the order they were queued.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use tradeflow_shared::kpl::Aggregator;
+use tradeflow_shared::Symbol;
+
+use crate::config::{
+    MAX_BYTES_PER_CALL, MAX_BYTES_PER_RECORD, MAX_RECORDS_PER_CALL, PAYLOAD_UNIT_BYTES,
+};
+
+/// The hash key Kinesis derives from a partition key: MD5, read as a big-endian u128.
+pub fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
+/// PUT payload units (25 KB each) one record of `bytes` costs.
+pub fn payload_units(bytes: usize) -> u64 {
+    bytes.div_ceil(PAYLOAD_UNIT_BYTES).max(1) as u64
+}
+
+/// One open shard and the hash keys it owns (inclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRange {
+    pub shard_id: String,
+    pub start: u128,
+    pub end: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardMapError {
+    #[error("the stream has no open shard")]
+    Empty,
+    #[error("shard {0} has a hash range that ends before it starts")]
+    BadRange(String),
+}
+
+/// The open shards of the stream, sorted by starting hash key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMap {
+    ranges: Vec<ShardRange>,
+}
+
+impl ShardMap {
+    pub fn new(mut ranges: Vec<ShardRange>) -> Result<Self, ShardMapError> {
+        if ranges.is_empty() {
+            return Err(ShardMapError::Empty);
+        }
+        if let Some(bad) = ranges.iter().find(|r| r.end < r.start) {
+            return Err(ShardMapError::BadRange(bad.shard_id.clone()));
+        }
+        ranges.sort_by_key(|r| r.start);
+        Ok(ShardMap { ranges })
+    }
+
+    /// One shard owning every hash key (for tests and single-shard streams).
+    pub fn single(shard_id: &str) -> Self {
+        ShardMap {
+            ranges: vec![ShardRange {
+                shard_id: shard_id.to_string(),
+                start: 0,
+                end: u128::MAX,
+            }],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn shard_id(&self, index: usize) -> &str {
+        &self.ranges[index].shard_id
+    }
+
+    /// Index of the shard owning `partition_key`. A hash in a hole of the map (a
+    /// reshard seen half-way) goes to the nearest shard below: any grouping works for
+    /// correctness as long as one key always maps to one group.
+    pub fn route(&self, partition_key: &str) -> usize {
+        let h = hash_key(partition_key);
+        match self.ranges.partition_point(|r| r.start <= h) {
+            0 => 0,
+            n => n - 1,
+        }
+    }
+}
+
+/// What the sink needs to know about a trade inside a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeRef {
+    pub symbol: Symbol,
+    pub trade_id: u64,
+    pub trade_time_ms: u64,
+}
+
+/// A trade waiting in a shard queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub trade: TradeRef,
+    /// The JSON exactly as the exchange sent it.
+    pub data: Vec<u8>,
+}
+
+/// One PutRecords entry: a plain trade or a KPL aggregate of one symbol's trades.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    pub trades: Vec<TradeRef>,
+}
+
+impl Entry {
+    /// Size counted against the limits: data plus partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+
+    pub fn newest_trade_ms(&self) -> u64 {
+        self.trades
+            .iter()
+            .map(|t| t.trade_time_ms)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// A PutRecords call's worth of entries for one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub shard: usize,
+    pub shard_id: String,
+    pub entries: Vec<Entry>,
+}
+
+impl Batch {
+    pub fn trades(&self) -> usize {
+        self.entries.iter().map(|e| e.trades.len()).sum()
+    }
+    pub fn bytes(&self) -> usize {
+        self.entries.iter().map(Entry::size).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// Records per partition key per call (1 keeps order under partial failures).
+    pub per_key_limit: usize,
+    /// Some(max aggregate bytes) to write KPL aggregates.
+    pub aggregate: Option<usize>,
+    pub linger: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_records: MAX_RECORDS_PER_CALL,
+            max_bytes: MAX_BYTES_PER_CALL,
+            per_key_limit: 1,
+            aggregate: None,
+            linger: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    #[error("record of {0} bytes is above the 1 MiB Kinesis limit")]
+    TooLarge(usize),
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<(Pending, Instant)>,
+    bytes: usize,
+}
+
+/// How far into a queue one batch looks for records of other symbols; bounds the work
+/// per batch when one symbol dominates a backlog.
+const SCAN_WINDOW_PLAIN: usize = 4096;
+const SCAN_WINDOW_AGGREGATE: usize = 65_536;
+
+#[derive(Debug)]
+pub struct Batcher {
+    limits: Limits,
+    map: ShardMap,
+    queues: Vec<Queue>,
+    pending: usize,
+}
+
+impl Batcher {
+    pub fn new(limits: Limits, map: ShardMap) -> Self {
+        let queues = (0..map.len()).map(|_| Queue::default()).collect();
+        Batcher {
+            limits,
+            map,
+            queues,
+            pending: 0,
+        }
+    }
+
+    pub fn map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// Trades queued and not yet handed out in a batch.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    pub fn shards(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Queues a trade on its shard.
+    pub fn push(&mut self, p: Pending, now: Instant) -> Result<usize, PushError> {
+        let key = p.trade.symbol.as_str();
+        let size = p.data.len() + key.len();
+        // An aggregate of one adds a few framing bytes (magic, protobuf, digest).
+        let framed = size
+            + if self.limits.aggregate.is_some() {
+                64
+            } else {
+                0
+            };
+        if framed > MAX_BYTES_PER_RECORD {
+            return Err(PushError::TooLarge(size));
+        }
+        let shard = self.map.route(key);
+        let q = &mut self.queues[shard];
+        q.bytes += size;
+        q.items.push_back((p, now));
+        self.pending += 1;
+        Ok(shard)
+    }
+
+    /// Is a batch due on `shard`: full enough, lingered long enough, or flushing?
+    pub fn ready(&self, shard: usize, now: Instant, flush: bool) -> bool {
+        let q = &self.queues[shard];
+        let Some((_, first)) = q.items.front() else {
+            return false;
+        };
+        flush
+            || q.items.len() >= self.limits.max_records
+            || q.bytes >= self.limits.max_bytes
+            || now.duration_since(*first) >= self.limits.linger
+    }
+
+    /// When the earliest non-empty queue among `shards` lingers out.
+    pub fn next_deadline(&self, shards: impl Iterator<Item = usize>) -> Option<Instant> {
+        shards
+            .filter_map(|s| {
+                self.queues[s]
+                    .items
+                    .front()
+                    .map(|(_, t)| *t + self.limits.linger)
+            })
+            .min()
+    }
+
+    /// Cuts the next batch for `shard` (None if its queue is empty).
+    pub fn take_batch(&mut self, shard: usize) -> Option<Batch> {
+        if self.queues[shard].items.is_empty() {
+            return None;
+        }
+        let entries = match self.limits.aggregate {
+            None => self.take_plain(shard),
+            Some(max_agg) => self.take_aggregated(shard, max_agg),
+        };
+        let taken: usize = entries.iter().map(|e| e.trades.len()).sum();
+        self.pending -= taken;
+        Some(Batch {
+            shard,
+            shard_id: self.map.shard_id(shard).to_string(),
+            entries,
+        })
+    }
+
+    fn take_plain(&mut self, shard: usize) -> Vec<Entry> {
+        let limits = self.limits;
+        let q = &mut self.queues[shard];
+        let window = q.items.len().min(SCAN_WINDOW_PLAIN);
+        let mut per_key: HashMap<Symbol, usize> = HashMap::new();
+        let mut kept = Vec::new();
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..window {
+            let (p, at) = q.items.pop_front().expect("within window");
+            let key = p.trade.symbol;
+            let n = per_key.entry(key).or_insert(0);
+            let size = p.data.len() + key.as_str().len();
+            let fits = entries.len() < limits.max_records && bytes + size <= limits.max_bytes;
+            if *n < limits.per_key_limit && fits {
+                *n += 1;
+                bytes += size;
+                q.bytes -= size;
+                entries.push(Entry {
+                    partition_key: key.as_str().to_string(),
+                    data: p.data,
+                    trades: vec![p.trade],
+                });
+            } else {
+                // Once one of a key's trades stays, all its later ones stay too.
+                *n = usize::MAX;
+                kept.push((p, at));
+            }
+        }
+        for item in kept.into_iter().rev() {
+            q.items.push_front(item);
+        }
+        entries
+    }
+
+    fn take_aggregated(&mut self, shard: usize, max_agg: usize) -> Vec<Entry> {
+        let limits = self.limits;
+        let q = &mut self.queues[shard];
+        let window = q.items.len().min(SCAN_WINDOW_AGGREGATE);
+        // One aggregate per symbol per call (see the module docs).
+        let mut aggs: Vec<(Symbol, Aggregator, Vec<TradeRef>)> = Vec::new();
+        let mut index: HashMap<Symbol, Option<usize>> = HashMap::new(); // None = blocked
+        let mut total = 0usize;
+        let mut kept = Vec::new();
+        for _ in 0..window {
+            let (p, at) = q.items.pop_front().expect("within window");
+            let sym = p.trade.symbol;
+            let key = sym.as_str();
+            let slot = match index.get(&sym) {
+                Some(None) => {
+                    kept.push((p, at));
+                    continue;
+                }
+                Some(Some(i)) => Some(*i),
+                None => None,
+            };
+            let accepted = match slot {
+                Some(i) => {
+                    let agg = &aggs[i].1;
+                    let new_size = agg.size_with(key, &p.data) + key.len();
+                    let grow = new_size - (agg.size() + key.len());
+                    if new_size <= max_agg && total + grow <= limits.max_bytes {
+                        total += grow;
+                        Some(i)
+                    } else {
+                        None
+                    }
+                }
+                None => {
+                    let fresh = Aggregator::new().size_with(key, &p.data) + key.len();
+                    // A single huge trade may exceed the aggregate target, never 1 MiB
+                    // (checked on push).
+                    if aggs.len() < limits.max_records && total + fresh <= limits.max_bytes {
+                        total += fresh;
+                        aggs.push((sym, Aggregator::new(), Vec::new()));
+                        Some(aggs.len() - 1)
+                    } else {
+                        None
+                    }
+                }
+            };
+            match accepted {
+                Some(i) => {
+                    q.bytes -= p.data.len() + key.len();
+                    aggs[i].1.push(key, &p.data);
+                    aggs[i].2.push(p.trade);
+                    index.insert(sym, Some(i));
+                }
+                None => {
+                    index.insert(sym, None);
+                    kept.push((p, at));
+                }
+            }
+        }
+        for item in kept.into_iter().rev() {
+            q.items.push_front(item);
+        }
+        aggs.into_iter()
+            .map(|(sym, mut agg, trades)| Entry {
+                partition_key: sym.as_str().to_string(),
+                data: agg.finish(),
+                trades,
+            })
+            .collect()
+    }
+
+    /// Moves every queued trade onto the shards of a new map, keeping each symbol's
+    /// order (a symbol's trades all sit in one old queue, in order).
+    pub fn reroute(&mut self, map: ShardMap) {
+        let old = std::mem::take(&mut self.queues);
+        self.map = map;
+        self.queues = (0..self.map.len()).map(|_| Queue::default()).collect();
+        for q in old {
+            for (p, at) in q.items {
+                let shard = self.map.route(p.trade.symbol.as_str());
+                let nq = &mut self.queues[shard];
+                nq.bytes += p.data.len() + p.trade.symbol.as_str().len();
+                nq.items.push_back((p, at));
+            }
+        }
+    }
+
+    /// Everything still queued, in queue order (for the loss report at the deadline).
+    pub fn drain_all(&mut self) -> Vec<Pending> {
+        self.pending = 0;
+        self.queues
+            .iter_mut()
+            .flat_map(|q| {
+                q.bytes = 0;
+                std::mem::take(&mut q.items).into_iter().map(|(p, _)| p)
+            })
+            .collect()
+    }
+}
+
+/// The answer for one entry of a PutRecords call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryResult {
+    Written { shard_id: String },
+    Failed { code: String },
+}
+
+/// A call's entries sorted into written and failed (in their original order).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    pub written: Vec<Entry>,
+    pub failed: Vec<(Entry, String)>,
+    /// An entry landed on another shard than the map said: the map is stale.
+    pub misrouted: bool,
+}
+
+/// Pairs entries with their results. A missing result counts as a failure (resent),
+/// never as written.
+pub fn split_results(entries: Vec<Entry>, results: &[EntryResult], expected_shard: &str) -> Split {
+    let mut split = Split::default();
+    for (i, e) in entries.into_iter().enumerate() {
+        match results.get(i) {
+            Some(EntryResult::Written { shard_id }) => {
+                if shard_id != expected_shard {
+                    split.misrouted = true;
+                }
+                split.written.push(e);
+            }
+            Some(EntryResult::Failed { code }) => split.failed.push((e, code.clone())),
+            None => split.failed.push((e, "missing_result".into())),
+        }
+    }
+    split
+}
+
+/// Exponential backoff with jitter: between half and all of `base·2^attempt`, capped.
+/// `jitter` is a uniform draw in [0, 1).
+pub fn backoff(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(20));
+    let capped = exp.min(max);
+    capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeflow_shared::kpl::deaggregate;
+
+    fn p(sym: &str, id: u64, len: usize) -> Pending {
+        Pending {
+            trade: TradeRef {
+                symbol: Symbol::new(sym).unwrap(),
+                trade_id: id,
+                trade_time_ms: 1_700_000_000_000 + id,
+            },
+            data: vec![b'x'; len],
+        }
+    }
+
+    fn limits(per_key: usize) -> Limits {
+        Limits {
+            per_key_limit: per_key,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn hash_key_is_md5_big_endian() {
+        // MD5("") = d41d8cd98f00b204e9800998ecf8427e
+        assert_eq!(hash_key(""), 0xd41d8cd98f00b204e9800998ecf8427e);
+    }
+
+    #[test]
+    fn routes_by_hash_range() {
+        let half = u128::MAX / 2;
+        let map = ShardMap::new(vec![
+            ShardRange {
+                shard_id: "b".into(),
+                start: half + 1,
+                end: u128::MAX,
+            },
+            ShardRange {
+                shard_id: "a".into(),
+                start: 0,
+                end: half,
+            },
+        ])
+        .unwrap();
+        for key in ["BTCUSDT", "ETHUSDT", "LTCBTC", "NEOBNB", "x", "y"] {
+            let want = if hash_key(key) <= half { "a" } else { "b" };
+            assert_eq!(map.shard_id(map.route(key)), want, "{key}");
+        }
+        assert_eq!(ShardMap::new(vec![]), Err(ShardMapError::Empty));
+    }
+
+    #[test]
+    fn at_most_500_records_per_batch() {
+        let mut b = Batcher::new(limits(MAX_RECORDS_PER_CALL), ShardMap::single("s"));
+        let now = Instant::now();
+        for id in 0..1200 {
+            b.push(p("BTCUSDT", id, 10), now).unwrap();
+        }
+        assert!(b.ready(0, now, false), "a full batch is due at once");
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| b.take_batch(0).map(|x| x.entries.len())).collect();
+        assert_eq!(sizes, vec![500, 500, 200]);
+        assert_eq!(b.pending(), 0);
+    }
+
+    #[test]
+    fn at_most_5_mib_per_batch() {
+        let mut b = Batcher::new(limits(MAX_RECORDS_PER_CALL), ShardMap::single("s"));
+        let now = Instant::now();
+        for id in 0..12 {
+            b.push(p("BTCUSDT", id, 1_000_000), now).unwrap();
+        }
+        let batch = b.take_batch(0).unwrap();
+        assert_eq!(batch.entries.len(), 5);
+        assert!(batch.bytes() <= MAX_BYTES_PER_CALL);
+        // Order kept across batches.
+        let next = b.take_batch(0).unwrap();
+        assert_eq!(next.entries[0].trades[0].trade_id, 5);
+    }
+
+    #[test]
+    fn records_above_1_mib_are_refused() {
+        let mut b = Batcher::new(limits(1), ShardMap::single("s"));
+        let err = b.push(p("BTCUSDT", 1, MAX_BYTES_PER_RECORD), Instant::now());
+        assert!(matches!(err, Err(PushError::TooLarge(_))));
+        assert!(b
+            .push(p("BTCUSDT", 2, MAX_BYTES_PER_RECORD - 7), Instant::now())
+            .is_ok());
+    }
+
+    #[test]
+    fn linger_then_flush() {
+        let mut b = Batcher::new(limits(1), ShardMap::single("s"));
+        let t0 = Instant::now();
+        b.push(p("BTCUSDT", 1, 10), t0).unwrap();
+        assert!(!b.ready(0, t0, false));
+        assert!(b.ready(0, t0, true), "flush sends at once");
+        assert_eq!(b.next_deadline(0..1), Some(t0 + Duration::from_millis(100)));
+        assert!(b.ready(0, t0 + Duration::from_millis(100), false));
+    }
+
+    #[test]
+    fn strict_order_takes_one_record_per_key_in_queue_order() {
+        let mut b = Batcher::new(limits(1), ShardMap::single("s"));
+        let now = Instant::now();
+        for (sym, id) in [
+            ("AAA", 1),
+            ("AAA", 2),
+            ("BBB", 1),
+            ("AAA", 3),
+            ("BBB", 2),
+            ("CCC", 1),
+        ] {
+            b.push(p(sym, id, 5), now).unwrap();
+        }
+        let ids = |batch: Batch| -> Vec<(String, u64)> {
+            batch
+                .entries
+                .iter()
+                .map(|e| (e.partition_key.clone(), e.trades[0].trade_id))
+                .collect()
+        };
+        assert_eq!(
+            ids(b.take_batch(0).unwrap()),
+            vec![("AAA".into(), 1), ("BBB".into(), 1), ("CCC".into(), 1)]
+        );
+        assert_eq!(
+            ids(b.take_batch(0).unwrap()),
+            vec![("AAA".into(), 2), ("BBB".into(), 2)]
+        );
+        assert_eq!(ids(b.take_batch(0).unwrap()), vec![("AAA".into(), 3)]);
+        assert!(b.take_batch(0).is_none());
+    }
+
+    #[test]
+    fn a_key_skipped_for_size_keeps_its_later_trades_back() {
+        let mut b = Batcher::new(
+            Limits {
+                max_bytes: 1000,
+                per_key_limit: 10,
+                ..Limits::default()
+            },
+            ShardMap::single("s"),
+        );
+        let now = Instant::now();
+        b.push(p("AAA", 1, 600), now).unwrap();
+        b.push(p("AAA", 2, 600), now).unwrap(); // does not fit
+        b.push(p("AAA", 3, 10), now).unwrap(); // would fit, but must wait for 2
+        b.push(p("BBB", 1, 10), now).unwrap();
+        let first: Vec<u64> = b
+            .take_batch(0)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.trades[0].trade_id)
+            .collect();
+        assert_eq!(first, vec![1, 1]);
+        let second: Vec<u64> = b
+            .take_batch(0)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.trades[0].trade_id)
+            .collect();
+        assert_eq!(second, vec![2, 3]);
+    }
+
+    #[test]
+    fn aggregates_group_per_symbol_within_size_bounds() {
+        let max_agg = 4096;
+        let mut b = Batcher::new(
+            Limits {
+                aggregate: Some(max_agg),
+                ..Limits::default()
+            },
+            ShardMap::single("s"),
+        );
+        let now = Instant::now();
+        for id in 0..300 {
+            b.push(p("BTCUSDT", id, 100), now).unwrap();
+            if id % 3 == 0 {
+                b.push(p("ETHUSDT", id, 100), now).unwrap();
+            }
+        }
+        let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
+        while let Some(batch) = b.take_batch(0) {
+            let mut keys: Vec<&str> = batch
+                .entries
+                .iter()
+                .map(|e| e.partition_key.as_str())
+                .collect();
+            keys.dedup();
+            assert_eq!(
+                keys.len(),
+                batch.entries.len(),
+                "one aggregate per key per call"
+            );
+            for e in &batch.entries {
+                assert!(e.size() <= max_agg);
+                let recs = deaggregate(&e.data).unwrap();
+                assert_eq!(recs.len(), e.trades.len());
+                for r in &recs {
+                    assert_eq!(r.partition_key, e.partition_key);
+                }
+                seen.entry(e.partition_key.clone())
+                    .or_default()
+                    .extend(e.trades.iter().map(|t| t.trade_id));
+            }
+        }
+        assert_eq!(seen["BTCUSDT"], (0..300).collect::<Vec<_>>());
+        assert_eq!(seen["ETHUSDT"], (0..300).step_by(3).collect::<Vec<_>>());
+        assert_eq!(b.pending(), 0);
+    }
+
+    #[test]
+    fn reroute_keeps_per_symbol_order() {
+        let mut b = Batcher::new(limits(500), ShardMap::single("old"));
+        let now = Instant::now();
+        for id in 0..50 {
+            b.push(p(if id % 2 == 0 { "AAA" } else { "BBB" }, id, 5), now)
+                .unwrap();
+        }
+        let half = u128::MAX / 2;
+        b.reroute(
+            ShardMap::new(vec![
+                ShardRange {
+                    shard_id: "l".into(),
+                    start: 0,
+                    end: half,
+                },
+                ShardRange {
+                    shard_id: "h".into(),
+                    start: half + 1,
+                    end: u128::MAX,
+                },
+            ])
+            .unwrap(),
+        );
+        assert_eq!(b.pending(), 50);
+        let mut all = Vec::new();
+        for s in 0..2 {
+            while let Some(batch) = b.take_batch(s) {
+                all.extend(batch.entries.into_iter().map(|e| e.trades[0]));
+            }
+        }
+        for sym in ["AAA", "BBB"] {
+            let ids: Vec<u64> = all
+                .iter()
+                .filter(|t| t.symbol.as_str() == sym)
+                .map(|t| t.trade_id)
+                .collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(ids.len(), 25);
+        }
+    }
+
+    #[test]
+    fn only_failed_entries_are_retried() {
+        let entries: Vec<Entry> = (0..4)
+            .map(|i| Entry {
+                partition_key: format!("K{i}"),
+                data: vec![i as u8],
+                trades: vec![],
+            })
+            .collect();
+        let results = vec![
+            EntryResult::Written {
+                shard_id: "s".into(),
+            },
+            EntryResult::Failed {
+                code: "ProvisionedThroughputExceededException".into(),
+            },
+            EntryResult::Written {
+                shard_id: "s".into(),
+            },
+            EntryResult::Failed {
+                code: "InternalFailure".into(),
+            },
+        ];
+        let split = split_results(entries.clone(), &results, "s");
+        assert_eq!(split.written, vec![entries[0].clone(), entries[2].clone()]);
+        assert_eq!(split.failed.len(), 2);
+        assert_eq!(split.failed[0].0, entries[1]);
+        assert_eq!(split.failed[1].1, "InternalFailure");
+        assert!(!split.misrouted);
+        // Fewer results than entries: the rest are failures, never "written".
+        let short = split_results(entries.clone(), &results[..1], "other");
+        assert_eq!(short.failed.len(), 3);
+        assert!(short.misrouted);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        assert_eq!(backoff(0, base, max, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(0, base, max, 0.0), Duration::from_millis(50));
+        assert_eq!(backoff(3, base, max, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff(30, base, max, 1.0), max);
+    }
+
+    #[test]
+    fn payload_units_are_per_25_kb() {
+        assert_eq!(payload_units(1), 1);
+        assert_eq!(payload_units(25 * 1024), 1);
+        assert_eq!(payload_units(25 * 1024 + 1), 2);
+    }
+}

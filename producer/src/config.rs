@@ -1,1 +1,286 @@
-//! (being written)
+//! The producer's configuration: one clap struct, every flag with an environment
+//! fallback, validated before any I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tradeflow_shared::aws::AwsArgs;
+use tradeflow_shared::telemetry::TelemetryArgs;
+
+/// Kinesis PutRecords limits (per call and per record).
+pub const MAX_RECORDS_PER_CALL: usize = 500;
+pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
+pub const MAX_BYTES_PER_RECORD: usize = 1024 * 1024;
+/// PUT payload units are billed per 25 KB.
+pub const PAYLOAD_UNIT_BYTES: usize = 25 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// Binance websocket trade streams.
+    Binance,
+    /// A capture file of newline-delimited trade events.
+    Replay,
+    /// A growing file of JSON lines (rotation and truncation handled).
+    Tail,
+    /// Generated trades at a given rate, deterministic from a seed.
+    Synthetic,
+}
+
+/// What happens when the buffer between sources and Kinesis is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverflowPolicy {
+    /// Stop reading from the sources until Kinesis catches up (nothing dropped).
+    Block,
+    /// Drop the incoming trade, counted in `tradeflow_producer_dropped_total{reason="buffer_full"}`.
+    DropNewest,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tradeflow-producer", version, about)]
+pub struct Config {
+    /// Kinesis data stream name.
+    #[arg(long, env = "TRADEFLOW_STREAM", default_value = "crypto")]
+    pub stream: String,
+
+    /// Where trades come from.
+    #[arg(long, env = "TRADEFLOW_SOURCE", value_enum, default_value = "binance")]
+    pub source: SourceKind,
+
+    /// Binance websocket base URL (combined streams are requested under it).
+    #[arg(
+        long,
+        env = "TRADEFLOW_BINANCE_URL",
+        default_value = "wss://stream.binance.com:9443"
+    )]
+    pub binance_url: String,
+
+    /// Symbols to subscribe to (comma separated, any case).
+    #[arg(long, env = "TRADEFLOW_SYMBOLS", value_delimiter = ',', default_values_t = tradeflow_shared::SEED_SYMBOLS.map(String::from))]
+    pub symbols: Vec<String>,
+
+    /// Capture file to replay (`--source replay`).
+    #[arg(long, env = "TRADEFLOW_REPLAY_FILE")]
+    pub replay_file: Option<PathBuf>,
+
+    /// File to tail (`--source tail`).
+    #[arg(
+        long,
+        env = "TRADEFLOW_TAIL_FILE",
+        default_value = "/tmp/transactions.json"
+    )]
+    pub tail_file: PathBuf,
+    /// Read the tailed file from its start instead of its end.
+    #[arg(long, env = "TRADEFLOW_TAIL_FROM_START")]
+    pub tail_from_start: bool,
+    /// How often the tailed file is polled for growth, truncation and rotation.
+    #[arg(long, env = "TRADEFLOW_TAIL_POLL", default_value = "200ms", value_parser = parse_duration)]
+    pub tail_poll: Duration,
+
+    /// Synthetic trades per second (all symbols together; 0 = as fast as possible).
+    #[arg(long, env = "TRADEFLOW_SYNTHETIC_RATE", default_value_t = 1000)]
+    pub synthetic_rate: u64,
+    /// Total synthetic trades, then stop (default: unlimited).
+    #[arg(long, env = "TRADEFLOW_SYNTHETIC_COUNT")]
+    pub synthetic_count: Option<u64>,
+    /// Seed of the synthetic generator.
+    #[arg(long, env = "TRADEFLOW_SYNTHETIC_SEED", default_value_t = 42)]
+    pub synthetic_seed: u64,
+
+    /// Records per PutRecords call (≤ 500).
+    #[arg(long, env = "TRADEFLOW_BATCH_RECORDS", default_value_t = MAX_RECORDS_PER_CALL)]
+    pub batch_records: usize,
+    /// Bytes per PutRecords call (≤ 5 MiB).
+    #[arg(long, env = "TRADEFLOW_BATCH_BYTES", default_value_t = MAX_BYTES_PER_CALL)]
+    pub batch_bytes: usize,
+    /// How long a shard's first pending trade may wait for a fuller batch.
+    #[arg(long, env = "TRADEFLOW_LINGER", default_value = "100ms", value_parser = parse_duration)]
+    pub linger: Duration,
+    /// PutRecords calls in flight at once (at most one per shard).
+    #[arg(long, env = "TRADEFLOW_MAX_IN_FLIGHT", default_value_t = 8)]
+    pub max_in_flight: usize,
+    /// Trades accepted but not yet written before the overflow policy applies.
+    #[arg(long, env = "TRADEFLOW_BUFFER_RECORDS", default_value_t = 100_000)]
+    pub buffer_records: usize,
+    /// What to do when the buffer is full.
+    #[arg(long, env = "TRADEFLOW_OVERFLOW", value_enum, default_value = "block")]
+    pub overflow: OverflowPolicy,
+    /// Allow several records of one symbol per PutRecords call (more throughput without
+    /// aggregation, but a partial failure can then reorder that symbol's trades).
+    #[arg(long, env = "TRADEFLOW_RELAXED_ORDER")]
+    pub relaxed_order: bool,
+
+    /// Write KPL aggregated records (many trades per Kinesis record).
+    #[arg(long, env = "TRADEFLOW_AGGREGATE")]
+    pub aggregate: bool,
+    /// Largest aggregate, in bytes (≤ 1 MiB minus the partition key; multiples of 25 KB bill best).
+    #[arg(long, env = "TRADEFLOW_AGGREGATE_BYTES", default_value_t = 4 * PAYLOAD_UNIT_BYTES)]
+    pub aggregate_bytes: usize,
+
+    /// First retry delay after a failed call or entry.
+    #[arg(long, env = "TRADEFLOW_RETRY_BASE", default_value = "100ms", value_parser = parse_duration)]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[arg(long, env = "TRADEFLOW_RETRY_MAX", default_value = "5s", value_parser = parse_duration)]
+    pub retry_max: Duration,
+    /// How often the shard map is refreshed even without a sign of resharding.
+    #[arg(long, env = "TRADEFLOW_SHARD_REFRESH", default_value = "60s", value_parser = parse_duration)]
+    pub shard_refresh: Duration,
+    /// After a shutdown signal, how long to keep trying to write what was accepted.
+    #[arg(long, env = "TRADEFLOW_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value for {flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Checks everything that can be checked without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.stream.is_empty() || self.stream.len() > 128 {
+            return Err(invalid("--stream", "1 to 128 characters"));
+        }
+        if !(1..=MAX_RECORDS_PER_CALL).contains(&self.batch_records) {
+            return Err(invalid("--batch-records", "between 1 and 500"));
+        }
+        if !(MAX_BYTES_PER_RECORD..=MAX_BYTES_PER_CALL).contains(&self.batch_bytes) {
+            return Err(invalid("--batch-bytes", "between 1 MiB and 5 MiB"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(invalid("--max-in-flight", "at least 1"));
+        }
+        if self.buffer_records == 0 {
+            return Err(invalid("--buffer-records", "at least 1"));
+        }
+        if !(1024..=MAX_BYTES_PER_RECORD - 256).contains(&self.aggregate_bytes) {
+            return Err(invalid(
+                "--aggregate-bytes",
+                "between 1 KiB and 1 MiB minus 256 bytes",
+            ));
+        }
+        if self.retry_base.is_zero() || self.retry_max < self.retry_base {
+            return Err(invalid("--retry-base/--retry-max", "0 < base ≤ max"));
+        }
+        if self.shard_refresh < Duration::from_secs(1) {
+            return Err(invalid("--shard-refresh", "at least 1s"));
+        }
+        match self.source {
+            SourceKind::Binance => {
+                if self.symbols.is_empty() {
+                    return Err(invalid("--symbols", "at least one symbol"));
+                }
+                self.parsed_symbols()?;
+                if !(self.binance_url.starts_with("wss://")
+                    || self.binance_url.starts_with("ws://"))
+                {
+                    return Err(invalid("--binance-url", "a ws:// or wss:// URL"));
+                }
+            }
+            SourceKind::Replay => {
+                if self.replay_file.is_none() {
+                    return Err(invalid("--replay-file", "required with --source replay"));
+                }
+            }
+            SourceKind::Tail => {}
+            SourceKind::Synthetic => {
+                if self.symbols.is_empty() {
+                    return Err(invalid("--symbols", "at least one symbol"));
+                }
+                self.parsed_symbols()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The symbols, upper-cased and validated (Binance stream names are lower case).
+    pub fn parsed_symbols(&self) -> Result<Vec<tradeflow_shared::Symbol>, ConfigError> {
+        self.symbols
+            .iter()
+            .map(|s| {
+                tradeflow_shared::Symbol::new(&s.trim().to_ascii_uppercase())
+                    .map_err(|e| invalid("--symbols", format!("{s}: {e}")))
+            })
+            .collect()
+    }
+
+    /// Trades of one symbol allowed in one PutRecords call (see `--relaxed-order`).
+    pub fn per_key_limit(&self) -> usize {
+        if self.relaxed_order {
+            MAX_RECORDS_PER_CALL
+        } else {
+            1
+        }
+    }
+}
+
+/// Parses `250ms`, `30s`, `2m` (a bare number is milliseconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 250ms, 30s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{s}`: unit must be ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut v = vec!["tradeflow-producer"];
+        v.extend_from_slice(args);
+        Config::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse(&[]);
+        assert_eq!(c.stream, "crypto");
+        assert_eq!(c.symbols.len(), 14);
+        assert_eq!(c.linger, Duration::from_millis(100));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_rejected_before_io() {
+        assert!(parse(&["--batch-records", "501"]).validate().is_err());
+        assert!(parse(&["--source", "replay"]).validate().is_err());
+        assert!(parse(&["--symbols", "BTC USDT"]).validate().is_err());
+        assert!(parse(&["--aggregate-bytes", "2000000"]).validate().is_err());
+        let c = Config::try_parse_from(["p", "--linger", "abc"]);
+        assert!(c.is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_millis(7)));
+        assert!(parse_duration("1h").is_err());
+    }
+}
