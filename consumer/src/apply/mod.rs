@@ -1,1 +1,83 @@
-//! (being written)
+//! Exact totals in Redis, each trade counted exactly once.
+//!
+//! Reading Kinesis is at-least-once (replays after a crash, two workers on one shard
+//! after a steal, reshards, the producer writing a trade twice with new sequence
+//! numbers or out of order). This module makes the *effects* exactly-once: a trade is
+//! identified by (symbol, trade id), and Redis itself remembers which ids it applied,
+//! in the same atomic script that changes the totals.
+//!
+//! # Flow
+//! [`fold`] (pure) turns a batch of decoded records into, per symbol, the trades sorted
+//! by id and cut into *segments* (maximal runs of consecutive ids) with their summed
+//! deltas, plus the poison records and the batch's first/last position.
+//! [`RedisSink::apply`] sends it in one `EVALSHA` of `apply.lua`.
+//!
+//! # Data model (prefix `P`, default `tradeflow:`, configurable)
+//! | key | type | content |
+//! |---|---|---|
+//! | `symbol:<SYM>` | string | trade count, plain integer (legacy `MGET`); nothing else lives under `symbol:` |
+//! | `P stats:<SYM>` | hash | `base` traded quantity, decimal string with exactly 8 decimals; `quote` volume (Σ price × qty), exactly 16 decimals; `last_price` (8 decimals), `last_time_ms`, `last_trade_id` — of the highest trade id applied |
+//! | `P min:<SYM>:<unix minute>` | hash | `count`, `base` (8 dec.), `quote` (16 dec.) of trades whose trade time falls in that minute; TTL (`minute_ttl`) refreshed on each write, so a bucket lives `minute_ttl` after its last trade |
+//! | `P symbols` | set | every symbol applied (readers never need `KEYS`) |
+//! | `P dedupe:<SYM>` | hash | `hwm`: highest trade id applied; `floor`: highest id of an evicted gap |
+//! | `P gaps:<SYM>` | sorted set | id ranges below `hwm` never applied, member `lo:hi`, score `lo`; at most 1,000 per symbol |
+//! | `P pos:<stream>:<shard>` | hash | `seq`, `sub`: highest position applied for the shard ([`RedisSink::stored_position`]) |
+//! | `P dead_letter` | stream | poison records: `stream shard seq sub kind reason data` (data ≤ 4 KiB), `XADD MAXLEN ~ dead_letter_maxlen` |
+//!
+//! # Why each trade counts once
+//! Per symbol, the script keeps `hwm` and the gaps below it. A segment entirely above
+//! `hwm` is applied (a jump above `hwm + 1` records the skipped ids as a gap; the very
+//! first segment of a symbol records `0..lo-1` as a gap, since those were never seen
+//! either). A segment entirely inside one gap is applied and the gap split. A segment
+//! entirely at/below `hwm` and outside every gap is a duplicate: skipped, counted. A
+//! segment that straddles (partly seen, partly not) makes the script answer "split"
+//! *before writing anything*; the sink re-sends those symbols one trade per segment
+//! (a single id never straddles) — a second round trip only on that rare path.
+//! So replays with other batch boundaries, racing workers (scripts run atomically),
+//! producer duplicates with new sequence numbers, out-of-order ids and reshards (a
+//! child shard continues the same per-symbol state) all leave the totals exact.
+//!
+//! Gaps are bounded: beyond 1,000 ranges for a symbol the lowest are evicted and `floor`
+//! remembers the highest evicted id; a trade that later arrives at or below `floor`
+//! and in no kept gap is **not applied** and is counted `late_dropped`
+//! (`tradeflow_consumer_late_trades_dropped_total`). Binance ids are consecutive, so
+//! real gaps are rare; this only bounds memory against pathological input.
+//!
+//! Per shard, `pos` is advanced in the same script. A batch whose last position is at or
+//! below it is skipped whole without touching any symbol (fast path for replays).
+//! This relies on one invariant of the caller: an applier starts a shard at a point
+//! where everything before is applied (a checkpoint, written only after `apply`, or
+//! [`RedisSink::stored_position`]) and applies its batches in order. Trades are
+//! protected by the per-symbol dedupe even without it; the fast path and the poison
+//! dedupe need it.
+//! Poison records are dead-lettered only when their position is above `pos`, so a
+//! replay never writes them twice. Because the counts and `pos` share one script and
+//! one AOF, after Redis loses its last second of writes (`appendfsync everysec`) the
+//! two are still consistent: the worker resumes from `stored_position` when it is
+//! behind the DynamoDB checkpoint.
+//!
+//! # Why the numbers are exact
+//! Rust sums each segment in integer units (u128: base in 1e-8, quote in 1e-16) and
+//! sends them as decimal integer strings; Lua adds them to the stored decimal strings
+//! digit-wise (7-digit limbs, each well below 2^53), never as Lua numbers. The totals
+//! have no upper bound (strings grow), so ten years of the busiest symbol cannot
+//! overflow; the count is a 64-bit integer (10 years × 1,000/s = 3.2e11). Trade ids
+//! above 2^53 (exact limit of Lua numbers) are poison (`trade_id_range`).
+//!
+//! # Cost per batch
+//! One round trip (`EVALSHA`; `NOSCRIPT` after a restart reloads transparently). Work
+//! is O(records) in Rust and O(segments + minutes + poison) commands in Lua for the
+//! symbols *in the batch* only — normally per symbol: `HMGET` dedupe, `HSET` hwm,
+//! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 4 commands per minute bucket,
+//! `SADD`. Gap lookups (`O(log gaps)`) happen only for segments at/below `hwm`.
+//! Not Redis-Cluster safe (keys are built inside the script); one primary is assumed.
+
+pub mod fold;
+pub mod keys;
+pub mod redis_sink;
+
+pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
+pub use keys::{KeyError, Keys};
+pub use redis_sink::{
+    redact_url, ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
+};

@@ -1,0 +1,170 @@
+//! The Redis key layout, in one place. The Lua script builds the same names from the
+//! prefix (see `apply.lua`); the report reads them through [`Keys`].
+//!
+//! Every key part that comes from data (symbol, stream, shard) is checked here too, even
+//! though symbols are validated at decode time: a name that could break a key, a glob
+//! or a line-oriented reader never reaches Redis.
+
+use tradeflow_shared::Symbol;
+
+/// The legacy per-symbol trade count key prefix (fixed: the reporting jobs read it).
+pub const COUNT_PREFIX: &str = "symbol:";
+pub const DEFAULT_PREFIX: &str = "tradeflow:";
+const MAX_PREFIX_BYTES: usize = 64;
+const MAX_PART_BYTES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key prefix {0:?} is invalid (printable ASCII without spaces or glob characters, at most 64 bytes, not under `symbol:`)")]
+    Prefix(String),
+    #[error("{what} {value:?} cannot be part of a Redis key")]
+    Part { what: &'static str, value: String },
+}
+
+/// Names of every key tradeflow writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Result<Self, KeyError> {
+        let ok = prefix.len() <= MAX_PREFIX_BYTES
+            && prefix.bytes().all(|b| b.is_ascii_graphic() && !is_glob(b))
+            && !prefix.starts_with(COUNT_PREFIX);
+        if !ok {
+            return Err(KeyError::Prefix(prefix.chars().take(80).collect()));
+        }
+        Ok(Keys {
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `symbol:<SYM>`: the trade count, a plain integer.
+    pub fn count(&self, sym: &Symbol) -> String {
+        format!("{COUNT_PREFIX}{sym}")
+    }
+
+    /// `<p>stats:<SYM>` hash: `base` (8 decimals), `quote` (16 decimals), `last_price`,
+    /// `last_time_ms`, `last_trade_id`.
+    pub fn stats(&self, sym: &Symbol) -> String {
+        format!("{}stats:{sym}", self.prefix)
+    }
+
+    /// `<p>dedupe:<SYM>` hash: `hwm` (highest trade id applied), `floor` (highest id of
+    /// an evicted gap).
+    pub fn dedupe(&self, sym: &Symbol) -> String {
+        format!("{}dedupe:{sym}", self.prefix)
+    }
+
+    /// `<p>gaps:<SYM>` sorted set: member `lo:hi`, score `lo`: id ranges below `hwm`
+    /// never applied.
+    pub fn gaps(&self, sym: &Symbol) -> String {
+        format!("{}gaps:{sym}", self.prefix)
+    }
+
+    /// `<p>min:<SYM>:<unix minute>` hash: `count`, `base`, `quote`.
+    pub fn minute(&self, sym: &Symbol, minute: u64) -> String {
+        format!("{}min:{sym}:{minute}", self.prefix)
+    }
+
+    /// `<p>symbols` set: every symbol ever applied.
+    pub fn symbols(&self) -> String {
+        format!("{}symbols", self.prefix)
+    }
+
+    /// `<p>dead_letter` stream: poison records.
+    pub fn dead_letter(&self) -> String {
+        format!("{}dead_letter", self.prefix)
+    }
+
+    /// `<p>pos:<stream>:<shard>` hash: `seq`, `sub` — the highest position applied.
+    pub fn position(&self, stream: &str, shard: &str) -> Result<String, KeyError> {
+        check_part("stream", stream)?;
+        check_part("shard id", shard)?;
+        Ok(format!("{}pos:{stream}:{shard}", self.prefix))
+    }
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            prefix: DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
+fn is_glob(b: u8) -> bool {
+    matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
+}
+
+/// Kinesis stream names and shard ids are `[A-Za-z0-9_.-]+`; nothing else is let in.
+pub fn check_part(what: &'static str, value: &str) -> Result<(), KeyError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_PART_BYTES
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::Part {
+            what,
+            value: value.chars().take(80).collect(),
+        })
+    }
+}
+
+/// A symbol is safe by construction; checked again here, since a key broken by one
+/// bad name would corrupt others.
+pub fn check_symbol(sym: &Symbol) -> Result<(), KeyError> {
+    let s = sym.as_str();
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() && !c.is_lowercase() && !c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::Part {
+            what: "symbol",
+            value: s.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = Keys::default();
+        let s = Symbol::new("BTCUSDT").unwrap();
+        assert_eq!(k.count(&s), "symbol:BTCUSDT");
+        assert_eq!(k.stats(&s), "tradeflow:stats:BTCUSDT");
+        assert_eq!(k.minute(&s, 7), "tradeflow:min:BTCUSDT:7");
+        assert_eq!(
+            k.position("trades", "shardId-000000000001").unwrap(),
+            "tradeflow:pos:trades:shardId-000000000001"
+        );
+    }
+
+    #[test]
+    fn rejects_key_breakers() {
+        for p in ["symbol:", "a b", "x*", "a\n", "{t}"] {
+            assert!(Keys::new(p).is_err(), "{p:?}");
+        }
+        assert!(Keys::new("").is_ok());
+        assert!(Keys::new("tf-test:").is_ok());
+        let k = Keys::default();
+        for bad in ["", "a:b", "s*", "x y", "a\r\n", "é"] {
+            assert!(k.position(bad, "shardId-1").is_err(), "{bad:?}");
+            assert!(k.position("s", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_symbol(&Symbol::new("币安人生USDT").unwrap()).is_ok());
+    }
+}

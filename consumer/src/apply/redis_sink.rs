@@ -1,0 +1,567 @@
+//! The Redis sink: applies a folded batch with one EVALSHA of `apply.lua` (loaded once
+//! at connect; re-loaded transparently after a Redis restart answers NOSCRIPT), and
+//! reads back the position Redis durably holds for a shard.
+//!
+//! Errors never show the Redis password: URLs are redacted and server messages are
+//! scrubbed of it before they are stored in a [`SinkError`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use tradeflow_shared::{Position, SequenceNumber, Symbol};
+
+use super::fold::{self, BatchDelta, Segment};
+use super::keys::{self, KeyError, Keys};
+
+/// Gap ranges kept per symbol before the lowest are evicted (a trade arriving later for
+/// an evicted range is counted `late_dropped`, not applied).
+pub const MAX_GAPS_PER_SYMBOL: usize = 1000;
+/// Rounds of "split needed" before giving up; each round turns more symbols into one
+/// trade per segment, which can never need splitting, so two rounds suffice unless
+/// another worker keeps changing the same symbols in between.
+const MAX_SPLIT_ROUNDS: usize = 6;
+
+const APPLY_LUA: &str = include_str!("apply.lua");
+
+/// How to reach Redis and shape what is written.
+#[derive(Clone)]
+pub struct SinkConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    pub url: String,
+    /// Prefix of every key except the legacy `symbol:<SYM>` counts.
+    pub key_prefix: String,
+    /// How long a per-minute bucket lives after its last write.
+    pub minute_ttl: Duration,
+    /// Approximate cap of the dead-letter stream (`XADD MAXLEN ~`).
+    pub dead_letter_maxlen: usize,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: keys::DEFAULT_PREFIX.into(),
+            minute_ttl: Duration::from_secs(48 * 3600),
+            dead_letter_maxlen: 100_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("minute_ttl", &self.minute_ttl)
+            .field("dead_letter_maxlen", &self.dead_letter_maxlen)
+            .finish()
+    }
+}
+
+/// What one `apply` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Trades that changed the totals now.
+    pub trades_applied: u64,
+    /// Trades already counted before (or twice in this batch), skipped.
+    pub duplicates: u64,
+    /// Poison records written to the dead-letter stream now.
+    pub poison: u64,
+    /// The whole batch was at or below the shard's stored position: nothing done.
+    pub batch_skipped: bool,
+    /// Trades for an id range whose gap had been evicted: not applied (see module docs).
+    pub late_dropped: u64,
+    /// Round trips used (1 normally; more only on the split path).
+    pub round_trips: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("invalid Redis sink configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Connection lost or refused, timeout, server loading or busy: try again later.
+    #[error("Redis at {url} unavailable ({kind}): {message}")]
+    Unavailable {
+        url: String,
+        kind: &'static str,
+        message: String,
+    },
+    /// The server refused the work (script error, authentication, permissions).
+    #[error("Redis at {url} failed ({kind}): {message}")]
+    Fatal {
+        url: String,
+        kind: &'static str,
+        message: String,
+    },
+    #[error("unexpected reply from Redis: {0}")]
+    Protocol(String),
+}
+
+impl SinkError {
+    /// True when the same call may succeed later (the worker backs off and retries;
+    /// retrying an apply is always safe: it is idempotent).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SinkError::Unavailable { .. })
+    }
+
+    /// Bounded label for `tradeflow_consumer_redis_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Config(_) => "config",
+            SinkError::Key(_) => "key",
+            SinkError::Unavailable { kind, .. } | SinkError::Fatal { kind, .. } => kind,
+            SinkError::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// A handle on Redis; cheap to clone (one multiplexed, self-reconnecting connection).
+#[derive(Clone)]
+pub struct RedisSink {
+    con: ConnectionManager,
+    script: Arc<Script>,
+    keys: Keys,
+    url: Arc<str>,
+    password: Option<Arc<str>>,
+    minute_ttl_s: u64,
+    dead_letter_maxlen: usize,
+    max_gaps: usize,
+}
+
+impl RedisSink {
+    /// Validates the configuration, connects and loads the apply script.
+    pub async fn connect(cfg: &SinkConfig) -> Result<Self, SinkError> {
+        let keys = Keys::new(&cfg.key_prefix)?;
+        let url: Arc<str> = redact_url(&cfg.url).into();
+        let password = url_password(&cfg.url).map(Arc::from);
+        if cfg.minute_ttl.as_secs() == 0 {
+            return Err(SinkError::Config("minute TTL must be at least 1 s".into()));
+        }
+        if cfg.dead_letter_maxlen == 0 {
+            return Err(SinkError::Config(
+                "dead-letter max length must be positive".into(),
+            ));
+        }
+        let scrub = |e: RedisError| classify(&url, password.as_deref(), &e);
+        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
+            SinkError::Config(format!(
+                "Redis URL {url}: {}",
+                scrub_text(&e.to_string(), password.as_deref())
+            ))
+        })?;
+        let mcfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let mut con = ConnectionManager::new_with_config(client, mcfg)
+            .await
+            .map_err(scrub)?;
+        let script = Script::new(APPLY_LUA);
+        script.load_async(&mut con).await.map_err(scrub)?;
+        Ok(RedisSink {
+            con,
+            script: Arc::new(script),
+            keys,
+            url,
+            password,
+            minute_ttl_s: cfg.minute_ttl.as_secs(),
+            dead_letter_maxlen: cfg.dead_letter_maxlen,
+            max_gaps: MAX_GAPS_PER_SYMBOL,
+        })
+    }
+
+    /// Changes the per-symbol gap bound (tests use a small one).
+    pub fn with_max_gaps(mut self, max_gaps: usize) -> Self {
+        self.max_gaps = max_gaps.max(1);
+        self
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The redacted URL (safe to log).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A clone of the connection, for readers in the same process (the report).
+    pub fn connection(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// Applies one folded batch of `shard_id` exactly once: one round trip normally.
+    /// An empty batch costs nothing.
+    pub async fn apply(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        batch: &BatchDelta,
+    ) -> Result<ApplyOutcome, SinkError> {
+        let result = self.apply_inner(stream, shard_id, batch).await;
+        match &result {
+            Ok(o) => {
+                metrics::counter!("tradeflow_consumer_trades_applied_total")
+                    .increment(o.trades_applied);
+                metrics::counter!("tradeflow_consumer_duplicates_skipped_total")
+                    .increment(o.duplicates);
+                if o.late_dropped > 0 {
+                    tracing::warn!(
+                        stream,
+                        shard_id,
+                        late = o.late_dropped,
+                        "trades for evicted id gaps dropped (not applied)"
+                    );
+                    metrics::counter!("tradeflow_consumer_late_trades_dropped_total")
+                        .increment(o.late_dropped);
+                }
+                if o.batch_skipped {
+                    metrics::counter!("tradeflow_consumer_batches_skipped_total").increment(1);
+                }
+                // Written poison records are exactly the newest `o.poison` of the batch
+                // (those after the stored position).
+                let from = batch.poison.len() - (o.poison as usize).min(batch.poison.len());
+                for p in &batch.poison[from..] {
+                    tracing::warn!(stream, shard_id, position = %p.pos, kind = p.kind,
+                        reason = %p.reason, "poison record dead-lettered");
+                    metrics::counter!("tradeflow_consumer_poison_records_total", "kind" => p.kind)
+                        .increment(1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stream, shard_id, error = %e, "applying a batch to Redis failed");
+                metrics::counter!("tradeflow_consumer_redis_errors_total", "kind" => e.kind())
+                    .increment(1);
+            }
+        }
+        result
+    }
+
+    async fn apply_inner(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        batch: &BatchDelta,
+    ) -> Result<ApplyOutcome, SinkError> {
+        let pos_key = self.keys.position(stream, shard_id)?;
+        let (Some(first), Some(last)) = (&batch.first, &batch.last) else {
+            return Ok(ApplyOutcome::default());
+        };
+        for s in &batch.symbols {
+            keys::check_symbol(&s.symbol)?;
+        }
+        let mut singles: Vec<Symbol> = Vec::new();
+        let mut outcome = ApplyOutcome::default();
+        for _ in 0..MAX_SPLIT_ROUNDS {
+            let mut inv = self.script.prepare_invoke();
+            inv.arg(self.keys.prefix())
+                .arg(&pos_key)
+                .arg(first.seq.as_str())
+                .arg(first.sub)
+                .arg(last.seq.as_str())
+                .arg(last.sub)
+                .arg(self.minute_ttl_s)
+                .arg(self.dead_letter_maxlen)
+                .arg(stream)
+                .arg(shard_id)
+                .arg(self.max_gaps)
+                .arg(batch.poison.len());
+            for p in &batch.poison {
+                inv.arg(p.pos.seq.as_str())
+                    .arg(p.pos.sub)
+                    .arg(p.kind)
+                    .arg(&p.reason)
+                    .arg(&p.data[..]);
+            }
+            inv.arg(batch.symbols.len());
+            for s in &batch.symbols {
+                inv.arg(s.symbol.as_str());
+                if singles.contains(&s.symbol) {
+                    let segs = fold::single_segments(&s.trades);
+                    push_segments(&mut inv, &segs);
+                } else {
+                    push_segments(&mut inv, &s.segments);
+                }
+            }
+            let mut con = self.con.clone();
+            let started = Instant::now();
+            let reply: Result<Vec<Value>, RedisError> = inv.invoke_async(&mut con).await;
+            metrics::counter!("tradeflow_consumer_redis_round_trips_total").increment(1);
+            outcome.round_trips += 1;
+            let reply = reply.map_err(|e| classify(&self.url, self.password.as_deref(), &e))?;
+            metrics::histogram!("tradeflow_consumer_redis_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let (status, nums, split) = parse_reply(&reply)?;
+            match status {
+                0 => {
+                    outcome.trades_applied = nums[0];
+                    outcome.duplicates = nums[1] + batch.in_batch_duplicates;
+                    outcome.poison = nums[2];
+                    outcome.late_dropped = nums[3];
+                    return Ok(outcome);
+                }
+                1 => {
+                    outcome.batch_skipped = true;
+                    return Ok(outcome);
+                }
+                _ => {
+                    let mut grew = false;
+                    for name in split {
+                        let sym = Symbol::new(&name)
+                            .map_err(|_| SinkError::Protocol(format!("split symbol {name:?}")))?;
+                        if !singles.contains(&sym) {
+                            singles.push(sym);
+                            grew = true;
+                        }
+                    }
+                    if !grew {
+                        return Err(SinkError::Protocol(
+                            "script asked to split one-trade segments".into(),
+                        ));
+                    }
+                    tracing::debug!(
+                        stream,
+                        shard_id,
+                        symbols = singles.len(),
+                        "segments overlap applied ids; re-sending one trade per segment"
+                    );
+                }
+            }
+        }
+        Err(SinkError::Unavailable {
+            url: self.url.to_string(),
+            kind: "contention",
+            message: "segments kept overlapping concurrent writes; retry the batch".into(),
+        })
+    }
+
+    /// The highest position applied for this shard, as Redis durably holds it (after
+    /// Redis lost its last writes this is behind the DynamoDB checkpoint: resume here).
+    pub async fn stored_position(
+        &self,
+        stream: &str,
+        shard_id: &str,
+    ) -> Result<Option<Position>, SinkError> {
+        let key = self.keys.position(stream, shard_id)?;
+        let mut con = self.con.clone();
+        let (seq, sub): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg("seq")
+            .arg("sub")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| classify(&self.url, self.password.as_deref(), &e))?;
+        match (seq, sub) {
+            (Some(seq), Some(sub)) => {
+                let seq = SequenceNumber::parse(&seq)
+                    .map_err(|e| SinkError::Protocol(format!("{key}: {e}")))?;
+                Ok(Some(Position::new(seq, sub)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn push_segments(inv: &mut redis::ScriptInvocation<'_>, segs: &[Segment]) {
+    inv.arg(segs.len());
+    for g in segs {
+        inv.arg(g.first_id)
+            .arg(g.last_id)
+            .arg(g.count)
+            .arg(g.base_units.to_string())
+            .arg(g.quote_units.to_string())
+            .arg(g.last_price.to_string())
+            .arg(g.last_time_ms)
+            .arg(g.minutes.len());
+        for m in &g.minutes {
+            inv.arg(m.minute)
+                .arg(m.count)
+                .arg(m.base_units.to_string())
+                .arg(m.quote_units.to_string());
+        }
+    }
+}
+
+type Reply = (i64, [u64; 4], Vec<String>);
+
+fn parse_reply(reply: &[Value]) -> Result<Reply, SinkError> {
+    let bad = || SinkError::Protocol(format!("apply script replied {reply:?}"));
+    if reply.len() < 5 {
+        return Err(bad());
+    }
+    let int = |v: &Value| match v {
+        Value::Int(n) if *n >= 0 => Ok(*n),
+        _ => Err(bad()),
+    };
+    let status = int(&reply[0])?;
+    let mut nums = [0u64; 4];
+    for (i, n) in nums.iter_mut().enumerate() {
+        *n = int(&reply[i + 1])? as u64;
+    }
+    let mut split = Vec::new();
+    for v in &reply[5..] {
+        match v {
+            Value::BulkString(b) => split.push(String::from_utf8_lossy(b).into_owned()),
+            _ => return Err(bad()),
+        }
+    }
+    if status > 2 {
+        return Err(bad());
+    }
+    Ok((status, nums, split))
+}
+
+/// Turns a Redis error into a retryable or fatal [`SinkError`], password scrubbed.
+pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> SinkError {
+    let message = scrub_text(&e.to_string(), password);
+    let url = url.to_string();
+    let kind = e.kind();
+    let code = e.code().unwrap_or("");
+    let retry_kind: Option<&'static str> = if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+    {
+        Some("io")
+    } else {
+        match kind {
+            ErrorKind::Server(ServerErrorKind::BusyLoading) => Some("loading"),
+            ErrorKind::Server(ServerErrorKind::TryAgain)
+            | ErrorKind::Server(ServerErrorKind::MasterDown)
+            | ErrorKind::Server(ServerErrorKind::ClusterDown)
+            | ErrorKind::Server(ServerErrorKind::ReadOnly) => Some("unavailable"),
+            _ if code == "BUSY" || code == "OOM" || code == "MISCONF" => Some("busy"),
+            _ => None,
+        }
+    };
+    match retry_kind {
+        Some(kind) => SinkError::Unavailable { url, kind, message },
+        None => {
+            let kind = match kind {
+                ErrorKind::AuthenticationFailed => "auth",
+                ErrorKind::Server(ServerErrorKind::NoPerm) => "auth",
+                ErrorKind::Server(ServerErrorKind::NoScript) => "noscript",
+                ErrorKind::Server(_) => "server",
+                _ => "client",
+            };
+            SinkError::Fatal { url, kind, message }
+        }
+    }
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`; query strings
+/// (which may carry credentials) are dropped.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return "<unparseable URL>".to_string(),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = match authority.rfind('@') {
+        Some(i) => {
+            let user = authority[..i].split(':').next().unwrap_or("");
+            format!("{user}:***@{}", &authority[i + 1..])
+        }
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{host}{path}")
+}
+
+/// The password part of a URL, if any (raw, as written).
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let userinfo = &authority[..authority.rfind('@')?];
+    let pw = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+    (!pw.is_empty()).then(|| pw.to_string())
+}
+
+/// Removes the password (raw and percent-decoded) from a message.
+pub(crate) fn scrub_text(text: &str, password: Option<&str>) -> String {
+    let Some(pw) = password else {
+        return text.to_string();
+    };
+    let mut out = text.replace(pw, "***");
+    let decoded = percent_decode(pw);
+    if !decoded.is_empty() && decoded != pw {
+        out = out.replace(&decoded, "***");
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("redis://:s3cret@10.0.0.1:6379/2"),
+            "redis://:***@10.0.0.1:6379/2"
+        );
+        assert_eq!(
+            redact_url("rediss://app:p%40ss@cache:6380?password=x"),
+            "rediss://app:***@cache:6380"
+        );
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("nonsense"), "<unparseable URL>");
+        assert_eq!(url_password("redis://:s3cret@h").as_deref(), Some("s3cret"));
+        assert_eq!(
+            url_password("redis://u:p%40ss@h/0").as_deref(),
+            Some("p%40ss")
+        );
+        assert_eq!(url_password("redis://h:6379"), None);
+    }
+
+    #[test]
+    fn messages_are_scrubbed() {
+        assert_eq!(
+            scrub_text("bad p@ss and p%40ss", Some("p%40ss")),
+            "bad *** and ***"
+        );
+        assert_eq!(scrub_text("x", None), "x");
+    }
+
+    #[test]
+    fn reply_parsing() {
+        let r = vec![
+            Value::Int(2),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(0),
+            Value::BulkString(b"BTCUSDT".to_vec()),
+        ];
+        let (s, _, split) = parse_reply(&r).unwrap();
+        assert_eq!((s, split), (2, vec!["BTCUSDT".to_string()]));
+        assert!(parse_reply(&[Value::Nil]).is_err());
+    }
+}
