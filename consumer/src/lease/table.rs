@@ -1,0 +1,485 @@
+//! The DynamoDB seam: the KCL 2.x lease table. Every lease write is a conditional
+//! UpdateItem on the last counter seen that sets it +1 (the fencing token); rows are
+//! only ever created with a put-if-absent, so attributes written by other KCL versions
+//! survive our updates.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::error::LeaseError;
+use super::model::{attr, Checkpoint, Lease};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Whether `ensure_table` found the table or made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableState {
+    Existed,
+    Created,
+}
+
+/// Outcome of a conditional lease write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Written; the lease's counter is now this value.
+    Done { counter: u64 },
+    /// The row no longer matched (counter moved, owner changed, or row gone).
+    Conflict,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaseTable {
+    client: Client,
+    name: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn count(op: &'static str) {
+    metrics::counter!("tradeflow_consumer_dynamodb_requests_total", "op" => op).increment(1);
+}
+
+impl LeaseTable {
+    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
+        LeaseTable {
+            client,
+            name: table_name.into(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Creates the table (leaseKey S HASH, PAY_PER_REQUEST) if missing and waits until
+    /// it is ACTIVE.
+    pub async fn ensure_table(&self) -> Result<TableState, LeaseError> {
+        let state = match self.describe_status().await? {
+            Some(_) => TableState::Existed,
+            None => {
+                count("create_table");
+                let res = self
+                    .client
+                    .create_table()
+                    .table_name(&self.name)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(attr::LEASE_KEY)
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .expect("key schema has its required fields"),
+                    )
+                    .attribute_definitions(
+                        AttributeDefinition::builder()
+                            .attribute_name(attr::LEASE_KEY)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()
+                            .expect("attribute definition has its required fields"),
+                    )
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => TableState::Created,
+                    // Another worker created it at the same moment.
+                    Err(SdkError::ServiceError(se)) if se.err().is_resource_in_use_exception() => {
+                        TableState::Existed
+                    }
+                    Err(e) => return Err(LeaseError::dynamo("create_table", &self.name, &e)),
+                }
+            }
+        };
+        for _ in 0..600 {
+            if self.describe_status().await? == Some(TableStatus::Active) {
+                return Ok(state);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(LeaseError::TableNotActive {
+            table: self.name.clone(),
+        })
+    }
+
+    async fn describe_status(&self) -> Result<Option<TableStatus>, LeaseError> {
+        count("describe_table");
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.table()
+                    .and_then(|t| t.table_status().cloned())
+                    .unwrap_or(TableStatus::Creating),
+            )),
+            Err(SdkError::ServiceError(se)) if se.err().is_resource_not_found_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(LeaseError::dynamo("describe_table", &self.name, &e)),
+        }
+    }
+
+    /// Every lease row (consistent, paginated scan). Rows we cannot read are logged,
+    /// counted and left out, never taken.
+    pub async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            count("scan");
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.name)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| LeaseError::dynamo("scan", &self.name, &e))?;
+            for item in page.items() {
+                match parse_item(item) {
+                    Ok(l) => out.push(l),
+                    Err(reason) => {
+                        metrics::counter!("tradeflow_consumer_lease_rows_unreadable_total")
+                            .increment(1);
+                        tracing::warn!(table = %self.name, %reason, "unreadable lease row skipped");
+                    }
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// One row, read consistently.
+    pub async fn get(&self, shard_id: &str) -> Result<Option<Lease>, LeaseError> {
+        count("get_item");
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| LeaseError::dynamo("get_item", &self.name, &e))?;
+        Ok(out.item().and_then(|i| parse_item(i).ok()))
+    }
+
+    /// Creates a free lease row unless one exists. Returns whether it was created.
+    pub async fn create_if_absent(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        count("put_item");
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(to_item(lease)))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", attr::LEASE_KEY)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(LeaseError::dynamo("put_item", &self.name, &e)),
+        }
+    }
+
+    /// Takes (or steals) a lease: owner := me, counter +1, owner switches +1, if the
+    /// counter is still the one seen.
+    pub async fn take(&self, shard_id: &str, expected: u64, me: &str) -> Result<Write, LeaseError> {
+        let req = self
+            .update(shard_id, expected)
+            .update_expression("SET #o = :me, #c = :next ADD #sw :one")
+            .condition_expression("#c = :expected")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
+            .expression_attribute_values(":me", s(me))
+            .expression_attribute_values(":one", n(1));
+        self.conditional("take", shard_id, expected, req, |l| l.is_owned_by(me))
+            .await
+    }
+
+    /// Renews a held lease: counter +1 if still mine at the counter seen.
+    pub async fn renew(
+        &self,
+        shard_id: &str,
+        expected: u64,
+        me: &str,
+    ) -> Result<Write, LeaseError> {
+        let req = self
+            .update(shard_id, expected)
+            .update_expression("SET #c = :next")
+            .condition_expression("#c = :expected AND #o = :me")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_values(":me", s(me));
+        self.conditional("renew", shard_id, expected, req, |l| l.is_owned_by(me))
+            .await
+    }
+
+    /// Writes a checkpoint (fenced on owner and counter), resets the owner-switch count
+    /// and clears any two-phase pending checkpoint. `children` (non-empty) are added to
+    /// `childShardIds` in the same write.
+    pub async fn checkpoint(
+        &self,
+        shard_id: &str,
+        expected: u64,
+        me: &str,
+        cp: &Checkpoint,
+        children: &[String],
+    ) -> Result<Write, LeaseError> {
+        let (value, sub) = cp.to_attr();
+        let mut expr = "SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero".to_string();
+        let mut req = self.update(shard_id, expected);
+        if !children.is_empty() {
+            expr.push_str(" ADD #children :children");
+            req = req
+                .expression_attribute_names("#children", attr::CHILD_SHARD_IDS)
+                .expression_attribute_values(":children", AttributeValue::Ss(children.to_vec()));
+        }
+        expr.push_str(" REMOVE #p, #psub, #pstate");
+        let req = req
+            .update_expression(expr)
+            .condition_expression("#c = :expected AND #o = :me")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_names("#cp", attr::CHECKPOINT)
+            .expression_attribute_names("#sub", attr::CHECKPOINT_SUB)
+            .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
+            .expression_attribute_names("#p", attr::PENDING_CHECKPOINT)
+            .expression_attribute_names("#psub", attr::PENDING_CHECKPOINT_SUB)
+            .expression_attribute_names("#pstate", attr::PENDING_CHECKPOINT_STATE)
+            .expression_attribute_values(":me", s(me))
+            .expression_attribute_values(":cp", s(value.clone()))
+            .expression_attribute_values(":sub", n(sub))
+            .expression_attribute_values(":zero", n(0));
+        self.conditional("checkpoint", shard_id, expected, req, |l| {
+            l.is_owned_by(me) && l.checkpoint.as_deref() == Some(value.as_str())
+        })
+        .await
+    }
+
+    /// Gives a lease up: removes the owner (counter +1) if still mine at the counter
+    /// seen, so any worker may take it on its next pass.
+    pub async fn release(
+        &self,
+        shard_id: &str,
+        expected: u64,
+        me: &str,
+    ) -> Result<Write, LeaseError> {
+        let req = self
+            .update(shard_id, expected)
+            .update_expression("SET #c = :next REMOVE #o")
+            .condition_expression("#c = :expected AND #o = :me")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_values(":me", s(me));
+        self.conditional("release", shard_id, expected, req, |l| l.owner.is_none())
+            .await
+    }
+
+    /// Adds child shard ids to a parent row (a set union: no counter needed, and it does
+    /// not disturb the owner's fenced writes). False if the row does not exist.
+    pub async fn add_children(
+        &self,
+        shard_id: &str,
+        children: &[String],
+    ) -> Result<bool, LeaseError> {
+        if children.is_empty() {
+            return Ok(true);
+        }
+        count("update_item");
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
+            .update_expression("ADD #children :children")
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#children", attr::CHILD_SHARD_IDS)
+            .expression_attribute_names("#k", attr::LEASE_KEY)
+            .expression_attribute_values(":children", AttributeValue::Ss(children.to_vec()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(LeaseError::dynamo("update_item", &self.name, &e)),
+        }
+    }
+
+    fn update(
+        &self,
+        shard_id: &str,
+        expected: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
+            .expression_attribute_names("#c", attr::LEASE_COUNTER)
+            .expression_attribute_values(":expected", n(expected))
+            .expression_attribute_values(":next", n(expected + 1))
+    }
+
+    /// Sends a conditional update. On a condition failure, reads the row back: if it is
+    /// exactly what our write would have left (an SDK retry after a lost response), the
+    /// write did succeed; otherwise it is a real conflict.
+    async fn conditional(
+        &self,
+        op: &'static str,
+        shard_id: &str,
+        expected: u64,
+        req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        applied: impl Fn(&Lease) -> bool,
+    ) -> Result<Write, LeaseError> {
+        count("update_item");
+        match req.send().await {
+            Ok(_) => Ok(Write::Done {
+                counter: expected + 1,
+            }),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                match self.get(shard_id).await? {
+                    Some(l) if l.counter == expected + 1 && applied(&l) => Ok(Write::Done {
+                        counter: expected + 1,
+                    }),
+                    _ => Ok(Write::Conflict),
+                }
+            }
+            Err(e) => Err(LeaseError::dynamo(op, &self.name, &e)),
+        }
+    }
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, k: &str) -> Result<Option<u64>, String> {
+    match item.get(k) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(v)) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("{k} is not a whole number: {v:?}")),
+        Some(_) => Err(format!("{k} is not a number")),
+    }
+}
+
+fn get_ss(item: &Item, k: &str) -> Vec<String> {
+    match item.get(k) {
+        Some(AttributeValue::Ss(v)) => v.clone(),
+        // Some ports write a single string or a list; accept them rather than stall.
+        Some(AttributeValue::S(v)) if !v.is_empty() => vec![v.clone()],
+        Some(AttributeValue::L(v)) => v.iter().filter_map(|x| x.as_s().ok().cloned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Reads the attributes we know; everything else is ignored (and left in place).
+pub fn parse_item(item: &Item) -> Result<Lease, String> {
+    let shard_id = get_s(item, attr::LEASE_KEY)
+        .ok_or_else(|| "no leaseKey".to_string())?
+        .to_string();
+    let counter = get_n(item, attr::LEASE_COUNTER)
+        .map_err(|e| format!("{shard_id}: {e}"))?
+        .unwrap_or(0);
+    Ok(Lease {
+        owner: get_s(item, attr::LEASE_OWNER).map(str::to_string),
+        counter,
+        checkpoint: get_s(item, attr::CHECKPOINT).map(str::to_string),
+        checkpoint_sub: get_n(item, attr::CHECKPOINT_SUB)
+            .map_err(|e| format!("{shard_id}: {e}"))?
+            .unwrap_or(0),
+        owner_switches: get_n(item, attr::OWNER_SWITCHES)
+            .ok()
+            .flatten()
+            .unwrap_or(0),
+        parents: get_ss(item, attr::PARENT_SHARD_IDS),
+        children: get_ss(item, attr::CHILD_SHARD_IDS),
+        starting_hash_key: get_s(item, attr::STARTING_HASH_KEY).map(str::to_string),
+        ending_hash_key: get_s(item, attr::ENDING_HASH_KEY).map(str::to_string),
+        shard_id,
+    })
+}
+
+/// The item of a new row, as the KCL writes one. String sets cannot be empty in
+/// DynamoDB, so empty parent/child lists are left out.
+pub fn to_item(l: &Lease) -> Item {
+    let mut item = Item::new();
+    item.insert(attr::LEASE_KEY.into(), s(l.shard_id.clone()));
+    if let Some(o) = &l.owner {
+        item.insert(attr::LEASE_OWNER.into(), s(o.clone()));
+    }
+    item.insert(attr::LEASE_COUNTER.into(), n(l.counter));
+    if let Some(cp) = &l.checkpoint {
+        item.insert(attr::CHECKPOINT.into(), s(cp.clone()));
+    }
+    item.insert(attr::CHECKPOINT_SUB.into(), n(l.checkpoint_sub));
+    item.insert(attr::OWNER_SWITCHES.into(), n(l.owner_switches));
+    if !l.parents.is_empty() {
+        item.insert(
+            attr::PARENT_SHARD_IDS.into(),
+            AttributeValue::Ss(l.parents.clone()),
+        );
+    }
+    if !l.children.is_empty() {
+        item.insert(
+            attr::CHILD_SHARD_IDS.into(),
+            AttributeValue::Ss(l.children.clone()),
+        );
+    }
+    if let Some(h) = &l.starting_hash_key {
+        item.insert(attr::STARTING_HASH_KEY.into(), s(h.clone()));
+    }
+    if let Some(h) = &l.ending_hash_key {
+        item.insert(attr::ENDING_HASH_KEY.into(), s(h.clone()));
+    }
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_round_trip_and_unknown_attributes_ignored() {
+        let mut l = Lease::new("shardId-000000000001", &Checkpoint::TrimHorizon);
+        l.owner = Some("w1".into());
+        l.counter = 42;
+        l.parents = vec!["shardId-000000000000".into()];
+        l.starting_hash_key = Some("0".into());
+        l.ending_hash_key = Some("340282366920938463463374607431768211455".into());
+        let mut item = to_item(&l);
+        item.insert("entityType".into(), s("LEASE"));
+        item.insert("throughputKBps".into(), AttributeValue::N("1.5".into()));
+        assert_eq!(parse_item(&item).unwrap(), l);
+    }
+
+    #[test]
+    fn bad_counter_is_an_error_not_a_panic() {
+        let mut item = to_item(&Lease::new("s", &Checkpoint::Latest));
+        item.insert(attr::LEASE_COUNTER.into(), AttributeValue::N("1.5".into()));
+        assert!(parse_item(&item).is_err());
+        assert!(parse_item(&Item::new()).is_err());
+    }
+}
