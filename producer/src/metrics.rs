@@ -127,3 +127,17 @@ pub fn written(records: u64, trades: u64, bytes: u64, units: u64, newest_trade_m
         gauge!(LAST_TRADE_AGE).set(now.saturating_sub(newest_trade_ms) as f64 / 1000.0);
     }
 }
+
+pub fn throttled_call() {
+    counter!(THROTTLES, "scope" => "call").increment(1);
+}
+
+pub fn counter_shard_refresh() {
+    counter!(SHARD_REFRESHES).increment(1);
+}
+
+pub fn lost(n: u64) {
+    if n > 0 {
+        counter!(LOST).increment(n);
+    }
+}

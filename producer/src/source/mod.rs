@@ -18,3 +18,7 @@ pub struct SourceTrade {
 /// The sending side every source writes to. Bounded: a slow sink slows the sources.
 pub type TradeTx = mpsc::Sender<SourceTrade>;
 pub type TradeRx = mpsc::Receiver<SourceTrade>;
+
+pub mod replay;
+pub mod synthetic;
+pub mod tail;
