@@ -35,10 +35,7 @@ fn arbitrary_delivery_gives_exact_totals() {
             let case = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let prefix = format!("p{case}:");
             let names: Vec<String> = (0..3).map(|k| format!("C{case}S{k}")).collect();
-            let trades: Vec<_> = stream
-                .iter()
-                .map(|&(s, id)| trade(&names[s], id))
-                .collect();
+            let trades: Vec<_> = stream.iter().map(|&(s, id)| trade(&names[s], id)).collect();
             let split = split_at.min(trades.len());
             let parent = shard_of(&trades[..split]);
             let child = shard_of(&trades[split..]);

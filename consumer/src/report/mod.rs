@@ -1,1 +1,102 @@
-//! (being written)
+//! `tradeflow-report`: the totals for people and scripts. Reads Redis only, through the
+//! symbols index (never `KEYS`): top N symbols by trades or by USD value, totals, the
+//! USD value of each symbol's traded quantity from the last prices in Redis (direct
+//! `<BASE>USDT` pair, else through BTC, ETH or BNB — see [`value`]). Output as a table,
+//! JSON or CSV; `--watch` redraws every 2 s with a share-of-trades bar.
+//! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
+//! across it: trades already counted are not counted again, new ones are.
+
+pub mod format;
+pub mod read;
+pub mod value;
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+pub use format::{build, render, Format, Report, Row, SortBy, SymbolTotals};
+pub use read::Reader;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tradeflow-report",
+    about = "Exact per-symbol trade totals from Redis"
+)]
+pub struct Args {
+    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS).
+    #[arg(
+        long,
+        env = "TRADEFLOW_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Prefix of tradeflow's keys (all but the legacy `symbol:<SYM>` counts).
+    #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = crate::apply::keys::DEFAULT_PREFIX)]
+    pub key_prefix: String,
+    /// How many symbols to list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    #[arg(long, value_enum, default_value_t = SortBy::Trades)]
+    pub sort: SortBy,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Redraw every 2 s (with a bar for each symbol's share of trades).
+    #[arg(long)]
+    pub watch: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Zero all counts and volumes (dedupe state kept: nothing is ever counted twice).
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs the report until done (or, with `--watch`, until `shutdown`).
+pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let reader = Reader::connect(&args.redis_url, &args.key_prefix).await?;
+    if let Some(Command::Reset { yes }) = args.command {
+        if !yes && !confirm()? {
+            println!("reset cancelled");
+            return Ok(());
+        }
+        let n = reader.reset().await?;
+        println!("reset counts and volumes of {n} symbols (dedupe state kept)");
+        return Ok(());
+    }
+    loop {
+        let report = build(&reader.snapshot().await?, args.sort, args.top);
+        let text = render(&report, args.format, args.watch);
+        let mut out = std::io::stdout().lock();
+        if args.watch {
+            // Clear the screen and go home before each frame.
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        drop(out);
+        if !args.watch {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    eprint!("Zero all trade counts and volumes in Redis? Type `yes` to confirm: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
