@@ -76,7 +76,7 @@ impl Fixed8 {
     }
 
     /// Exact product in units of 1e-16 (cannot overflow: u64 × u64 fits u128).
-    pub fn mul(self, other: Fixed8) -> u128 {
+    pub fn times(self, other: Fixed8) -> u128 {
         self.0 as u128 * other.0 as u128
     }
 }
@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(format_scaled(7, 0), "7");
         let q = Fixed8::parse("67012.01")
             .unwrap()
-            .mul(Fixed8::parse("0.0015").unwrap());
+            .times(Fixed8::parse("0.0015").unwrap());
         assert_eq!(format_scaled(q, 16), "100.5180150000000000");
     }
 

@@ -32,7 +32,7 @@ pub struct Trade {
 impl Trade {
     /// Price × quantity in units of 1e-16.
     pub fn quote_units(&self) -> u128 {
-        self.price.mul(self.qty)
+        self.price.times(self.qty)
     }
 
     /// Renders the trade in Binance's current wire format (used by the local exchange,
@@ -182,7 +182,7 @@ fn classify<'a>(w: Wire<'a>, json: &'a str) -> Result<Event<'a>, DecodeError> {
     if price.0 == 0 || qty.0 == 0 {
         return Err(DecodeError::NotPositive);
     }
-    if price.mul(qty) > MAX_TRADE_QUOTE_UNITS {
+    if price.times(qty) > MAX_TRADE_QUOTE_UNITS {
         return Err(DecodeError::Absurd);
     }
     let trade_time_ms = to_millis(w.trade_time.ok_or(DecodeError::Missing("T"))?)?;

@@ -190,7 +190,7 @@ pub fn single_segments(trades: &[TradeLite]) -> Vec<Segment> {
 }
 
 fn single(t: &TradeLite) -> Segment {
-    let quote = t.price.mul(t.qty);
+    let quote = t.price.times(t.qty);
     Segment {
         first_id: t.id,
         last_id: t.id,
@@ -210,7 +210,7 @@ fn single(t: &TradeLite) -> Segment {
 
 fn add_to(s: &mut Segment, t: &TradeLite) {
     let base = t.qty.0 as u128;
-    let quote = t.price.mul(t.qty);
+    let quote = t.price.times(t.qty);
     s.last_id = t.id;
     s.count += 1;
     // u128 holds 3.4e38 units: far beyond any batch (a trade is at most 1e28 units).
