@@ -19,6 +19,7 @@ pub struct SourceTrade {
 pub type TradeTx = mpsc::Sender<SourceTrade>;
 pub type TradeRx = mpsc::Receiver<SourceTrade>;
 
+pub mod binance;
 pub mod replay;
 pub mod synthetic;
 pub mod tail;
