@@ -1,1 +1,197 @@
-//! (being written)
+//! The consumer's command line: one struct, flags with environment fallbacks,
+//! validated before any I/O.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tradeflow_shared::aws::AwsArgs;
+use tradeflow_shared::telemetry::TelemetryArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitialPositionArg {
+    TrimHorizon,
+    Latest,
+    AtTimestamp,
+}
+
+/// Reads every shard of a Kinesis stream under DynamoDB leases shared with the other
+/// workers of the same application, and keeps exact per-symbol totals in Redis.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tradeflow-consumer", version)]
+pub struct Config {
+    /// Kinesis stream to read.
+    #[arg(long, env = "TRADEFLOW_STREAM", default_value = "crypto")]
+    pub stream: String,
+
+    /// Application name: the DynamoDB lease table's name (the KCL's `applicationName`;
+    /// point it at an existing KCL table to adopt its checkpoints).
+    #[arg(long, env = "TRADEFLOW_APPLICATION", default_value = "tradeflow")]
+    pub application_name: String,
+
+    /// This worker's id in the lease table. Default: hostname, pid and a random suffix.
+    #[arg(long, env = "TRADEFLOW_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Redis URL: redis://[:password@]host:port[/db] or rediss:// for TLS.
+    #[arg(
+        long,
+        env = "TRADEFLOW_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key except the legacy `symbol:<SYMBOL>` counts.
+    #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = "tradeflow:")]
+    pub key_prefix: String,
+
+    /// How long per-minute buckets are kept in Redis.
+    #[arg(long, env = "TRADEFLOW_MINUTE_TTL", default_value = "2d", value_parser = humantime::parse_duration)]
+    pub minute_ttl: Duration,
+
+    /// Most entries kept in the Redis dead-letter stream of poison records.
+    #[arg(long, env = "TRADEFLOW_DEAD_LETTER_MAXLEN", default_value_t = 100_000)]
+    pub dead_letter_maxlen: usize,
+
+    /// Where to start shards that have no checkpoint yet.
+    #[arg(
+        long,
+        env = "TRADEFLOW_INITIAL_POSITION",
+        value_enum,
+        default_value = "trim-horizon"
+    )]
+    pub initial_position: InitialPositionArg,
+
+    /// With `--initial-position at-timestamp`: RFC 3339 time, e.g. 2026-11-23T10:00:00Z.
+    #[arg(long, env = "TRADEFLOW_INITIAL_TIMESTAMP", value_parser = humantime::parse_rfc3339_weak)]
+    pub initial_timestamp: Option<std::time::SystemTime>,
+
+    /// A lease not renewed for this long (by this worker's clock) is expired.
+    #[arg(long, env = "TRADEFLOW_FAILOVER_TIME", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub failover_time: Duration,
+
+    /// How often this worker scans the lease table to take leases. Default: failover/2.
+    #[arg(long, env = "TRADEFLOW_TAKE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub take_interval: Option<Duration>,
+
+    /// Most leases this worker holds (default: no cap beyond the fair share).
+    #[arg(long, env = "TRADEFLOW_MAX_LEASES")]
+    pub max_leases_per_worker: Option<usize>,
+
+    /// How often the shard list is re-read (new shards get leases).
+    #[arg(long, env = "TRADEFLOW_SHARD_SYNC_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub shard_sync_interval: Duration,
+
+    /// Least time between DynamoDB checkpoints of one shard. Redis holds the exact
+    /// position, so a checkpoint that lags costs nothing but a short re-read.
+    #[arg(long, env = "TRADEFLOW_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// Records asked for per GetRecords call (at most 10,000).
+    #[arg(long, env = "TRADEFLOW_MAX_RECORDS", default_value_t = 10_000)]
+    pub max_records: i32,
+
+    /// Wait after a GetRecords call that found nothing.
+    #[arg(long, env = "TRADEFLOW_IDLE_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub idle_interval: Duration,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl Config {
+    /// Checks that need no I/O. Called before anything connects.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.application_name.len() < 3 || self.application_name.len() > 255 {
+            return Err(
+                "--application-name must be 3 to 255 characters (a DynamoDB table name)".into(),
+            );
+        }
+        if !self
+            .application_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err("--application-name may use only A-Z a-z 0-9 _ - .".into());
+        }
+        if self.stream.is_empty() {
+            return Err("--stream is empty".into());
+        }
+        if !(1..=10_000).contains(&self.max_records) {
+            return Err("--max-records must be 1 to 10000".into());
+        }
+        if self.failover_time < Duration::from_millis(300) {
+            return Err("--failover-time must be at least 300ms".into());
+        }
+        if self.initial_position == InitialPositionArg::AtTimestamp
+            && self.initial_timestamp.is_none()
+        {
+            return Err("--initial-position at-timestamp needs --initial-timestamp".into());
+        }
+        if !(self.redis_url.starts_with("redis://")
+            || self.redis_url.starts_with("rediss://")
+            || self.redis_url.starts_with("unix://"))
+        {
+            return Err("--redis-url must start with redis://, rediss:// or unix://".into());
+        }
+        Ok(())
+    }
+
+    pub fn worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(default_worker_id)
+    }
+
+    pub fn take_interval(&self) -> Duration {
+        self.take_interval.unwrap_or(self.failover_time / 2)
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["tradeflow-consumer"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse(&[]);
+        assert!(c.validate().is_ok());
+        assert_eq!(c.take_interval(), Duration::from_secs(5));
+        assert_eq!(c.failover_time, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn rejects_bad_values_before_io() {
+        assert!(parse(&["--application-name", "ab"]).validate().is_err());
+        assert!(parse(&["--redis-url", "http://x"]).validate().is_err());
+        assert!(parse(&["--initial-position", "at-timestamp"])
+            .validate()
+            .is_err());
+        assert!(parse(&["--max-records", "0"]).validate().is_err());
+        assert!(parse(&[
+            "--initial-position",
+            "at-timestamp",
+            "--initial-timestamp",
+            "2026-11-23T10:00:00Z"
+        ])
+        .validate()
+        .is_ok());
+    }
+}

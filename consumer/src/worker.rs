@@ -1,1 +1,385 @@
-//! (being written)
+//! The worker: takes leases from the coordinator, runs one task per held shard
+//! (read → decode → fold → apply to Redis → checkpoint), and on shutdown finishes the
+//! batch in hand, checkpoints and gives its leases up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tradeflow_shared::telemetry::Health;
+use tradeflow_shared::{aws, Position};
+
+use crate::apply::{fold, RedisSink, SinkConfig};
+use crate::config::{Config, InitialPositionArg};
+use crate::lease::{
+    Checkpoint, HeldLease, InitialPosition, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle,
+    LeaseTable,
+};
+use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
+
+/// Why a shard task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardExit {
+    /// The shard is closed, fully read, and checkpointed SHARD_END.
+    ShardEnd,
+    /// Another worker holds the lease now (or it could not be proven held).
+    LeaseLost,
+    /// This worker is shutting down; the shard was checkpointed where it stopped.
+    Requested,
+    /// The shard can no longer be read (deleted stream, access denied).
+    Failed(String),
+}
+
+struct Ctx {
+    stream: String,
+    kinesis: aws_sdk_kinesis::Client,
+    sink: RedisSink,
+    leases: LeaseHandle,
+    reader: ReaderConfig,
+    checkpoint_interval: Duration,
+    health: Arc<Health>,
+}
+
+/// Runs a worker until `shutdown` is cancelled, then drains and releases its leases.
+pub async fn run(
+    cfg: Config,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let worker_id = cfg.worker_id();
+    let sdk = aws::sdk_config(&cfg.aws).await;
+    let kinesis = aws::kinesis_client(&sdk, &cfg.aws);
+    let dynamodb = aws::dynamodb_client(&sdk, &cfg.aws);
+
+    let sink = connect_sink(&cfg, &shutdown).await?;
+    let Some(sink) = sink else { return Ok(()) };
+
+    let table = LeaseTable::new(dynamodb, &cfg.application_name);
+    let lease_cfg = LeaseConfig {
+        table_name: cfg.application_name.clone(),
+        worker_id: worker_id.clone(),
+        failover_time: cfg.failover_time,
+        renew_interval: cfg.failover_time / 3,
+        take_interval: cfg.take_interval(),
+        max_leases_per_worker: cfg.max_leases_per_worker,
+        initial_position: initial_position(&cfg),
+        shard_sync_interval: cfg.shard_sync_interval,
+    };
+    // The coordinator runs until told to stop after the shard tasks have drained, so
+    // it keeps renewing while they finish their last batch.
+    let coordinator_stop = CancellationToken::new();
+    let (leases, coordinator) = LeaseCoordinator::start(
+        table,
+        kinesis.clone(),
+        cfg.stream.clone(),
+        lease_cfg,
+        coordinator_stop.clone(),
+    )
+    .await
+    .context("starting the lease coordinator")?;
+    tracing::info!(worker = %worker_id, stream = %cfg.stream, table = %cfg.application_name, "worker started");
+    health.set_ready(true);
+    health.progress();
+
+    let ctx = Arc::new(Ctx {
+        stream: cfg.stream.clone(),
+        kinesis,
+        sink,
+        leases: leases.clone(),
+        reader: ReaderConfig {
+            max_records: cfg.max_records,
+            idle_interval: cfg.idle_interval,
+            ..ReaderConfig::default()
+        },
+        checkpoint_interval: cfg.checkpoint_interval,
+        health: health.clone(),
+    });
+
+    let mut tasks: JoinSet<(String, ShardExit)> = JoinSet::new();
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            held = leases.next_acquired() => match held {
+                Some(held) => {
+                    let ctx = ctx.clone();
+                    let stop = shutdown.clone();
+                    tasks.spawn(async move {
+                        let shard = held.shard_id.clone();
+                        let exit = process_shard(&ctx, held, stop).await;
+                        (shard, exit)
+                    });
+                }
+                None => {
+                    tracing::error!("lease coordinator stopped; shutting down");
+                    break;
+                }
+            },
+            Some(done) = tasks.join_next() => log_exit(&leases, done),
+            _ = heartbeat.tick() => {
+                // An idle worker (no lease, or idle shards) is still healthy.
+                if tasks.is_empty() { health.progress(); }
+            }
+        }
+    }
+
+    tracing::info!(shards = tasks.len(), "draining shard tasks");
+    health.set_ready(false);
+    while let Some(done) = tasks.join_next().await {
+        log_exit(&leases, done);
+    }
+    match leases.release_all().await {
+        Ok(n) => tracing::info!(released = n, "leases released"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not release every lease; they expire after the failover time")
+        }
+    }
+    coordinator_stop.cancel();
+    let _ = coordinator.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn connect_sink(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<RedisSink>> {
+    let sink_cfg = SinkConfig {
+        url: cfg.redis_url.clone(),
+        key_prefix: cfg.key_prefix.clone(),
+        minute_ttl: cfg.minute_ttl,
+        dead_letter_maxlen: cfg.dead_letter_maxlen,
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match RedisSink::connect(&sink_cfg).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "Redis not reachable yet; retrying");
+            }
+            Err(e) => return Err(anyhow::anyhow!("Redis: {e}")),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn initial_position(cfg: &Config) -> InitialPosition {
+    match cfg.initial_position {
+        InitialPositionArg::TrimHorizon => InitialPosition::TrimHorizon,
+        InitialPositionArg::Latest => InitialPosition::Latest,
+        InitialPositionArg::AtTimestamp => {
+            InitialPosition::at(cfg.initial_timestamp.unwrap_or(std::time::UNIX_EPOCH))
+        }
+    }
+}
+
+fn log_exit(leases: &LeaseHandle, done: Result<(String, ShardExit), tokio::task::JoinError>) {
+    match done {
+        Ok((shard, ShardExit::Failed(why))) => {
+            tracing::error!(%shard, reason = %why, "shard task failed; the lease will expire and be retaken");
+            leases.reader_stopped(&shard);
+        }
+        Ok((shard, exit)) => tracing::info!(%shard, ?exit, "shard task ended"),
+        Err(e) => tracing::error!(error = %e, "shard task panicked"),
+    }
+}
+
+/// Where to start: Redis's own position when it has one (it is stored atomically with
+/// the totals, so it is exactly what has been applied — even if Redis lost its last
+/// writes and the DynamoDB checkpoint ran ahead), else the lease's checkpoint.
+fn start_position(held: &Checkpoint, in_redis: Option<Position>) -> Option<StartPosition> {
+    if matches!(held, Checkpoint::ShardEnd) {
+        return None;
+    }
+    if let Some(p) = in_redis {
+        return Some(StartPosition::After(p));
+    }
+    Some(match held {
+        Checkpoint::TrimHorizon => StartPosition::TrimHorizon,
+        Checkpoint::Latest => StartPosition::Latest,
+        Checkpoint::AtTimestamp(ms) => StartPosition::AtTimestamp(*ms as i64),
+        Checkpoint::At(p) => StartPosition::After(p.clone()),
+        Checkpoint::ShardEnd => unreachable!("handled above"),
+    })
+}
+
+async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) -> ShardExit {
+    let shard = held.shard_id.clone();
+    let lost = held.lost.clone();
+    let in_redis = loop {
+        tokio::select! {
+            _ = lost.cancelled() => return ShardExit::LeaseLost,
+            _ = shutdown.cancelled() => return ShardExit::Requested,
+            r = ctx.sink.stored_position(&ctx.stream, &shard) => match r {
+                Ok(p) => break p,
+                Err(e) => {
+                    tracing::warn!(%shard, error = %e, "cannot read the shard's position from Redis; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    };
+    let Some(start) = start_position(&held.checkpoint, in_redis.clone()) else {
+        // Already finished; make sure the children are known and stop.
+        return finish_shard(ctx, &shard, &[]).await;
+    };
+    tracing::info!(%shard, ?start, lease_checkpoint = ?held.checkpoint, redis_position = ?in_redis, "reading shard");
+    let mut reader = ShardReader::new(
+        ctx.kinesis.clone(),
+        &ctx.stream,
+        &shard,
+        start,
+        ctx.reader.clone(),
+    );
+    let mut unsaved: Option<Position> = None;
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = lost.cancelled() => return ShardExit::LeaseLost,
+            _ = shutdown.cancelled() => break,
+            b = reader.next_batch() => b,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => return ShardExit::Failed(e.to_string()),
+        };
+        if !batch.records.is_empty() {
+            let delta = fold(&batch.records);
+            if let Some(exit) = apply_until_done(ctx, &shard, &delta, &lost, &shutdown).await {
+                // Nothing of this batch may be checkpointed: it was not applied.
+                return checkpoint_then(ctx, &shard, unsaved, exit).await;
+            }
+            unsaved = batch.records.last().map(|r| r.pos.clone());
+        }
+        ctx.health.progress();
+        if let Some(children) = batch.end {
+            return finish_shard(ctx, &shard, &children).await;
+        }
+        if unsaved.is_some() && last_checkpoint.elapsed() >= ctx.checkpoint_interval {
+            let pos = unsaved.take().expect("checked");
+            match ctx
+                .leases
+                .checkpoint(&shard, Checkpoint::At(pos.clone()))
+                .await
+            {
+                Ok(()) => last_checkpoint = Instant::now(),
+                Err(LeaseError::Lost { .. }) => return ShardExit::LeaseLost,
+                Err(e) => {
+                    // Redis holds the exact position; a late checkpoint only means a
+                    // short, harmless re-read after a crash.
+                    tracing::warn!(%shard, error = %e, "checkpoint failed; will retry");
+                    unsaved = Some(pos);
+                }
+            }
+        }
+    }
+    checkpoint_then(ctx, &shard, unsaved, ShardExit::Requested).await
+}
+
+/// Applies one batch, retrying Redis errors with backoff until it is applied, the
+/// lease is lost or shutdown is requested (then `Some(exit)`).
+async fn apply_until_done(
+    ctx: &Ctx,
+    shard: &str,
+    delta: &crate::apply::BatchDelta,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Option<ShardExit> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match ctx.sink.apply(&ctx.stream, shard, delta).await {
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(%shard, error = %e, backoff_ms = backoff.as_millis() as u64, "Redis apply failed; shard paused, retrying");
+            }
+        }
+        tokio::select! {
+            _ = lost.cancelled() => return Some(ShardExit::LeaseLost),
+            _ = shutdown.cancelled() => return Some(ShardExit::Requested),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn checkpoint_then(
+    ctx: &Ctx,
+    shard: &str,
+    unsaved: Option<Position>,
+    exit: ShardExit,
+) -> ShardExit {
+    if exit == ShardExit::LeaseLost {
+        return exit;
+    }
+    if let Some(pos) = unsaved {
+        match ctx.leases.checkpoint(shard, Checkpoint::At(pos)).await {
+            Ok(()) => {}
+            Err(LeaseError::Lost { .. }) => return ShardExit::LeaseLost,
+            Err(e) => {
+                tracing::warn!(%shard, error = %e, "final checkpoint failed; Redis keeps the exact position")
+            }
+        }
+    }
+    exit
+}
+
+async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit {
+    let mut backoff = Duration::from_millis(200);
+    for _ in 0..10 {
+        match ctx.leases.shard_ended(shard, children).await {
+            Ok(()) => {
+                metrics::counter!("tradeflow_consumer_shards_ended_total").increment(1);
+                tracing::info!(%shard, ?children, "shard fully read; checkpointed SHARD_END");
+                return ShardExit::ShardEnd;
+            }
+            Err(LeaseError::Lost { .. }) => return ShardExit::LeaseLost,
+            Err(e) => tracing::warn!(%shard, error = %e, "SHARD_END checkpoint failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    // The lease stays ours without SHARD_END; it will be retaken and finished, so the
+    // children are never stuck.
+    ShardExit::Failed("could not checkpoint SHARD_END".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeflow_shared::SequenceNumber;
+
+    fn pos(s: &str, sub: u64) -> Position {
+        Position::new(SequenceNumber::parse(s).unwrap(), sub)
+    }
+
+    #[test]
+    fn redis_position_wins_over_the_lease_checkpoint() {
+        // Redis lost its last writes: DynamoDB ran ahead; re-read from Redis's position.
+        assert_eq!(
+            start_position(&Checkpoint::At(pos("900", 0)), Some(pos("500", 3))),
+            Some(StartPosition::After(pos("500", 3)))
+        );
+        // No position in Redis (adopting a KCL table): resume from its checkpoint.
+        assert_eq!(
+            start_position(&Checkpoint::At(pos("900", 2)), None),
+            Some(StartPosition::After(pos("900", 2)))
+        );
+        assert_eq!(
+            start_position(&Checkpoint::TrimHorizon, None),
+            Some(StartPosition::TrimHorizon)
+        );
+        assert_eq!(
+            start_position(&Checkpoint::ShardEnd, Some(pos("1", 0))),
+            None
+        );
+    }
+}

@@ -1,2 +1,4 @@
-//! (being written)
+//! Shards: discovery and lineage (which shards exist, which are children of which),
+//! and the polling reader.
 pub mod discovery;
+pub mod reader;

@@ -1,0 +1,342 @@
+//! The polling shard reader: GetRecords in a loop, paced to stay under the service's
+//! 5 calls per second per shard, slower when the shard is idle or throttled. It hides
+//! iterator management: a new iterator after `ExpiredIteratorException`, starting from
+//! the last record it handed out, and sub-record filtering so a restart inside a KPL
+//! aggregate neither skips nor repeats user records.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_kinesis::Client;
+use tokio::time::Instant;
+use tradeflow_shared::{Position, SequenceNumber};
+
+use crate::record::{decode_record, DecodedRecord};
+
+/// Where to start reading a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartPosition {
+    TrimHorizon,
+    Latest,
+    /// Milliseconds since the epoch.
+    AtTimestamp(i64),
+    /// Just after this user record (which may sit inside an aggregate).
+    After(Position),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Records asked for per GetRecords call (service maximum 10,000).
+    pub max_records: i32,
+    /// Least time between two calls on one shard (the service allows 5 per second).
+    pub min_call_interval: Duration,
+    /// Wait after a call that returned nothing.
+    pub idle_interval: Duration,
+    /// Ceiling of the backoff after throttling or transient errors.
+    pub max_backoff: Duration,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            max_records: 10_000,
+            min_call_interval: Duration::from_millis(200),
+            idle_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one GetRecords call yielded.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// User records after the start position, in shard order.
+    pub records: Vec<DecodedRecord>,
+    /// Kinesis records (before de-aggregation) and their bytes.
+    pub kinesis_records: usize,
+    pub bytes: usize,
+    pub millis_behind_latest: Option<i64>,
+    /// Set when the shard is closed and fully read: its children (from `ChildShards`;
+    /// empty when the service did not say, and discovery finds them by parent id).
+    pub end: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("stream {stream} shard {shard}: shard or stream not found")]
+    NotFound { stream: String, shard: String },
+    #[error("stream {stream} shard {shard}: {message}")]
+    Fatal {
+        stream: String,
+        shard: String,
+        message: String,
+    },
+}
+
+pub struct ShardReader {
+    client: Client,
+    stream: String,
+    shard_id: String,
+    cfg: ReaderConfig,
+    start: StartPosition,
+    iterator: Option<String>,
+    /// Skip user records at or before this position (resume inside an aggregate).
+    skip_through: Option<Position>,
+    last_call: Option<Instant>,
+    next_wait: Duration,
+    backoff: Duration,
+    ended: bool,
+}
+
+impl ShardReader {
+    pub fn new(
+        client: Client,
+        stream: &str,
+        shard_id: &str,
+        start: StartPosition,
+        cfg: ReaderConfig,
+    ) -> Self {
+        let skip_through = match &start {
+            StartPosition::After(p) => Some(p.clone()),
+            _ => None,
+        };
+        ShardReader {
+            client,
+            stream: stream.to_string(),
+            shard_id: shard_id.to_string(),
+            backoff: cfg.min_call_interval,
+            cfg,
+            start,
+            iterator: None,
+            skip_through,
+            last_call: None,
+            next_wait: Duration::ZERO,
+            ended: false,
+        }
+    }
+
+    pub fn shard_id(&self) -> &str {
+        &self.shard_id
+    }
+
+    /// The next batch. Waits as pacing requires; retries throttling, expired iterators
+    /// and transient errors itself (with backoff), so an error here is one a retry
+    /// cannot fix. After the end of a closed shard it keeps returning the end marker.
+    pub async fn next_batch(&mut self) -> Result<ReadBatch, ReadError> {
+        if self.ended {
+            return Ok(ReadBatch {
+                end: Some(Vec::new()),
+                ..Default::default()
+            });
+        }
+        loop {
+            self.pace().await;
+            let iterator = match &self.iterator {
+                Some(it) => it.clone(),
+                None => match self.new_iterator().await {
+                    Ok(it) => it,
+                    Err(Retry::After(why)) => {
+                        self.retry_later(&why);
+                        continue;
+                    }
+                    Err(Retry::Never(e)) => return Err(e),
+                },
+            };
+            let started = std::time::Instant::now();
+            let result = self
+                .client
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(self.cfg.max_records)
+                .send()
+                .await;
+            self.last_call = Some(Instant::now());
+            metrics::histogram!("tradeflow_consumer_getrecords_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("tradeflow_consumer_getrecords_total", "shard" => self.shard_id.clone())
+                .increment(1);
+            let out = match result {
+                Ok(out) => out,
+                Err(e) => {
+                    let svc = e.as_service_error();
+                    if svc.is_some_and(|s| s.is_expired_iterator_exception()) {
+                        metrics::counter!("tradeflow_consumer_expired_iterators_total")
+                            .increment(1);
+                        tracing::info!(shard = %self.shard_id, "shard iterator expired; getting a new one");
+                        self.iterator = None;
+                        continue;
+                    }
+                    if svc.is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) {
+                        metrics::counter!("tradeflow_consumer_getrecords_throttled_total")
+                            .increment(1);
+                        self.retry_later("throttled");
+                        continue;
+                    }
+                    if svc.is_some_and(|s| s.is_resource_not_found_exception()) {
+                        return Err(ReadError::NotFound {
+                            stream: self.stream.clone(),
+                            shard: self.shard_id.clone(),
+                        });
+                    }
+                    if svc.is_some_and(|s| s.is_access_denied_exception()) {
+                        return Err(self.fatal(format!("access denied: {e}")));
+                    }
+                    metrics::counter!("tradeflow_consumer_getrecords_errors_total").increment(1);
+                    self.retry_later(&format!("GetRecords failed: {}", error_text(&e)));
+                    continue;
+                }
+            };
+            self.backoff = self.cfg.min_call_interval;
+            let mut batch = ReadBatch {
+                millis_behind_latest: out.millis_behind_latest(),
+                ..Default::default()
+            };
+            for r in out.records() {
+                let seq = match SequenceNumber::parse(r.sequence_number()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // A service bug, not data: nothing to key it by. Count and go on.
+                        tracing::error!(shard = %self.shard_id, error = %e, "record with invalid sequence number");
+                        metrics::counter!("tradeflow_consumer_bad_sequence_numbers_total")
+                            .increment(1);
+                        continue;
+                    }
+                };
+                let data = r.data().as_ref();
+                batch.kinesis_records += 1;
+                batch.bytes += data.len();
+                let first_new = batch.records.len();
+                decode_record(&seq, data, &mut batch.records);
+                if let Some(skip) = &self.skip_through {
+                    // Only records of the resume point's own sequence number (or older)
+                    // can be at or before it.
+                    let mut kept = first_new;
+                    for i in first_new..batch.records.len() {
+                        if batch.records[i].pos > *skip {
+                            batch.records.swap(kept, i);
+                            kept += 1;
+                        }
+                    }
+                    batch.records.truncate(kept);
+                }
+            }
+            if let Some(last) = batch.records.last() {
+                self.skip_through = Some(last.pos.clone());
+            }
+            if let Some(ms) = batch.millis_behind_latest {
+                metrics::gauge!("tradeflow_consumer_millis_behind_latest", "shard" => self.shard_id.clone())
+                    .set(ms as f64);
+            }
+            metrics::counter!("tradeflow_consumer_records_read_total", "shard" => self.shard_id.clone())
+                .increment(batch.kinesis_records as u64);
+            match out.next_shard_iterator() {
+                Some(next) => {
+                    self.iterator = Some(next.to_string());
+                    self.next_wait = if batch.kinesis_records == 0 {
+                        self.cfg.idle_interval
+                    } else {
+                        self.cfg.min_call_interval
+                    };
+                }
+                None => {
+                    self.iterator = None;
+                    self.ended = true;
+                    batch.end = Some(
+                        out.child_shards()
+                            .iter()
+                            .map(|c| c.shard_id().to_string())
+                            .collect(),
+                    );
+                }
+            }
+            return Ok(batch);
+        }
+    }
+
+    async fn pace(&mut self) {
+        if let Some(last) = self.last_call {
+            tokio::time::sleep_until(last + self.next_wait).await;
+        }
+    }
+
+    fn retry_later(&mut self, why: &str) {
+        tracing::warn!(shard = %self.shard_id, backoff_ms = self.backoff.as_millis() as u64, "{why}; retrying");
+        self.next_wait = self.backoff;
+        self.last_call = Some(Instant::now());
+        self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+    }
+
+    fn fatal(&self, message: String) -> ReadError {
+        ReadError::Fatal {
+            stream: self.stream.clone(),
+            shard: self.shard_id.clone(),
+            message,
+        }
+    }
+
+    /// An iterator at the start position, or — once records were handed out — at the
+    /// last one (records up to it are filtered out again).
+    async fn new_iterator(&mut self) -> Result<String, Retry> {
+        let mut req = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(&self.shard_id);
+        req = match (&self.skip_through, &self.start) {
+            (Some(pos), _) => req
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .starting_sequence_number(pos.seq.as_str()),
+            (None, StartPosition::TrimHorizon) => {
+                req.shard_iterator_type(ShardIteratorType::TrimHorizon)
+            }
+            (None, StartPosition::Latest) => req.shard_iterator_type(ShardIteratorType::Latest),
+            (None, StartPosition::AtTimestamp(ms)) => req
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
+            (None, StartPosition::After(_)) => unreachable!("After sets skip_through"),
+        };
+        self.last_call = Some(Instant::now());
+        match req.send().await {
+            Ok(out) => match out.shard_iterator() {
+                Some(it) => Ok(it.to_string()),
+                None => Err(Retry::After("GetShardIterator returned no iterator".into())),
+            },
+            Err(e) => {
+                let svc = e.as_service_error();
+                if svc.is_some_and(|s| s.is_resource_not_found_exception()) {
+                    Err(Retry::Never(ReadError::NotFound {
+                        stream: self.stream.clone(),
+                        shard: self.shard_id.clone(),
+                    }))
+                } else if svc.is_some_and(|s| s.is_invalid_argument_exception()) {
+                    Err(Retry::Never(self.fatal(format!(
+                        "GetShardIterator rejected: {}",
+                        error_text(&e)
+                    ))))
+                } else {
+                    Err(Retry::After(format!(
+                        "GetShardIterator failed: {}",
+                        error_text(&e)
+                    )))
+                }
+            }
+        }
+    }
+}
+
+enum Retry {
+    After(String),
+    Never(ReadError),
+}
+
+/// The service's message where there is one, else the SDK's error chain.
+fn error_text<E: std::error::Error + 'static>(e: &E) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
