@@ -48,6 +48,8 @@ struct Shared {
     sync_requested: AtomicBool,
     /// Set by `release_all`: stop taking, stop renewing.
     released: CancellationToken,
+    /// Held by the taker during a pass, so `release_all` never races a take.
+    pass_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -77,10 +79,17 @@ impl Shared {
     }
 
     fn mark_lost(&self, shard: &str, h: &Arc<Held>, why: &str) {
+        // Forget first: whoever sees the token cancelled also sees the lease gone.
+        let forgotten = self.forget(shard, h);
         h.lost.cancel();
-        if self.forget(shard, h) {
+        if forgotten {
             metrics::counter!("tradeflow_consumer_leases_lost_total").increment(1);
-            tracing::warn!(shard, worker = self.me(), why, "lease lost: reader must stop");
+            tracing::warn!(
+                shard,
+                worker = self.me(),
+                why,
+                "lease lost: reader must stop"
+            );
         }
     }
 }
@@ -134,6 +143,7 @@ impl LeaseCoordinator {
             wake_taker: Notify::new(),
             sync_requested: AtomicBool::new(false),
             released: CancellationToken::new(),
+            pass_lock: tokio::sync::Mutex::new(()),
         });
         shared.held_gauge(0);
         let handle = LeaseHandle {
@@ -276,6 +286,10 @@ async fn taker(
             _ = tick.tick() => {}
             _ = shared.wake_taker.notified() => {}
         }
+        let _pass = shared.pass_lock.lock().await;
+        if shutdown.is_cancelled() || shared.released.is_cancelled() {
+            return;
+        }
         let leases = match prefetched.take() {
             Some(l) => l,
             None => match shared.table.list().await {
@@ -344,16 +358,18 @@ async fn take_pass(
             continue;
         };
         let raw = lease.checkpoint.as_deref().unwrap_or_default();
-        let checkpoint =
-            match Checkpoint::parse(raw, lease.checkpoint_sub, shared.cfg.initial_position) {
-                Ok(c) => c,
-                Err(e) => {
-                    metrics::counter!("tradeflow_consumer_lease_rows_unreadable_total")
-                        .increment(1);
-                    tracing::warn!(shard = %action.shard_id, error = %e, "lease with an unreadable checkpoint left alone");
-                    continue;
-                }
-            };
+        let checkpoint = match Checkpoint::parse(
+            raw,
+            lease.checkpoint_sub,
+            shared.cfg.initial_position,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::counter!("tradeflow_consumer_lease_rows_unreadable_total").increment(1);
+                tracing::warn!(shard = %action.shard_id, error = %e, "lease with an unreadable checkpoint left alone");
+                continue;
+            }
+        };
         let sent = Instant::now();
         match shared
             .table
@@ -467,13 +483,10 @@ impl LeaseHandle {
     /// Returns how many were released; a lease that had already moved is skipped.
     pub async fn release_all(&self) -> Result<usize, LeaseError> {
         self.shared.released.cancel();
-        let held: Vec<(String, Arc<Held>)> = self
-            .shared
-            .held
-            .lock()
-            .expect("held map")
-            .drain()
-            .collect();
+        // Wait out a take pass in flight; the taker stops after it.
+        let _no_pass = self.shared.pass_lock.lock().await;
+        let held: Vec<(String, Arc<Held>)> =
+            self.shared.held.lock().expect("held map").drain().collect();
         self.shared.held_gauge(0);
         let mut released = 0;
         let mut first_err = None;

@@ -1,0 +1,440 @@
+//! Coordinators (several per process, distinct worker ids, short failover) against
+//! real dynalite and ferrokinesis: balancing, stealing without churn, fencing,
+//! graceful release, adoption of a Java KCL table, parent before child.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokio_util::sync::CancellationToken;
+use tradeflow_consumer::lease::{
+    Checkpoint, HeldLease, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle, LeaseTable,
+};
+use tradeflow_shared::aws::{dynamodb_client, kinesis_client, sdk_config, AwsArgs};
+use tradeflow_shared::testkit;
+use tradeflow_shared::{Position, SequenceNumber};
+
+struct Env {
+    _ddb: testkit::Service,
+    _kin: testkit::Service,
+    ddb: aws_sdk_dynamodb::Client,
+    kin: aws_sdk_kinesis::Client,
+}
+
+async fn env(stream: &str, shards: i32) -> Env {
+    testkit::local_aws_env();
+    let ddb_s = testkit::dynalite();
+    let kin_s = testkit::ferrokinesis(&[]);
+    let args = AwsArgs {
+        region: "eu-west-1".into(),
+        kinesis_endpoint: Some(kin_s.endpoint()),
+        dynamodb_endpoint: Some(ddb_s.endpoint()),
+    };
+    let conf = sdk_config(&args).await;
+    let kin = kinesis_client(&conf, &args);
+    kin.create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_until("stream active", Duration::from_secs(20), || {
+        let kin = kin.clone();
+        let stream = stream.to_string();
+        async move {
+            kin.describe_stream_summary()
+                .stream_name(stream)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| {
+                    o.stream_description_summary()
+                        .map(|d| d.stream_status().as_str() == "ACTIVE")
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    Env {
+        ddb: dynamodb_client(&conf, &args),
+        kin,
+        _ddb: ddb_s,
+        _kin: kin_s,
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A worker stand-in: records acquired leases, drops them when lost.
+struct Worker {
+    handle: LeaseHandle,
+    task: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+    acquired: Arc<Mutex<Vec<HeldLease>>>,
+}
+
+async fn worker(e: &Env, table: &str, stream: &str, cfg: LeaseConfig) -> Worker {
+    let shutdown = CancellationToken::new();
+    let (handle, task) = LeaseCoordinator::start(
+        LeaseTable::new(e.ddb.clone(), table),
+        e.kin.clone(),
+        stream.into(),
+        cfg,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let acquired = Arc::new(Mutex::new(Vec::new()));
+    let (h, a) = (handle.clone(), acquired.clone());
+    tokio::spawn(async move {
+        while let Some(l) = h.next_acquired().await {
+            a.lock().unwrap().push(l);
+        }
+    });
+    Worker {
+        handle,
+        task,
+        shutdown,
+        acquired,
+    }
+}
+
+fn cfg(table: &str, id: &str, failover_ms: u64) -> LeaseConfig {
+    LeaseConfig::with_failover(table, id, Duration::from_millis(failover_ms))
+}
+
+async fn owners(t: &LeaseTable) -> HashMap<String, Option<String>> {
+    t.list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.shard_id, l.owner))
+        .collect()
+}
+
+fn loads(o: &HashMap<String, Option<String>>) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for w in o.values().flatten() {
+        *m.entry(w.clone()).or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_balance_then_a_fourth_rebalances_without_churn() {
+    let e = env("trades", 8).await;
+    let t = LeaseTable::new(e.ddb.clone(), "balance-app");
+    let mut ws = Vec::new();
+    for id in ["w1", "w2", "w3"] {
+        ws.push(worker(&e, "balance-app", "trades", cfg("balance-app", id, 2000)).await);
+    }
+    wait_until(
+        "3 workers share 8 leases",
+        Duration::from_secs(30),
+        || async {
+            let o = owners(&t).await;
+            let l = loads(&o);
+            o.len() == 8
+                && l.values().sum::<usize>() == 8
+                && l.len() == 3
+                && l.values().all(|n| (2..=3).contains(n))
+        },
+    )
+    .await;
+    // Workers that were stolen from notice at their next renewal.
+    wait_until("handles agree on 8", Duration::from_secs(10), || async {
+        ws.iter().map(|w| w.handle.held_count()).sum::<usize>() == 8
+    })
+    .await;
+
+    ws.push(worker(&e, "balance-app", "trades", cfg("balance-app", "w4", 2000)).await);
+    wait_until("4 workers hold 2 each", Duration::from_secs(30), || async {
+        let l = loads(&owners(&t).await);
+        l.len() == 4 && l.values().all(|n| *n == 2)
+    })
+    .await;
+    // No churn: over several failover times, nobody moves anything.
+    let before = owners(&t).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(owners(&t).await, before, "leases moved after balance");
+    for w in &ws {
+        wait_until(
+            "handles agree with the table",
+            Duration::from_secs(5),
+            || async { w.handle.held_count() == 2 },
+        )
+        .await;
+    }
+    // A lease a worker lost is signalled to its reader.
+    let lost: usize = ws
+        .iter()
+        .map(|w| {
+            w.acquired
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.lost.is_cancelled())
+                .count()
+        })
+        .sum();
+    let taken: usize = ws.iter().map(|w| w.acquired.lock().unwrap().len()).sum();
+    assert_eq!(taken - lost, 8);
+
+    // Stop every taker first, or the others would take what one releases.
+    for w in &ws {
+        w.shutdown.cancel();
+    }
+    for w in ws {
+        w.handle.release_all().await.unwrap();
+        w.task.await.unwrap();
+    }
+    // Normally all are free now. A lease whose renewal was delayed past the failover
+    // on a loaded machine was already dropped locally and is left to expire; it must
+    // at least not be renewed by anyone any more.
+    let left: Vec<_> = t
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.owner.is_some())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for l in left {
+        assert_eq!(
+            t.get(&l.shard_id).await.unwrap().unwrap().counter,
+            l.counter
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_and_renew_after_a_steal_report_lost() {
+    let e = env("fence", 2).await;
+    let t = LeaseTable::new(e.ddb.clone(), "fence-app");
+    let a = worker(&e, "fence-app", "fence", cfg("fence-app", "a", 1500)).await;
+    wait_until("a holds both", Duration::from_secs(20), || async {
+        a.handle.held_count() == 2
+    })
+    .await;
+    let shards = a.handle.held_shards();
+    let seq = SequenceNumber::parse("12345678901234567890123").unwrap();
+    a.handle
+        .checkpoint(&shards[0], Checkpoint::At(Position::new(seq.clone(), 0)))
+        .await
+        .unwrap();
+
+    // A thief takes both at the counters it reads.
+    for s in &shards {
+        let l = t.get(s).await.unwrap().unwrap();
+        t.take(s, l.counter, "thief").await.unwrap();
+    }
+    let r = a
+        .handle
+        .checkpoint(&shards[0], Checkpoint::At(Position::new(seq, 1)))
+        .await;
+    assert!(matches!(r, Err(LeaseError::Lost { .. })), "{r:?}");
+    // The other one: the renewer notices and signals the reader.
+    let other = a
+        .acquired
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.shard_id == shards[1])
+        .cloned()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), other.lost.cancelled())
+        .await
+        .expect("renewer reports the stolen lease as lost");
+    assert_eq!(a.handle.held_count(), 0);
+    a.shutdown.cancel();
+    a.handle.release_all().await.unwrap();
+    a.task.await.unwrap();
+    // The thief's ownership was never disturbed.
+    assert!(owners(&t)
+        .await
+        .values()
+        .all(|o| o.as_deref() == Some("thief")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_leases_move_long_before_the_failover_time() {
+    let e = env("handover", 4).await;
+    let t = LeaseTable::new(e.ddb.clone(), "handover-app");
+    // A long failover: if b gets the leases in the wait below, it was the release.
+    let mut ca = cfg("handover-app", "a", 60_000);
+    ca.take_interval = Duration::from_millis(300);
+    let a = worker(&e, "handover-app", "handover", ca).await;
+    wait_until("a holds 4", Duration::from_secs(20), || async {
+        a.handle.held_count() == 4
+    })
+    .await;
+    let mut cb = cfg("handover-app", "b", 60_000);
+    cb.take_interval = Duration::from_millis(300);
+    let b = worker(&e, "handover-app", "handover", cb).await;
+    // b steals its share (2), one per pass.
+    wait_until("b holds 2", Duration::from_secs(15), || async {
+        b.handle.held_count() == 2
+    })
+    .await;
+    a.shutdown.cancel();
+    assert_eq!(a.handle.release_all().await.unwrap(), 2);
+    a.task.await.unwrap();
+    wait_until("b holds all 4", Duration::from_secs(15), || async {
+        b.handle.held_count() == 4
+    })
+    .await;
+    assert!(owners(&t).await.values().all(|o| o.as_deref() == Some("b")));
+    b.shutdown.cancel();
+    b.handle.release_all().await.unwrap();
+    b.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
+    let e = env("adopt", 2).await;
+    let shards: Vec<String> = e
+        .kin
+        .list_shards()
+        .stream_name("adopt")
+        .send()
+        .await
+        .unwrap()
+        .shards()
+        .iter()
+        .map(|s| s.shard_id().to_string())
+        .collect();
+    let t = LeaseTable::new(e.ddb.clone(), "java-app");
+    t.ensure_table().await.unwrap();
+    let s = |v: &str| AttributeValue::S(v.into());
+    let n = |v: &str| AttributeValue::N(v.into());
+    let seqs = [
+        "49590338271490256608559692538361571095921575989136588898",
+        "49590338271490256608559692538361571095921575989136588999",
+    ];
+    for (i, shard) in shards.iter().enumerate() {
+        let mut item: HashMap<String, AttributeValue> = [
+            ("leaseKey", s(shard)),
+            ("leaseOwner", s("java-host@1")),
+            ("leaseCounter", n("77")),
+            ("checkpoint", s(seqs[i])),
+            ("checkpointSubSequenceNumber", n(&i.to_string())),
+            ("ownerSwitchesSinceCheckpoint", n("0")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if i == 1 {
+            item.insert("entityType".into(), s("LEASE"));
+            item.insert("throughputKBps".into(), n("3.25"));
+        }
+        e.ddb
+            .put_item()
+            .table_name("java-app")
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    // The Java worker is gone; its leases expire by our clock after the failover.
+    let w = worker(&e, "java-app", "adopt", cfg("java-app", "rust-1", 1000)).await;
+    wait_until("rust took both", Duration::from_secs(20), || async {
+        w.acquired.lock().unwrap().len() == 2
+    })
+    .await;
+    let got: HashMap<String, Checkpoint> = w
+        .acquired
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| (l.shard_id.clone(), l.checkpoint.clone()))
+        .collect();
+    for (i, shard) in shards.iter().enumerate() {
+        assert_eq!(
+            got[shard],
+            Checkpoint::At(Position::new(
+                SequenceNumber::parse(seqs[i]).unwrap(),
+                i as u64
+            ))
+        );
+    }
+    w.handle
+        .checkpoint(&shards[1], Checkpoint::ShardEnd)
+        .await
+        .unwrap();
+    let item = e
+        .ddb
+        .get_item()
+        .table_name("java-app")
+        .key("leaseKey", s(&shards[1]))
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .cloned()
+        .unwrap();
+    assert_eq!(item["throughputKBps"].as_n().unwrap(), "3.25");
+    assert_eq!(item["entityType"].as_s().unwrap(), "LEASE");
+    w.shutdown.cancel();
+    w.handle.release_all().await.unwrap();
+    w.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_start_only_after_their_parent_ends() {
+    let e = env("split", 1).await;
+    let t = LeaseTable::new(e.ddb.clone(), "split-app");
+    let mut c = cfg("split-app", "w", 1000);
+    c.shard_sync_interval = Duration::from_millis(500);
+    let w = worker(&e, "split-app", "split", c).await;
+    wait_until("parent held", Duration::from_secs(20), || async {
+        w.handle.held_count() == 1
+    })
+    .await;
+    let parent = w.handle.held_shards()[0].clone();
+    e.kin
+        .split_shard()
+        .stream_name("split")
+        .shard_to_split(&parent)
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .unwrap();
+    // The split completes asynchronously; the periodic sync (short here) finds it.
+    wait_until("children rows exist", Duration::from_secs(20), || async {
+        t.list().await.unwrap().len() == 3
+    })
+    .await;
+    // Several passes: the children must wait for the parent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(w.handle.held_shards(), vec![parent.clone()]);
+    let rows = t.list().await.unwrap();
+    for c in rows.iter().filter(|l| l.shard_id != parent) {
+        assert_eq!(c.parents, vec![parent.clone()]);
+        assert_eq!(c.checkpoint.as_deref(), Some("TRIM_HORIZON"));
+    }
+    w.handle.shard_ended(&parent, &[]).await.unwrap();
+    wait_until("children taken", Duration::from_secs(20), || async {
+        w.acquired.lock().unwrap().len() == 3
+    })
+    .await;
+    let p = t.get(&parent).await.unwrap().unwrap();
+    assert!(p.is_shard_end());
+    assert_eq!(p.children.len(), 2);
+    w.shutdown.cancel();
+    assert_eq!(w.handle.release_all().await.unwrap(), 2);
+    w.task.await.unwrap();
+}
