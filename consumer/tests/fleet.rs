@@ -1,0 +1,499 @@
+//! The consumer as a fleet of real processes, against real redis-server, dynalite and
+//! ferrokinesis: balance and stealing without churn, crash (kill -9) and graceful
+//! (SIGTERM) failover, a paused worker (SIGSTOP past the failover time), split and
+//! merge while records flow, KPL aggregates across a crash. Counts must stay exact.
+//!
+//! Timings are never asserted tightly (the machine is shared and loaded): each wait
+//! has a generous deadline and the measured times are printed (`--nocapture`).
+
+mod e2e_support;
+mod fleet_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use e2e_support::{Proc, Stack, STREAM};
+use fleet_support::*;
+
+/// One fleet at a time: each test runs several processes, and two fleets on a loaded
+/// 2-core machine would only make every wait longer.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const DUPLICATES: &str = "tradeflow_consumer_duplicates_skipped_total";
+
+/// Waits until every lease is owned and the loads are `want` (worker → leases).
+async fn wait_loads(
+    table: &tradeflow_consumer::lease::LeaseTable,
+    shards: usize,
+    what: &str,
+    ok: impl Fn(&BTreeMap<String, usize>) -> bool,
+) -> BTreeMap<String, Option<String>> {
+    wait_for(what, Duration::from_secs(60), || async {
+        let o = owners(table).await;
+        let l = loads(&o);
+        (o.len() == shards && o.values().all(Option::is_some) && ok(&l)).then_some(o)
+    })
+    .await
+}
+
+/// Waits until Redis has applied, for each shard, at least the given sequence number.
+async fn wait_read_through(stack: &Stack, seqs: &std::collections::HashMap<String, String>) {
+    wait_for(
+        "the shards to be read past the new records",
+        Duration::from_secs(60),
+        || async {
+            for (shard, seq) in seqs {
+                match redis_pos(stack, shard).await {
+                    Some(p) if seq_ge(&p, seq) => {}
+                    _ => return None,
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_balance_and_a_fourth_steals_without_churn() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(8).await;
+    let kin = stack.kinesis_client().await;
+    let writer = Writer::start(
+        kin.clone(),
+        routes(&kin, 1).await,
+        Format::Json,
+        Duration::from_millis(200),
+        None,
+    );
+    let table = lease_table(&stack).await;
+    let mut procs: Vec<Proc> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|w| consumer(&stack, w, &[]))
+        .collect();
+    let start = Instant::now();
+    wait_loads(&table, 8, "3 workers share 8 leases", |l| {
+        l.len() == 3 && l.values().all(|n| (2..=3).contains(n))
+    })
+    .await;
+    println!("3 workers balanced 8 leases after {:?}", start.elapsed());
+
+    let joined = Instant::now();
+    procs.push(consumer(&stack, "w4", &[]));
+    // Every owner each lease has had since w4 joined, sampled every 100 ms.
+    let mut history: BTreeMap<String, Vec<Option<String>>> = owners(&table)
+        .await
+        .into_iter()
+        .map(|(s, w)| (s, vec![w]))
+        .collect();
+    let mut stable_since: Option<Instant> = None;
+    let balanced_after = loop {
+        let o = owners(&table).await;
+        for (s, w) in &o {
+            let h = history.entry(s.clone()).or_default();
+            if h.last() != Some(w) {
+                h.push(w.clone());
+            }
+        }
+        let l = loads(&o);
+        let balanced =
+            o.values().all(Option::is_some) && l.len() == 4 && l.values().all(|n| *n == 2);
+        if balanced {
+            let since = *stable_since.get_or_insert_with(Instant::now);
+            // Several take intervals and failover times without a move: settled.
+            if since.elapsed() >= Duration::from_secs(5) {
+                break since - joined;
+            }
+        } else {
+            stable_since = None;
+        }
+        assert!(
+            joined.elapsed() < Duration::from_secs(90),
+            "no stable 2/2/2/2 balance: {l:?}; history {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("4th worker: 2 leases each after {balanced_after:?}; history {history:?}");
+    for (shard, h) in &history {
+        assert!(
+            h.len() <= 2,
+            "lease {shard} changed hands more than once: {h:?}"
+        );
+        if h.len() == 2 {
+            assert_eq!(
+                h[1].as_deref(),
+                Some("w4"),
+                "{shard} moved elsewhere than to w4: {h:?}"
+            );
+        }
+    }
+    assert_eq!(
+        history.values().filter(|h| h.len() == 2).count(),
+        2,
+        "exactly two leases move to the new worker: {history:?}"
+    );
+
+    let last = writer.stop().await;
+    let refs: Vec<&Proc> = procs.iter().collect();
+    assert_exact(&stack, &last, &refs).await;
+    for p in &mut procs {
+        assert!(
+            p.terminate(Duration::from_secs(30)),
+            "{} did not exit 0",
+            p.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(4).await;
+    let kin = stack.kinesis_client().await;
+    let writer = Writer::start(
+        kin.clone(),
+        routes(&kin, 1).await,
+        Format::Json,
+        Duration::from_millis(100),
+        None,
+    );
+    let table = lease_table(&stack).await;
+    let mut a = consumer(&stack, "w-a", &[]);
+    let mut b = consumer(&stack, "w-b", &[]);
+    let o = wait_loads(&table, 4, "w-a and w-b hold 2 each", |l| {
+        l.len() == 2 && l.values().all(|n| *n == 2)
+    })
+    .await;
+    let a_shards = shards_of(&o, "w-a");
+    let seqs = writer.written_after(Instant::now(), &a_shards).await;
+    wait_read_through(&stack, &seqs).await;
+
+    // A crash: nothing is released; w-b takes the leases once they expire.
+    a.kill();
+    let killed = Instant::now();
+    let seqs = writer.written_after(killed, &a_shards).await;
+    wait_read_through(&stack, &seqs).await;
+    let kill_took = killed.elapsed();
+    println!("kill -9: w-a's shards {a_shards:?} read again after {kill_took:?} (failover 2 s, take interval 1 s)");
+    let o = owners(&table).await;
+    for s in &a_shards {
+        assert_eq!(o[s].as_deref(), Some("w-b"), "{s} after the crash: {o:?}");
+    }
+
+    // A third worker steals its share from w-b, then stops gracefully.
+    let mut c = consumer(&stack, "w-c", &[]);
+    let o = wait_loads(&table, 4, "w-c steals 2 of w-b's 4", |l| {
+        l.get("w-b") == Some(&2) && l.get("w-c") == Some(&2)
+    })
+    .await;
+    let c_shards = shards_of(&o, "w-c");
+    let seqs = writer.written_after(Instant::now(), &c_shards).await;
+    wait_read_through(&stack, &seqs).await;
+    let b_metrics = metrics_addr(&b).await;
+    let dups_before = scrape(&b_metrics, DUPLICATES);
+
+    let termed = Instant::now();
+    assert!(
+        c.terminate(Duration::from_secs(30)),
+        "w-c did not exit 0 on SIGTERM:\n{}",
+        c.output()
+    );
+    let exited = termed.elapsed();
+    // Released before it exited: no owner, or already w-b's.
+    let o = owners(&table).await;
+    for s in &c_shards {
+        assert_ne!(
+            o[s].as_deref(),
+            Some("w-c"),
+            "{s} still w-c's after its exit: {o:?}"
+        );
+    }
+    assert_eq!(
+        events_with(&c, "lease released").len(),
+        2,
+        "w-c released its 2 leases:\n{}",
+        c.output()
+    );
+    let seqs = writer.written_after(Instant::now(), &c_shards).await;
+    wait_read_through(&stack, &seqs).await;
+    let term_took = termed.elapsed();
+    println!(
+        "SIGTERM: w-c exited after {exited:?}; its shards read again by w-b after {term_took:?}"
+    );
+
+    let last = writer.stop().await;
+    assert_exact(&stack, &last, &[&a, &b, &c]).await;
+    let dups = scrape(&b_metrics, DUPLICATES) - dups_before;
+    println!("SIGTERM: trades w-b skipped as already applied after the hand-over: {dups}");
+    assert_eq!(dups, 0.0, "a graceful hand-over re-applied trades");
+    assert!(b.terminate(Duration::from_secs(30)), "w-b did not exit 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_and_merge_while_records_flow_keep_counts_exact_and_parents_first() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(4).await;
+    let kin = stack.kinesis_client().await;
+    let writer = Writer::start(
+        kin.clone(),
+        routes(&kin, 2).await,
+        Format::Json,
+        Duration::from_millis(100),
+        None,
+    );
+    let table = lease_table(&stack).await;
+    let mut a = consumer(&stack, "w-a", &[]);
+    let mut b = consumer(&stack, "w-b", &[]);
+    wait_loads(&table, 4, "w-a and w-b hold 2 each", |l| {
+        l.len() == 2 && l.values().all(|n| *n == 2)
+    })
+    .await;
+    let before = kin.list_shards().stream_name(STREAM).send().await.unwrap();
+    let ids: Vec<String> = before
+        .shards()
+        .iter()
+        .map(|s| s.shard_id().to_string())
+        .collect();
+    let seqs = writer.written_after(Instant::now(), &ids).await;
+    wait_read_through(&stack, &seqs).await;
+
+    let first = &before.shards()[0];
+    let r = first.hash_key_range().unwrap();
+    let lo: u128 = r.starting_hash_key().parse().unwrap();
+    let hi: u128 = r.ending_hash_key().parse().unwrap();
+    kin.split_shard()
+        .stream_name(STREAM)
+        .shard_to_split(first.shard_id())
+        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    wait_active(&kin).await;
+    kin.merge_shards()
+        .stream_name(STREAM)
+        .shard_to_merge(&ids[2])
+        .adjacent_shard_to_merge(&ids[3])
+        .send()
+        .await
+        .expect("MergeShards");
+    wait_active(&kin).await;
+    let resharded = Instant::now();
+
+    // Keep writing into the children for a while.
+    let after = kin.list_shards().stream_name(STREAM).send().await.unwrap();
+    let children: Vec<(String, Vec<String>)> = after
+        .shards()
+        .iter()
+        .filter(|s| !ids.contains(&s.shard_id().to_string()))
+        .map(|s| {
+            let parents = [s.parent_shard_id(), s.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(str::to_string)
+                .collect();
+            (s.shard_id().to_string(), parents)
+        })
+        .collect();
+    assert_eq!(
+        children.len(),
+        3,
+        "two split children and one merged: {children:?}"
+    );
+    let child_ids: Vec<String> = children.iter().map(|c| c.0.clone()).collect();
+    let seqs = writer.written_after(Instant::now(), &child_ids).await;
+    wait_read_through(&stack, &seqs).await;
+    println!("reshard: children read after {:?}", resharded.elapsed());
+    let last = writer.stop().await;
+    assert_exact(&stack, &last, &[&a, &b]).await;
+
+    // Parent before child: each child's first read starts after its parents' SHARD_END.
+    let mut ended: BTreeMap<String, String> = BTreeMap::new();
+    let mut first_read: BTreeMap<String, String> = BTreeMap::new();
+    for p in [&a, &b] {
+        for e in events_with(p, "checkpointed SHARD_END") {
+            let (s, t) = (
+                e["shard"].as_str().unwrap(),
+                e["timestamp"].as_str().unwrap(),
+            );
+            ended.insert(s.to_string(), t.to_string());
+        }
+        for e in events_with(p, "reading shard") {
+            let (s, t) = (
+                e["shard"].as_str().unwrap(),
+                e["timestamp"].as_str().unwrap(),
+            );
+            let slot = first_read
+                .entry(s.to_string())
+                .or_insert_with(|| t.to_string());
+            if t < slot.as_str() {
+                *slot = t.to_string();
+            }
+        }
+    }
+    for (child, parents) in &children {
+        let read = first_read
+            .get(child)
+            .unwrap_or_else(|| panic!("{child} never read"));
+        for parent in parents {
+            let end = ended
+                .get(parent)
+                .unwrap_or_else(|| panic!("{parent} never reached SHARD_END"));
+            assert!(
+                end < read,
+                "{child} read at {read} before its parent {parent} ended at {end}"
+            );
+        }
+    }
+    let o = owners(&table).await;
+    assert_eq!(o.len(), 4, "4 open shards hold leases: {o:?}");
+    for p in [&mut a, &mut b] {
+        assert!(
+            p.terminate(Duration::from_secs(30)),
+            "{} did not exit 0",
+            p.name
+        );
+    }
+}
+
+async fn wait_active(kin: &aws_sdk_kinesis::Client) {
+    wait_for(
+        "stream ACTIVE after a reshard",
+        Duration::from_secs(30),
+        || async {
+            let d = kin
+                .describe_stream_summary()
+                .stream_name(STREAM)
+                .send()
+                .await
+                .ok()?;
+            (d.stream_description_summary()?.stream_status().as_str() == "ACTIVE").then_some(())
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(4).await;
+    let kin = stack.kinesis_client().await;
+    let writer = Writer::start(
+        kin.clone(),
+        routes(&kin, 1).await,
+        Format::Json,
+        Duration::from_millis(100),
+        None,
+    );
+    let table = lease_table(&stack).await;
+    let mut a = consumer(&stack, "w-a", &[]);
+    let mut b = consumer(&stack, "w-b", &[]);
+    let o = wait_loads(&table, 4, "w-a and w-b hold 2 each", |l| {
+        l.len() == 2 && l.values().all(|n| *n == 2)
+    })
+    .await;
+    let a_shards = shards_of(&o, "w-a");
+    let seqs = writer.written_after(Instant::now(), &a_shards).await;
+    wait_read_through(&stack, &seqs).await;
+
+    a.signal("-STOP");
+    let paused = Instant::now();
+    wait_loads(&table, 4, "w-b takes the paused worker's leases", |l| {
+        l.get("w-b") == Some(&4)
+    })
+    .await;
+    let seqs = writer.written_after(Instant::now(), &a_shards).await;
+    wait_read_through(&stack, &seqs).await;
+    println!(
+        "SIGSTOP: w-a's shards taken and read by w-b after {:?}",
+        paused.elapsed()
+    );
+
+    a.signal("-CONT");
+    wait_for(
+        "w-a notices it lost its leases",
+        Duration::from_secs(30),
+        || async {
+            let lost: Vec<String> = events_with(&a, "lease lost")
+                .iter()
+                .filter_map(|e| e["shard"].as_str().map(str::to_string))
+                .collect();
+            a_shards.iter().all(|s| lost.contains(s)).then_some(())
+        },
+    )
+    .await;
+    // Its readers stopped with "lease lost" rather than going on.
+    let exits = events_with(&a, "shard task ended");
+    for s in &a_shards {
+        assert!(
+            exits
+                .iter()
+                .any(|e| e["shard"].as_str() == Some(s) && e["exit"].as_str() == Some("LeaseLost")),
+            "w-a's reader of {s} did not end with LeaseLost:\n{}",
+            a.output()
+        );
+    }
+    assert!(a.is_running(), "w-a died after SIGCONT:\n{}", a.output());
+
+    let last = writer.stop().await;
+    assert_exact(&stack, &last, &[&a, &b]).await;
+    for p in [&mut a, &mut b] {
+        assert!(
+            p.terminate(Duration::from_secs(30)),
+            "{} did not exit 0",
+            p.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpl_aggregates_are_counted_exactly_across_a_crash() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(2).await;
+    let kin = stack.kinesis_client().await;
+    let table = lease_table(&stack).await;
+    // Small GetRecords pages: many batches, so the crash lands between two of them.
+    let mut first = consumer(&stack, "w-1", &["--max-records", "3"]);
+    wait_loads(&table, 2, "w-1 holds both leases", |l| {
+        l.get("w-1") == Some(&2)
+    })
+    .await;
+    const ROUNDS: u64 = 80;
+    let writer = Writer::start(
+        kin.clone(),
+        routes(&kin, 2).await,
+        Format::Kpl(25),
+        Duration::from_millis(100),
+        Some(ROUNDS),
+    );
+    let probe: BTreeMap<String, u64> = routes(&kin, 2)
+        .await
+        .into_iter()
+        .map(|r| (r.symbol, 0))
+        .collect();
+    wait_for(
+        "some aggregates counted",
+        Duration::from_secs(60),
+        || async {
+            let n: u64 = stack.counts(&probe).await.values().sum();
+            (n >= 500).then_some(())
+        },
+    )
+    .await;
+    first.kill();
+    let at_kill = writer.rounds();
+    println!("kpl: killed w-1 after {at_kill} of {ROUNDS} rounds written");
+    let mut second = consumer(&stack, "w-2", &["--max-records", "3"]);
+    let last = writer.finish().await;
+    assert!(
+        at_kill < ROUNDS,
+        "the crash came after the last aggregate was written"
+    );
+    assert_eq!(last.values().sum::<u64>(), 4 * 25 * ROUNDS);
+    assert_exact(&stack, &last, &[&first, &second]).await;
+    let m = metrics_addr(&second).await;
+    assert_eq!(scrape(&m, "tradeflow_consumer_poison_records_total"), 0.0);
+    assert!(
+        second.terminate(Duration::from_secs(30)),
+        "w-2 did not exit 0"
+    );
+}
