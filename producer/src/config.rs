@@ -59,6 +59,16 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_SYMBOLS", value_delimiter = ',', default_values_t = tradeflow_shared::SEED_SYMBOLS.map(String::from))]
     pub symbols: Vec<String>,
 
+    /// A websocket connection with no message and no ping for this long is dead and
+    /// is replaced.
+    #[arg(long, env = "TRADEFLOW_WS_DEAD_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ws_dead_timeout: Duration,
+
+    /// Age at which a websocket connection is replaced (overlapping, no gap) before
+    /// Binance's 24-hour cut.
+    #[arg(long, env = "TRADEFLOW_WS_MAX_AGE", default_value = "23h 50m", value_parser = humantime::parse_duration)]
+    pub ws_max_age: Duration,
+
     /// Capture file to replay (`--source replay`).
     #[arg(long, env = "TRADEFLOW_REPLAY_FILE")]
     pub replay_file: Option<PathBuf>,

@@ -156,12 +156,18 @@ fn spawn_source(
             })
         }
         SourceKind::Binance => {
-            // TODO(binance source): call `source::binance::run(config, tx, stop)` once
-            // `producer/src/source/binance.rs` lands.
-            drop((tx, stop));
-            return Err(PipelineError::Source(
-                "the binance source is not built into this version yet".into(),
-            ));
+            let cfg = source::binance::BinanceConfig {
+                url: config.binance_url.clone(),
+                symbols: config.symbols.clone(),
+                dead_timeout: config.ws_dead_timeout,
+                max_connection_age: config.ws_max_age,
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                source::binance::run(cfg, tx, stop)
+                    .await
+                    .map_err(|e| format!("binance: {e:#}"))
+            })
         }
     })
 }
