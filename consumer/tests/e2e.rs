@@ -16,13 +16,18 @@ async fn replayed_capture_is_counted_exactly() {
     let (_exchange, url) = stack.exchange(2_000);
     let _producer = stack.producer(&url);
 
-    let got = stack.wait_for_counts(&expected, Duration::from_secs(120)).await;
+    let got = stack
+        .wait_for_counts(&expected, Duration::from_secs(120))
+        .await;
     assert_eq!(got, expected, "consumer log:\n{}", consumer.output());
     for (sym, units) in &base {
         let stored = stack.stat(sym, "base").await.expect("base volume stored");
         assert_eq!(units8(&stored), *units, "{sym} base volume");
     }
-    assert!(consumer.terminate(Duration::from_secs(20)), "consumer did not exit 0 on SIGTERM");
+    assert!(
+        consumer.terminate(Duration::from_secs(20)),
+        "consumer did not exit 0 on SIGTERM"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,21 +45,34 @@ async fn consumer_restarts_midway_keep_counts_exact() {
     let mut second = stack.consumer("worker-2", &[]);
 
     wait_total_at_least(&stack, &expected, 2 * total / 3).await;
-    assert!(second.terminate(Duration::from_secs(20)), "graceful stop failed:\n{}", second.output());
+    assert!(
+        second.terminate(Duration::from_secs(20)),
+        "graceful stop failed:\n{}",
+        second.output()
+    );
     let _third = stack.consumer("worker-3", &[]);
 
-    let got = stack.wait_for_counts(&expected, Duration::from_secs(120)).await;
+    let got = stack
+        .wait_for_counts(&expected, Duration::from_secs(120))
+        .await;
     assert_eq!(got, expected, "worker-2 log:\n{}", second.output());
 }
 
-async fn wait_total_at_least(stack: &Stack, expected: &std::collections::BTreeMap<String, u64>, n: u64) {
+async fn wait_total_at_least(
+    stack: &Stack,
+    expected: &std::collections::BTreeMap<String, u64>,
+    n: u64,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let got: u64 = stack.counts(expected).await.values().sum();
         if got >= n {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "only {got} of {n} trades counted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {got} of {n} trades counted"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

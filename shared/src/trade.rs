@@ -151,7 +151,9 @@ pub fn decode_event(text: &str) -> Result<Event<'_>, DecodeError> {
             return Ok(Event::ServerShutdown);
         }
         if !data.get().starts_with('{') {
-            return Err(DecodeError::Json("combined-stream data is not an object".into()));
+            return Err(DecodeError::Json(
+                "combined-stream data is not an object".into(),
+            ));
         }
         let inner: Wire<'_> = serde_json::from_str(data.get()).map_err(json_err)?;
         if inner.data.is_some() {

@@ -36,7 +36,13 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(name: &str, program: &Path, args: &[String], envs: &[(String, String)], dir: &Path) -> Proc {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        envs: &[(String, String)],
+        dir: &Path,
+    ) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(program)
@@ -59,7 +65,9 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([sig, &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status();
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -76,8 +84,12 @@ impl Proc {
 
     /// SIGTERM and wait for a graceful exit; returns whether it exited 0.
     pub fn terminate(&mut self, within: Duration) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
@@ -140,7 +152,10 @@ impl Stack {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("TRADEFLOW_KINESIS_ENDPOINT".into(), self.kinesis.endpoint()),
-            ("TRADEFLOW_DYNAMODB_ENDPOINT".into(), self.dynamodb.endpoint()),
+            (
+                "TRADEFLOW_DYNAMODB_ENDPOINT".into(),
+                self.dynamodb.endpoint(),
+            ),
             ("TRADEFLOW_REDIS_URL".into(), self.redis_url()),
             ("AWS_ACCESS_KEY_ID".into(), "local".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
@@ -223,7 +238,13 @@ impl Stack {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::spawn(name, &bin("tradeflow-consumer"), &args, &self.env(), self.dir.path())
+        Proc::spawn(
+            name,
+            &bin("tradeflow-consumer"),
+            &args,
+            &self.env(),
+            self.dir.path(),
+        )
     }
 
     /// `symbol:<SYM>` for every symbol of `expected`.
