@@ -180,13 +180,30 @@ async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
         assert_eq!(o[s].as_deref(), Some("w-b"), "{s} after the crash: {o:?}");
     }
 
-    // A third worker steals its share from w-b, then stops gracefully.
+    // A third worker steals its share from w-b, then stops gracefully. w-b's readers of
+    // the stolen shards go on until its next renewal or checkpoint (both apply then,
+    // deduplicated); the duplicates figure must start after that overlap.
+    let ended_before = task_ends(&b);
     let mut c = consumer(&stack, "w-c", &[]);
     let o = wait_loads(&table, 4, "w-c steals 2 of w-b's 4", |l| {
         l.get("w-b") == Some(&2) && l.get("w-c") == Some(&2)
     })
     .await;
     let c_shards = shards_of(&o, "w-c");
+    wait_for(
+        "w-b to stop reading the stolen shards",
+        Duration::from_secs(60),
+        || async {
+            let now = task_ends(&b);
+            c_shards
+                .iter()
+                .all(|s| {
+                    now.get(s).copied().unwrap_or(0) > ended_before.get(s).copied().unwrap_or(0)
+                })
+                .then_some(())
+        },
+    )
+    .await;
     let seqs = writer.written_after(Instant::now(), &c_shards).await;
     wait_read_through(&stack, &seqs).await;
     let b_metrics = metrics_addr(&b).await;
@@ -353,6 +370,17 @@ async fn split_and_merge_while_records_flow_keep_counts_exact_and_parents_first(
             p.name
         );
     }
+}
+
+/// Per shard, how many of its reader tasks ended in this process so far.
+fn task_ends(p: &Proc) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in events_with(p, "shard task ended") {
+        if let Some(s) = e["shard"].as_str() {
+            *m.entry(s.to_string()).or_default() += 1;
+        }
+    }
+    m
 }
 
 async fn wait_active(kin: &aws_sdk_kinesis::Client) {
