@@ -461,6 +461,28 @@ async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
         );
     }
     assert!(a.is_running(), "w-a died after SIGCONT:\n{}", a.output());
+    // Its old writes could not win: each of those leases is w-b's, unless w-a took it
+    // back afresh (a new take, with the counter w-b left) after waking.
+    let retaken: Vec<String> = events_with(&a, " lease")
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["message"].as_str(),
+                Some("stole lease") | Some("took lease")
+            )
+        })
+        .filter_map(|e| e["shard"].as_str().map(str::to_string))
+        .collect();
+    let o = owners(&table).await;
+    for s in &a_shards {
+        let owner = o[s].as_deref();
+        assert!(
+            owner == Some("w-b")
+                || (owner == Some("w-a") && retaken.iter().filter(|x| *x == s).count() >= 2),
+            "{s} is {owner:?}'s without a new take by w-a:\n{}",
+            a.output()
+        );
+    }
 
     let last = writer.stop().await;
     assert_exact(&stack, &last, &[&a, &b]).await;
