@@ -9,6 +9,7 @@
 pub mod format;
 pub mod read;
 pub mod value;
+pub mod web;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -58,10 +59,16 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Serve a live web page of the totals (and `/api/snapshot` JSON).
+    Serve(web::ServeArgs),
 }
 
 /// Runs the report until done (or, with `--watch`, until `shutdown`).
 pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Some(Command::Serve(serve)) = args.command {
+        // Connects lazily: the page must come up (with a notice) while Redis is down.
+        return web::serve(&args.redis_url, &args.key_prefix, serve, shutdown).await;
+    }
     let reader = Reader::connect(&args.redis_url, &args.key_prefix).await?;
     if let Some(Command::Reset { yes }) = args.command {
         if !yes && !confirm()? {

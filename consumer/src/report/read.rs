@@ -56,6 +56,16 @@ impl Reader {
         classify(&self.url, self.password.as_deref(), &e)
     }
 
+    /// The shared connection and the key layout, for other read-only views (the web
+    /// page's minute buckets); errors go through [`Reader::error`] (redacted).
+    pub(crate) fn connection(&self) -> (ConnectionManager, &Keys) {
+        (self.con.clone(), &self.keys)
+    }
+
+    pub(crate) fn error(&self, e: redis::RedisError) -> SinkError {
+        self.err(e)
+    }
+
     /// Every known symbol's totals, read in one MULTI/EXEC (a consistent snapshot).
     pub async fn snapshot(&self) -> Result<Vec<SymbolTotals>, SinkError> {
         let mut con = self.con.clone();

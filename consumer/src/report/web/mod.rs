@@ -1,0 +1,68 @@
+//! `tradeflow-report serve`: a live page of the totals in Redis, served by the binary
+//! itself (HTML, JS and CSS embedded; nothing from the internet).
+//!
+//! - `/` — a treemap of trades per symbol (top 3 highlighted), trades per minute of the
+//!   top symbols over the last hour, traded USD value per symbol (the report's
+//!   valuation), the age of the newest trade, and a notice while Redis is unreachable.
+//!   The page polls `/api/snapshot` every 2 s and updates its SVG in place.
+//! - `/api/snapshot` — the same numbers as JSON ([`snapshot::WebSnapshot`]); 503 with
+//!   `ok: false` and `error` when Redis cannot be read.
+//!
+//! Redis cost: see [`source`] — per refresh 3 round trips, S + 4 + 60·N commands, and
+//! at most one refresh per second however many browsers watch.
+//! The listener binds only `--addr` (loopback by default); put a reverse proxy with
+//! authentication in front before exposing it: the page has no login of its own.
+
+pub mod http;
+pub mod snapshot;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+pub use source::{Source, SourceConfig};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (only this one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Symbols in the trades-per-minute chart (each costs 60 `HGET` per refresh).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(0..=50))]
+    pub series: u16,
+}
+
+/// Serves the page until `shutdown`.
+pub async fn serve(
+    redis_url: &str,
+    key_prefix: &str,
+    args: ServeArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Bad configuration fails now, not as a notice on the page forever.
+    crate::apply::Keys::new(key_prefix)?;
+    redis::Client::open(redis_url).map_err(|_| {
+        anyhow::anyhow!("invalid Redis URL {}", crate::apply::redact_url(redis_url))
+    })?;
+    let source = Arc::new(Source::new(SourceConfig {
+        redis_url: redis_url.to_string(),
+        key_prefix: key_prefix.to_string(),
+        top_series: args.series as usize,
+        min_interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+    }));
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "serving the live view");
+    eprintln!("tradeflow-report: serving http://{local}/");
+    axum::serve(listener, http::router(source))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("web server")
+}

@@ -1,0 +1,176 @@
+//! Where the page's numbers come from: Redis, read through the report's [`Reader`],
+//! plus one pipeline for the minute buckets of the top symbols. Shared by every
+//! viewer: at most one refresh per `min_interval`, whatever the number of browsers.
+//!
+//! Cost of one refresh (S = symbols in the index, N = `top_series`):
+//! 1. `SMEMBERS <p>symbols` — one round trip;
+//! 2. `MULTI`, `MGET symbol:*` (all S), S × `HMGET <p>stats:<SYM>`, `EXEC` — one round
+//!    trip (the report's consistent snapshot);
+//! 3. N × 60 `HGET <p>min:<SYM>:<minute> count` — one pipelined round trip.
+//!
+//! So 3 round trips and S + 4 + 60·N commands (N = 5: S + 304).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Mutex;
+
+use super::snapshot::{
+    anchor_minute, build_snapshot, error_snapshot, minute_window, newest_trade, top_symbols,
+    MinuteSeries, SymbolMinutes, WebSnapshot,
+};
+use crate::apply::SinkError;
+use crate::report::Reader;
+
+pub const ERRORS_METRIC: &str = "tradeflow_report_web_redis_errors_total";
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub redis_url: String,
+    pub key_prefix: String,
+    /// Symbols in the per-minute chart.
+    pub top_series: usize,
+    /// A refresh younger than this is served again instead of asking Redis.
+    pub min_interval: Duration,
+    /// A refresh (connect included) taking longer than this counts as Redis down.
+    pub timeout: Duration,
+}
+
+pub struct Source {
+    cfg: SourceConfig,
+    /// Connected lazily, so the page comes up (with its notice) while Redis is down.
+    reader: Mutex<Option<Reader>>,
+    /// Held across a refresh, so concurrent viewers wait for one read.
+    cache: Mutex<Option<(Instant, Arc<WebSnapshot>)>>,
+}
+
+impl Source {
+    pub fn new(cfg: SourceConfig) -> Self {
+        Source {
+            cfg,
+            reader: Mutex::new(None),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The current numbers, or a snapshot with `ok: false` and the reason.
+    pub async fn snapshot(&self) -> Arc<WebSnapshot> {
+        let mut cache = self.cache.lock().await;
+        if let Some((at, snap)) = cache.as_ref() {
+            if at.elapsed() < self.cfg.min_interval {
+                return snap.clone();
+            }
+        }
+        let snap = match tokio::time::timeout(self.cfg.timeout, self.read()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => self.failed(format!("Redis unreachable: {e}")),
+            Err(_) => self.failed(format!(
+                "Redis unreachable: no answer within {} ms",
+                self.cfg.timeout.as_millis()
+            )),
+        };
+        if !snap.ok {
+            // A fresh connect fails fast (refused) where the old connection would keep
+            // retrying its reconnect until our timeout.
+            *self.reader.lock().await = None;
+        }
+        let snap = Arc::new(snap);
+        *cache = Some((Instant::now(), snap.clone()));
+        snap
+    }
+
+    fn failed(&self, message: String) -> WebSnapshot {
+        metrics::counter!(ERRORS_METRIC).increment(1);
+        tracing::warn!(error = %message, "web view: cannot read Redis");
+        error_snapshot(message, now_ms())
+    }
+
+    async fn reader(&self) -> Result<Reader, SinkError> {
+        let mut slot = self.reader.lock().await;
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        // The connection manager retries a refused connect for seconds; a plain connect
+        // first fails fast and says why (the text names no secret: kind only).
+        let client = redis::Client::open(self.cfg.redis_url.as_str())
+            .map_err(|e| SinkError::Config(format!("Redis URL: {:?}", e.kind())))?;
+        if let Err(e) = client.get_multiplexed_async_connection().await {
+            let why = if e.is_connection_refusal() {
+                "connection refused".to_string()
+            } else {
+                format!("{:?}", e.kind())
+            };
+            return Err(SinkError::Unavailable {
+                url: crate::apply::redact_url(&self.cfg.redis_url),
+                kind: "connect",
+                message: why,
+            });
+        }
+        let r = Reader::connect(&self.cfg.redis_url, &self.cfg.key_prefix).await?;
+        *slot = Some(r.clone());
+        Ok(r)
+    }
+
+    async fn read(&self) -> Result<WebSnapshot, SinkError> {
+        let reader = self.reader().await?;
+        let totals = reader.snapshot().await?;
+        let top = top_symbols(&totals, self.cfg.top_series);
+        let anchor = anchor_minute(newest_trade(&totals), now_ms());
+        let minutes = read_minutes(&reader, &top, anchor).await?;
+        Ok(build_snapshot(&totals, minutes, now_ms()))
+    }
+}
+
+/// Counts per minute of `symbols` over the hour ending at `anchor`, in one pipeline.
+async fn read_minutes(
+    reader: &Reader,
+    symbols: &[String],
+    anchor: u64,
+) -> Result<MinuteSeries, SinkError> {
+    let window = minute_window(anchor);
+    let start = *window.start();
+    if symbols.is_empty() {
+        return Ok(MinuteSeries {
+            start_minute: start,
+            series: Vec::new(),
+        });
+    }
+    let (mut con, keys) = reader.connection();
+    let mut pipe = redis::pipe();
+    for s in symbols {
+        for m in window.clone() {
+            pipe.cmd("HGET")
+                .arg(format!("{}min:{s}:{m}", keys.prefix()))
+                .arg("count");
+        }
+    }
+    let counts: Vec<Option<u64>> = pipe
+        .query_async(&mut con)
+        .await
+        .map_err(|e| reader.error(e))?;
+    let per = window.count();
+    if counts.len() != per * symbols.len() {
+        return Err(SinkError::Protocol(format!(
+            "minute buckets: {} replies for {} commands",
+            counts.len(),
+            per * symbols.len()
+        )));
+    }
+    Ok(MinuteSeries {
+        start_minute: start,
+        series: symbols
+            .iter()
+            .zip(counts.chunks(per))
+            .map(|(s, c)| SymbolMinutes {
+                symbol: s.clone(),
+                counts: c.iter().map(|v| v.unwrap_or(0)).collect(),
+            })
+            .collect(),
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
