@@ -270,19 +270,39 @@ fn dump_dom(url: &str) -> String {
     chromium(&["--dump-dom"], url)
 }
 
-/// Treemap tiles in the DOM: symbol → count (from the tiles' data attributes).
-fn tiles(dom: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for part in dom.split("<g class=\"tile").skip(1) {
-        let attr = |name: &str| {
-            let start = part.find(&format!("{name}=\""))? + name.len() + 2;
-            Some(part[start..start + part[start..].find('"')?].to_string())
-        };
-        if let (Some(sym), Some(count)) = (attr("data-symbol"), attr("data-count")) {
-            out.insert(sym, count.parse().unwrap());
+/// The attributes of every treemap tile (`<g class="tile…" …>`), whatever their order.
+fn tile_attrs(dom: &str) -> Vec<BTreeMap<String, String>> {
+    let mut out = Vec::new();
+    for part in dom.split("<g ").skip(1) {
+        let tag = &part[..part.find('>').unwrap_or(part.len())];
+        let mut attrs = BTreeMap::new();
+        for kv in tag.split("\" ") {
+            if let Some((k, v)) = kv.split_once("=\"") {
+                attrs.insert(k.trim().to_string(), v.trim_end_matches('"').to_string());
+            }
+        }
+        if attrs.get("class").is_some_and(|c| c.starts_with("tile")) {
+            out.push(attrs);
         }
     }
     out
+}
+
+/// Treemap tiles in the DOM: symbol → count (from the tiles' data attributes).
+fn tiles(dom: &str) -> BTreeMap<String, u64> {
+    tile_attrs(dom)
+        .into_iter()
+        .map(|a| (a["data-symbol"].clone(), a["data-count"].parse().unwrap()))
+        .collect()
+}
+
+/// The tile's class (`tile`, `tile top`).
+fn tile_class(dom: &str, sym: &str) -> String {
+    tile_attrs(dom)
+        .into_iter()
+        .find(|a| a["data-symbol"] == sym)
+        .map(|a| a["class"].clone())
+        .unwrap_or_default()
 }
 
 /// Counts with thousands separators, as the page prints them.
@@ -296,6 +316,12 @@ fn grouped(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The text from after `prefix` up to the next `"`.
+fn attr_after(dom: &str, prefix: &str) -> Option<String> {
+    let start = dom.find(prefix)? + prefix.len();
+    Some(dom[start..start + dom[start..].find('"')?].to_string())
 }
 
 fn notice_hidden(dom: &str) -> bool {
@@ -329,9 +355,9 @@ fn browser_shows_every_symbol_follows_redis_and_flags_it_down() {
     );
     // The top 3 are highlighted, the rest not.
     for (sym, _) in &SEED[..3] {
-        assert!(dom.contains(&format!(r#"<g class="tile top" data-symbol="{sym}""#)));
+        assert_eq!(tile_class(&dom, sym), "tile top", "{sym}");
     }
-    assert!(dom.contains(r#"<g class="tile" data-symbol="SOLUSDT""#));
+    assert_eq!(tile_class(&dom, "SOLUSDT"), "tile");
     assert!(dom.contains("Newest trade "), "freshness line");
     assert!(
         dom.contains(r#"<polyline class="line c0" points="#),
@@ -340,6 +366,19 @@ fn browser_shows_every_symbol_follows_redis_and_flags_it_down() {
     assert!(dom.contains(r#"data-symbol="BTCUSDT"></polyline>"#));
     assert!(dom.contains("$90,000"), "USD bars");
     assert!(notice_hidden(&dom));
+    // The page redrew several times within one load, updating the same SVG elements
+    // (all tiles still the ones made by the first draw: no rebuild, no flicker).
+    let refreshes: u32 = attr_after(&dom, "<body data-refreshes=\"")
+        .expect("refresh counter")
+        .parse()
+        .unwrap();
+    println!("draws within one page load: {refreshes}");
+    assert!(refreshes >= 2, "only {refreshes} refresh(es)");
+    let born: Vec<String> = tile_attrs(&dom)
+        .into_iter()
+        .map(|a| a["data-born"].clone())
+        .collect();
+    assert_eq!(born, vec!["1".to_string(); SEED.len()]);
 
     // Redis changes: the page follows.
     {
@@ -358,9 +397,9 @@ fn browser_shows_every_symbol_follows_redis_and_flags_it_down() {
     want2.insert("ADAUSDT".into(), 42);
     assert_eq!(tiles(&dom), want2);
     assert!(dom.contains(&format!("Transactions (N={})", grouped(total + 9_942))));
-    // DOGEUSDT is now first, so highlighted; SOLUSDT... BNBUSDT dropped to 4th.
-    assert!(dom.contains(r#"<g class="tile top" data-symbol="DOGEUSDT""#));
-    assert!(dom.contains(r#"<g class="tile" data-symbol="BNBUSDT""#));
+    // DOGEUSDT is now first, so highlighted; BNBUSDT dropped to 4th.
+    assert_eq!(tile_class(&dom, "DOGEUSDT"), "tile top");
+    assert_eq!(tile_class(&dom, "BNBUSDT"), "tile");
 
     let shot = artifacts_dir().join("report-web.png");
     let _ = std::fs::remove_file(&shot);

@@ -97,6 +97,8 @@ function drawTreemap(snap) {
     if (!t) {
       const g = el("g", "tile", svg);
       t = { g, rect: el("rect", null, g), tip: el("title", null, g), name: el("text", null, g), num: el("text", "n", g) };
+      // Which refresh created it: tests check tiles are updated, not rebuilt.
+      g.setAttribute("data-born", String(refreshes));
       tiles.set(r.key, t);
     }
     const others = r.key === "\u0000others";
@@ -238,6 +240,7 @@ function notice(text) {
 }
 
 let lastGood = null;
+let refreshes = 0; // successful draws, exposed on <body> for tests
 async function refresh() {
   try {
     const r = await fetch("/api/snapshot", { cache: "no-store" });
@@ -245,9 +248,12 @@ async function refresh() {
     if (!snap.ok) {
       const since = lastGood ? ` — showing numbers read at ${new Date(lastGood).toISOString().slice(11, 19)} UTC` : "";
       notice(`${snap.error || "Redis unreachable"}${since}`);
+      if (!lastGood) setText($("fresh"), "No data: Redis cannot be read");
       return;
     }
     lastGood = snap.server_time_ms;
+    refreshes += 1;
+    document.body.dataset.refreshes = String(refreshes);
     notice(null);
     drawTreemap(snap);
     drawMinutes(snap);
