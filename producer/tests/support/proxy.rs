@@ -309,8 +309,8 @@ async fn forward(
         body.truncate(len);
     }
     let status = start
-        .splitn(2, ' ')
-        .nth(1)
+        .split_once(' ')
+        .map(|x| x.1)
         .unwrap_or("502 Bad Gateway")
         .to_string();
     let ctype = headers
