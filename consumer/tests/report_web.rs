@@ -129,6 +129,23 @@ fn snapshot(server: &Server) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(&body).expect("JSON body"))
 }
 
+/// Calls per command since the last `CONFIG RESETSTAT` (`INFO commandstats`).
+fn command_calls(con: &mut redis::Connection) -> BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
 /// The snapshot is cached for 1 s across viewers: wait it out before the next read.
 fn past_cache() {
     std::thread::sleep(Duration::from_millis(1_100));
@@ -177,6 +194,51 @@ fn json_snapshot_and_nothing_but_the_page() {
         .collect();
     let expect: Vec<u64> = (0..60u64).rev().map(|k| 50 + k).collect();
     assert_eq!(counts, expect);
+
+    // Redis cost of one refresh, counted by Redis itself: 3 round trips,
+    // SMEMBERS + MULTI/MGET/EXEC + one HMGET per symbol + 60 HGET per charted symbol.
+    past_cache();
+    let mut con = redis_cli(&redis);
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(snapshot(&server).0, 200);
+    let stats = command_calls(&mut con);
+    let s = SEED.len() as u64;
+    let want_calls: BTreeMap<String, u64> = [
+        ("smembers", 1),
+        ("multi", 1),
+        ("mget", 1),
+        ("hmget", s),
+        ("exec", 1),
+        ("hget", 5 * 60),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let got_calls: BTreeMap<String, u64> = stats
+        .into_iter()
+        .filter(|(k, _)| k != "config|resetstat" && k != "info")
+        .collect();
+    assert_eq!(got_calls, want_calls);
+    println!(
+        "Redis commands per refresh with {s} symbols: {}",
+        got_calls.values().sum::<u64>()
+    );
+    // Viewers share refreshes: five quick reads cost fewer than five refreshes.
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(snapshot(&server).0, 200);
+    }
+    let refreshes = command_calls(&mut con)
+        .get("smembers")
+        .copied()
+        .unwrap_or(0);
+    assert!(refreshes < 5, "{refreshes} refreshes for 5 quick reads");
 
     // The page and its two assets, embedded; page weight is printed for the docs.
     let mut weight = 0;

@@ -5,6 +5,7 @@
 //! JSON or CSV; `--watch` redraws every 2 s with a share-of-trades bar.
 //! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
 //! across it: trades already counted are not counted again, new ones are.
+//! `serve` is the same numbers as a live web page and JSON (see [`web`]).
 
 pub mod format;
 pub mod read;
