@@ -14,7 +14,8 @@ async fn replayed_capture_is_counted_exactly() {
     let (expected, base) = expected_from_capture(&capture_path());
     let mut consumer = stack.consumer("worker-a", &[]);
     let (_exchange, url) = stack.exchange(2_000);
-    let _producer = stack.producer(&url);
+    // KPL aggregates here; the restart test below covers plain records.
+    let _producer = stack.producer(&url, &["--aggregate"]);
 
     let got = stack
         .wait_for_counts(&expected, Duration::from_secs(120))
@@ -38,7 +39,7 @@ async fn consumer_restarts_midway_keep_counts_exact() {
     let mut first = stack.consumer("worker-1", &[]);
     // Slow enough that the restarts land while trades still flow.
     let (_exchange, url) = stack.exchange(400);
-    let _producer = stack.producer(&url);
+    let _producer = stack.producer(&url, &[]);
 
     wait_total_at_least(&stack, &expected, total / 3).await;
     first.kill(); // a crash: between a Redis write and its checkpoint, perhaps

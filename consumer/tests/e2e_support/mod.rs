@@ -198,22 +198,25 @@ impl Stack {
         }
     }
 
-    pub fn producer(&self, ws_url: &str) -> Proc {
+    /// The producer reading the exchange; `extra` flags such as `--aggregate`.
+    pub fn producer(&self, ws_url: &str, extra: &[&str]) -> Proc {
+        let mut args: Vec<String> = vec![
+            "--stream".into(),
+            STREAM.into(),
+            "--source".into(),
+            "binance".into(),
+            "--binance-url".into(),
+            ws_url.into(),
+            "--linger".into(),
+            "50ms".into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         Proc::spawn(
             "producer",
             &bin("tradeflow-producer"),
-            &[
-                "--stream".into(),
-                STREAM.into(),
-                "--source".into(),
-                "binance".into(),
-                "--binance-url".into(),
-                ws_url.into(),
-                "--linger".into(),
-                "50ms".into(),
-                "--metrics-addr".into(),
-                "127.0.0.1:0".into(),
-            ],
+            &args,
             &self.env(),
             self.dir.path(),
         )
