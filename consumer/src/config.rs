@@ -69,7 +69,11 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_FAILOVER_TIME", default_value = "10s", value_parser = humantime::parse_duration)]
     pub failover_time: Duration,
 
-    /// How often this worker scans the lease table to take leases. Default: failover/2.
+    /// How often this worker scans the lease table to take leases. Default: failover/10,
+    /// at least 1 s and at most failover/2 (1 s at the default failover). Expiry is seen
+    /// only by scans, so this bounds how late a crashed worker's leases are taken
+    /// (≈ failover + this) and how late released ones are (≈ this); each scan is one
+    /// consistent DynamoDB Scan of the lease table.
     #[arg(long, env = "TRADEFLOW_TAKE_INTERVAL", value_parser = humantime::parse_duration)]
     pub take_interval: Option<Duration>,
 
@@ -144,7 +148,11 @@ impl Config {
     }
 
     pub fn take_interval(&self) -> Duration {
-        self.take_interval.unwrap_or(self.failover_time / 2)
+        self.take_interval.unwrap_or_else(|| {
+            (self.failover_time / 10)
+                .max(Duration::from_secs(1))
+                .min(self.failover_time / 2)
+        })
     }
 }
 
@@ -173,7 +181,9 @@ mod tests {
     fn defaults_are_valid() {
         let c = parse(&[]);
         assert!(c.validate().is_ok());
-        assert_eq!(c.take_interval(), Duration::from_secs(5));
+        assert_eq!(c.take_interval(), Duration::from_secs(1));
+        let short = parse(&["--failover-time", "1s"]);
+        assert_eq!(short.take_interval(), Duration::from_millis(500));
         assert_eq!(c.failover_time, Duration::from_secs(10));
     }
 
