@@ -74,4 +74,82 @@ pub fn describe() {
         "tradeflow_consumer_shards_ended_total",
         "Shards read to their end and checkpointed SHARD_END."
     );
+    describe_counter!(
+        "tradeflow_consumer_leases_created_total",
+        "Lease rows created for newly discovered shards."
+    );
+    describe_counter!(
+        "tradeflow_consumer_lease_renewal_failures_total",
+        "Lease renewals that failed (the lease is lost if none succeeds within the failover time)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_lease_rows_unreadable_total",
+        "Lease table rows that could not be parsed (skipped, never taken)."
+    );
+    describe_gauge!(
+        "tradeflow_consumer_shards_discovered",
+        "Shards listed by the last shard sync."
+    );
+    describe_counter!(
+        "tradeflow_consumer_kinesis_requests_total",
+        "Kinesis control-plane requests (ListShards), by operation."
+    );
+    describe_counter!(
+        "tradeflow_consumer_bad_sequence_numbers_total",
+        "Records whose sequence number could not be parsed (skipped)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_trades_applied_total",
+        "Trades applied to the Redis totals (each exactly once)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_duplicates_skipped_total",
+        "Redelivered trades recognised and skipped by the exactly-once sink."
+    );
+    describe_counter!(
+        "tradeflow_consumer_late_trades_dropped_total",
+        "Trades that arrived for a trade-id gap evicted long ago (not applied)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_batches_skipped_total",
+        "Batches entirely at or below the shard's applied position (replays)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_poison_records_total",
+        "Records that are not valid trades, kept aside in the dead-letter stream, by kind."
+    );
+    describe_histogram!(
+        "tradeflow_consumer_redis_batch_seconds",
+        Unit::Seconds,
+        "Time to apply one batch to Redis."
+    );
+    describe_counter!(
+        "tradeflow_consumer_redis_errors_total",
+        "Redis errors while applying batches, by kind (the shard pauses and retries)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_redis_round_trips_total",
+        "Redis round trips made by the sink."
+    );
+    // Counters of rare events exist at 0 from the start, so `increase()` in alerts sees
+    // the first one and a scrape shows they are exported.
+    for name in [
+        "tradeflow_consumer_leases_taken_total",
+        "tradeflow_consumer_leases_stolen_total",
+        "tradeflow_consumer_leases_lost_total",
+        "tradeflow_consumer_leases_released_total",
+        "tradeflow_consumer_expired_iterators_total",
+        "tradeflow_consumer_getrecords_throttled_total",
+        "tradeflow_consumer_getrecords_errors_total",
+        "tradeflow_consumer_shards_ended_total",
+        "tradeflow_consumer_trades_applied_total",
+        "tradeflow_consumer_duplicates_skipped_total",
+        "tradeflow_consumer_late_trades_dropped_total",
+        "tradeflow_consumer_batches_skipped_total",
+        "tradeflow_consumer_lease_renewal_failures_total",
+        "tradeflow_consumer_redis_round_trips_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    metrics::gauge!("tradeflow_consumer_leases_held").set(0.0);
 }

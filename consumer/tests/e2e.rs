@@ -15,7 +15,7 @@ async fn replayed_capture_is_counted_exactly() {
     let mut consumer = stack.consumer("worker-a", &[]);
     let (_exchange, url) = stack.exchange(2_000);
     // KPL aggregates here; the restart test below covers plain records.
-    let _producer = stack.producer(&url, &["--aggregate"]);
+    let producer = stack.producer(&url, &["--aggregate"]);
 
     let got = stack
         .wait_for_counts(&expected, Duration::from_secs(120))
@@ -25,6 +25,7 @@ async fn replayed_capture_is_counted_exactly() {
         let stored = stack.stat(sym, "base").await.expect("base volume stored");
         assert_eq!(units8(&stored), *units, "{sym} base volume");
     }
+    check_metrics(&[&producer, &consumer]);
     assert!(
         consumer.terminate(Duration::from_secs(20)),
         "consumer did not exit 0 on SIGTERM"
@@ -76,4 +77,69 @@ async fn wait_total_at_least(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Metrics that exist only once their event happened: their labels name the event's
+/// kind, so there is no meaningful zero series to pre-register.
+const EVENT_LABELLED: &[&str] = &[
+    "tradeflow_producer_bad_input_total",
+    "tradeflow_producer_dropped_total",
+    "tradeflow_producer_entries_failed_total",
+    "tradeflow_producer_ws_reconnects_total",
+    "tradeflow_consumer_checkpoint_failures_total",
+    "tradeflow_consumer_poison_records_total",
+    "tradeflow_consumer_redis_errors_total",
+];
+
+/// A real scrape of both binaries is valid Prometheus text (`promtool check metrics`),
+/// and every metric the dashboard and the alert rules use is exported.
+fn check_metrics(procs: &[&Proc]) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut all = String::new();
+    for p in procs {
+        let text = scrape(&metrics_addr(p));
+        let mut child = Command::new(promtool())
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("feed promtool");
+        let out = child.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool check metrics on {}:\n{}{}",
+            p.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        all.push_str(&text);
+    }
+    let names = std::fs::read_to_string(
+        tradeflow_shared::testkit::workspace_root().join("infra/prometheus/metric-names.txt"),
+    )
+    .expect("metric-names.txt");
+    let missing: Vec<&str> = names
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|n| !EVENT_LABELLED.contains(n))
+        .filter(|n| {
+            !all.lines().any(|l| {
+                l.strip_prefix(*n)
+                    .is_some_and(|rest| rest.starts_with([' ', '{', '_']))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by the binaries: {missing:?}"
+    );
 }

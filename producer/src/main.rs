@@ -16,7 +16,6 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_tracing(&config.telemetry);
     let shutdown = tradeflow_shared::shutdown::on_signals();
     let health = telemetry::Health::new();
-    tradeflow_producer::metrics::describe();
     let addr = config
         .telemetry
         .metrics_addr
@@ -26,6 +25,8 @@ async fn main() -> anyhow::Result<()> {
         None
     } else {
         let handle = telemetry::install_metrics().context("installing the metrics recorder")?;
+        // Descriptions (and zeroed counters) need the recorder installed first.
+        tradeflow_producer::metrics::describe();
         let stop = shutdown.child_token();
         let (_, task) = telemetry::serve(
             &addr,

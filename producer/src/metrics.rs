@@ -69,6 +69,43 @@ pub fn describe() {
     );
     describe_gauge!(LAST_TRADE_TIME, "Trade time of the newest written trade");
     describe_counter!(SHARD_REFRESHES, "Shard map refreshes (ListShards)");
+    {
+        use crate::source::binance as ws;
+        describe_gauge!(
+            ws::WS_CONNECTIONS,
+            "Websocket connections open to the exchange"
+        );
+        describe_counter!(ws::WS_RECONNECTS, "Websocket reconnections, by reason");
+        describe_counter!(
+            ws::WS_ROTATIONS,
+            "Planned connection replacements (24 h cut, serverShutdown), by reason"
+        );
+        describe_counter!(ws::WS_MESSAGES, "Websocket messages received");
+        describe_counter!(
+            ws::WS_CONNECT_FAILURES,
+            "Failed websocket connection attempts"
+        );
+        counter!(ws::WS_CONNECT_FAILURES).absolute(0);
+        gauge!(ws::WS_CONNECTIONS).set(0.0);
+    }
+    // Counters of rare events exist at 0 from the start, so `increase()` in alerts sees
+    // the first one and a scrape shows they are exported.
+    for name in [
+        TRADES_IN,
+        TRADES_ACCEPTED,
+        DUPLICATES,
+        GAPS,
+        MISSING,
+        THROTTLES,
+        RECORDS_WRITTEN,
+        TRADES_WRITTEN,
+        BYTES_WRITTEN,
+        PAYLOAD_UNITS,
+        LOST,
+    ] {
+        counter!(name).absolute(0);
+    }
+    gauge!(BUFFER_RECORDS).set(0.0);
 }
 
 pub fn bad_input(source: &'static str, kind: &'static str) {

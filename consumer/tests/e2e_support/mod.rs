@@ -236,6 +236,8 @@ impl Stack {
             "100ms",
             "--checkpoint-interval",
             "500ms",
+            "--metrics-addr",
+            "127.0.0.1:0",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -364,4 +366,62 @@ pub fn units8(s: &str) -> u128 {
         frac.push('0');
     }
     format!("{i}{frac}").parse().expect("decimal")
+}
+
+/// The address a binary printed for its /metrics endpoint (`--metrics-addr 127.0.0.1:0`).
+pub fn metrics_addr(p: &Proc) -> String {
+    let out = p.output();
+    strip_ansi(&out)
+        .lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("local=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("{} printed no metrics address:\n{out}", p.name))
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One scrape of `http://addr/metrics`, by a plain HTTP/1.0 request.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
+    body.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// promtool, as scripts/test-infra installs it (or from the PATH).
+pub fn promtool() -> PathBuf {
+    let local = testkit::tools_dir().join("prometheus/usr/bin/promtool");
+    if local.exists() {
+        return local;
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .expect("promtool not found: run scripts/test-infra (scripts/test does) to install it")
 }
