@@ -1,0 +1,176 @@
+//! Batch apply cost against a real redis-server (started on a free loopback port and
+//! stopped at the end): `RedisSink::apply` of 500-trade batches versus the seed's way,
+//! one `INCR symbol:<SYM>` round trip per trade (and, as a bonus, one `INCRBYFLOAT`
+//! for the volume). Also the in-memory cost of `fold` alone.
+//!
+//! `cargo bench -p tradeflow-benches --bench apply_redis` runs 200 batches (100,000
+//! trades); under `cargo test` it does a 2-batch smoke run.
+
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use serde_json::json;
+use tradeflow_benches::{full_mode, sequence_number, trade_jsons, write_results};
+use tradeflow_consumer::apply::{fold, BatchDelta, RedisSink, SinkConfig};
+use tradeflow_consumer::record::{decode_record, DecodedRecord, Item};
+use tradeflow_shared::testkit;
+
+const BATCH: usize = 500;
+
+fn batches(n_batches: usize) -> Vec<Vec<DecodedRecord>> {
+    let jsons = trade_jsons(n_batches * BATCH, 21);
+    let mut all = Vec::with_capacity(jsons.len());
+    for (i, j) in jsons.iter().enumerate() {
+        decode_record(&sequence_number(i as u64), j.as_bytes(), &mut all);
+    }
+    all.chunks(BATCH).map(<[DecodedRecord]>::to_vec).collect()
+}
+
+/// Redis's own count of commands processed (INFO stats), to check round trips.
+async fn commands_processed(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(con)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn per(d: Duration, n: usize) -> f64 {
+    d.as_secs_f64() * 1e6 / n.max(1) as f64
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let full = full_mode();
+    let n_batches = if full { 200 } else { 2 };
+    let server = testkit::redis();
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the bench redis-server");
+
+    let recs = batches(n_batches);
+    let trades: usize = recs.iter().map(Vec::len).sum();
+
+    // 1. fold alone, in memory.
+    let t = Instant::now();
+    let deltas: Vec<BatchDelta> = recs.iter().map(|b| fold(b)).collect();
+    let fold_time = t.elapsed();
+
+    // 2. RedisSink::apply, one batch after another as one shard worker does.
+    let sink = RedisSink::connect(&SinkConfig {
+        url: url.clone(),
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("sink connects");
+    let cmds_before = commands_processed(&mut con).await;
+    let mut round_trips = 0u64;
+    let mut applied = 0u64;
+    let t = Instant::now();
+    for d in &deltas {
+        let o = sink
+            .apply("bench", "shardId-000000000000", d)
+            .await
+            .expect("apply");
+        round_trips += u64::from(o.round_trips);
+        applied += o.trades_applied;
+    }
+    let apply_time = t.elapsed();
+    // INFO itself counts once; the sink's EVALSHA is one command per round trip.
+    let sink_cmds = commands_processed(&mut con).await - cmds_before - 1;
+    assert_eq!(applied as usize, trades, "every trade applied once");
+
+    // 3. The seed: one INCR per trade, awaited one by one.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut con)
+        .await
+        .expect("flush");
+    let symbols: Vec<&Item> = recs.iter().flatten().map(|r| &r.item).collect();
+    let t = Instant::now();
+    for item in &symbols {
+        if let Item::Trade(tr) = item {
+            let _: i64 = con
+                .incr(format!("symbol:{}", tr.symbol), 1)
+                .await
+                .expect("INCR");
+        }
+    }
+    let seed_time = t.elapsed();
+
+    // 3b. The seed's bonus: INCR and INCRBYFLOAT (volume as a float, inexact).
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut con)
+        .await
+        .expect("flush");
+    let t = Instant::now();
+    for item in &symbols {
+        if let Item::Trade(tr) = item {
+            let _: i64 = con
+                .incr(format!("symbol:{}", tr.symbol), 1)
+                .await
+                .expect("INCR");
+            let vol = tr.quote_units() as f64 / 1e16;
+            let _: f64 = redis::cmd("INCRBYFLOAT")
+                .arg(format!("volume:{}", tr.symbol))
+                .arg(vol)
+                .query_async(&mut con)
+                .await
+                .expect("INCRBYFLOAT");
+        }
+    }
+    let seed2_time = t.elapsed();
+
+    let apply_us_batch = per(apply_time, n_batches);
+    let apply_us_trade = per(apply_time, trades);
+    let seed_us_trade = per(seed_time, trades);
+    let seed2_us_trade = per(seed2_time, trades);
+    println!(
+        "apply_redis: {n_batches} batches of {BATCH} trades ({trades} trades), mode {}",
+        if full { "full" } else { "smoke" }
+    );
+    println!(
+        "  fold alone          : {:>9.3} µs/batch {:>8.3} µs/trade  ({:.2} M trades/s)",
+        per(fold_time, n_batches),
+        per(fold_time, trades),
+        trades as f64 / fold_time.as_secs_f64() / 1e6
+    );
+    println!("  RedisSink::apply    : {apply_us_batch:>9.1} µs/batch {apply_us_trade:>8.3} µs/trade  {:.2} round trips/batch (Redis counted {sink_cmds} commands)", round_trips as f64 / n_batches as f64);
+    println!("  seed INCR per trade : {:>9.1} µs/batch {seed_us_trade:>8.3} µs/trade  {BATCH} round trips/batch", seed_us_trade * BATCH as f64);
+    println!("  seed INCR+INCRBYFLOAT: {:>8.1} µs/batch {seed2_us_trade:>8.3} µs/trade  {} round trips/batch", seed2_us_trade * BATCH as f64, 2 * BATCH);
+    println!(
+        "  ratio seed/apply    : {:.1}× (INCR only), {:.1}× (with INCRBYFLOAT)",
+        seed_us_trade / apply_us_trade,
+        seed2_us_trade / apply_us_trade
+    );
+
+    let results = json!({
+        "mode": if full { "full" } else { "smoke" },
+        "batches": n_batches,
+        "batch_size": BATCH,
+        "trades": trades,
+        "fold_us_per_batch": per(fold_time, n_batches),
+        "fold_us_per_trade": per(fold_time, trades),
+        "apply_us_per_batch": apply_us_batch,
+        "apply_us_per_trade": apply_us_trade,
+        "apply_round_trips_per_batch": round_trips as f64 / n_batches as f64,
+        "apply_redis_commands": sink_cmds,
+        "seed_incr_us_per_trade": seed_us_trade,
+        "seed_incr_round_trips_per_batch": BATCH,
+        "seed_incr_incrbyfloat_us_per_trade": seed2_us_trade,
+        "seed_incr_incrbyfloat_round_trips_per_batch": 2 * BATCH,
+        "ratio_seed_incr_over_apply": seed_us_trade / apply_us_trade,
+        "ratio_seed_incr_incrbyfloat_over_apply": seed2_us_trade / apply_us_trade,
+    });
+    if full {
+        write_results("apply_redis", results);
+    }
+    drop(con);
+    drop(server);
+}

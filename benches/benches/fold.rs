@@ -1,0 +1,72 @@
+//! The consumer's per-batch work without I/O: `apply::fold` of 500 decoded records into
+//! per-symbol deltas, and `record::decode_record` + `fold` together ("decode +
+//! aggregate"), for plain records and for KPL aggregates.
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use tradeflow_benches::{export_criterion, sequence_number, trade_jsons};
+use tradeflow_consumer::apply::fold;
+use tradeflow_consumer::record::{decode_record, DecodedRecord};
+use tradeflow_shared::kpl::Aggregator;
+use tradeflow_shared::SequenceNumber;
+
+/// Records per GetRecords batch applied at once (the producer's PutRecords size).
+const BATCH: usize = 500;
+
+fn decode_all(records: &[(SequenceNumber, Vec<u8>)]) -> Vec<DecodedRecord> {
+    let mut out = Vec::with_capacity(BATCH);
+    for (seq, data) in records {
+        decode_record(seq, data, &mut out);
+    }
+    out
+}
+
+fn fold_benches(c: &mut Criterion) {
+    let jsons = trade_jsons(BATCH, 11);
+    let plain: Vec<(SequenceNumber, Vec<u8>)> = jsons
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (sequence_number(i as u64), j.clone().into_bytes()))
+        .collect();
+    // The same trades as KPL aggregates of 100 user records each.
+    let aggregated: Vec<(SequenceNumber, Vec<u8>)> = jsons
+        .chunks(100)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut a = Aggregator::new();
+            for j in chunk {
+                a.push("BTCUSDT", j.as_bytes());
+            }
+            (sequence_number(i as u64), a.finish())
+        })
+        .collect();
+    let decoded = decode_all(&plain);
+
+    let mut g = c.benchmark_group("fold");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(BenchmarkId::new("fold_only", BATCH), |b| {
+        b.iter(|| fold(black_box(&decoded)).trade_count())
+    });
+    g.bench_function(BenchmarkId::new("decode_record_only", BATCH), |b| {
+        b.iter(|| decode_all(black_box(&plain)).len())
+    });
+    g.bench_function(BenchmarkId::new("decode_and_aggregate_plain", BATCH), |b| {
+        b.iter(|| fold(&decode_all(black_box(&plain))).trade_count())
+    });
+    g.bench_function(BenchmarkId::new("decode_and_aggregate_kpl", BATCH), |b| {
+        b.iter(|| fold(&decode_all(black_box(&aggregated))).trade_count())
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = tradeflow_benches::criterion();
+    targets = fold_benches
+}
+
+fn main() {
+    benches();
+    tradeflow_benches::criterion().final_summary();
+    export_criterion("fold", &["fold"]);
+}

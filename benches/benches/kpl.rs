@@ -1,0 +1,46 @@
+//! KPL aggregation and de-aggregation (`tradeflow_shared::kpl`), in bytes/s of the
+//! aggregate.
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use tradeflow_benches::{export_criterion, trade_jsons};
+use tradeflow_shared::kpl::{deaggregate, Aggregator};
+
+fn build(records: &[String]) -> Vec<u8> {
+    let mut a = Aggregator::new();
+    for r in records {
+        // Partition key = symbol, as the producer does.
+        let key = &r[r.find(r#""s":""#).map_or(0, |i| i + 5)..][..7];
+        a.push(key, r.as_bytes());
+    }
+    a.finish()
+}
+
+fn kpl(c: &mut Criterion) {
+    let mut g = c.benchmark_group("kpl");
+    // ~25 KiB (a typical linger-bounded aggregate) and ~160 KiB (a busy one).
+    for n in [170usize, 1000] {
+        let records = trade_jsons(n, 3);
+        let agg = build(&records);
+        g.throughput(Throughput::Bytes(agg.len() as u64));
+        g.bench_with_input(BenchmarkId::new("deaggregate", n), &agg, |b, agg| {
+            b.iter(|| deaggregate(black_box(agg)).map(|v| v.len()).unwrap_or(0))
+        });
+        g.bench_with_input(BenchmarkId::new("aggregate", n), &records, |b, recs| {
+            b.iter(|| build(black_box(recs)).len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = tradeflow_benches::criterion();
+    targets = kpl
+}
+
+fn main() {
+    benches();
+    tradeflow_benches::criterion().final_summary();
+    export_criterion("kpl", &["kpl"]);
+}
