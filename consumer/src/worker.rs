@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tradeflow_shared::telemetry::Health;
 use tradeflow_shared::{aws, Position};
 
-use crate::apply::{fold, RedisSink, SinkConfig};
+use crate::apply::{fold, RedisSink, SinkConfig, SinkError};
 use crate::config::{Config, InitialPositionArg};
 use crate::lease::{
     Checkpoint, HeldLease, InitialPosition, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle,
@@ -232,6 +232,7 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         return finish_shard(ctx, &shard, &[]).await;
     };
     tracing::info!(%shard, ?start, lease_checkpoint = ?held.checkpoint, redis_position = ?in_redis, "reading shard");
+    let first_start = start.clone();
     let mut reader = ShardReader::new(
         ctx.kinesis.clone(),
         &ctx.stream,
@@ -239,6 +240,9 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         start,
         ctx.reader.clone(),
     );
+    // What this task knows Redis holds for the shard: a later apply that finds Redis
+    // below it learns that Redis lost writes, and the shard is re-read from there.
+    let mut applied_through: Option<Position> = in_redis;
     let mut unsaved: Option<Position> = None;
     let mut last_checkpoint = Instant::now();
     loop {
@@ -254,11 +258,45 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         };
         if !batch.records.is_empty() {
             let delta = fold(&batch.records);
-            if let Some(exit) = apply_until_done(ctx, &shard, &delta, &lost, &shutdown).await {
-                // Nothing of this batch may be checkpointed: it was not applied.
-                return checkpoint_then(ctx, &shard, unsaved, exit).await;
+            match apply_until_done(
+                ctx,
+                &shard,
+                applied_through.as_ref(),
+                &delta,
+                &lost,
+                &shutdown,
+            )
+            .await
+            {
+                Applied::Done => {
+                    unsaved = batch.records.last().map(|r| r.pos.clone());
+                    applied_through.clone_from(&unsaved);
+                }
+                Applied::Rewind(stored) => {
+                    // Redis lost writes (restart under appendfsync everysec, failover):
+                    // re-read from what it holds. Positions beyond it are not saved.
+                    metrics::counter!("tradeflow_consumer_redis_rewinds_total").increment(1);
+                    tracing::warn!(%shard, redis_position = ?stored, applied_through = ?applied_through,
+                        "Redis holds less than was applied (lost writes); re-reading the shard from its position");
+                    let start = stored
+                        .clone()
+                        .map_or(first_start.clone(), StartPosition::After);
+                    reader = ShardReader::new(
+                        ctx.kinesis.clone(),
+                        &ctx.stream,
+                        &shard,
+                        start,
+                        ctx.reader.clone(),
+                    );
+                    applied_through = stored;
+                    unsaved = None;
+                    continue;
+                }
+                Applied::Stopped(exit) => {
+                    // Nothing of this batch may be checkpointed: it was not applied.
+                    return checkpoint_then(ctx, &shard, unsaved, exit).await;
+                }
             }
-            unsaved = batch.records.last().map(|r| r.pos.clone());
         }
         ctx.health.progress();
         if let Some(children) = batch.end {
@@ -285,26 +323,40 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
     checkpoint_then(ctx, &shard, unsaved, ShardExit::Requested).await
 }
 
-/// Applies one batch, retrying Redis errors with backoff until it is applied, the
-/// lease is lost or shutdown is requested (then `Some(exit)`).
+enum Applied {
+    Done,
+    /// Redis is behind what this task applied: re-read after this position.
+    Rewind(Option<Position>),
+    /// The lease was lost or shutdown was requested before the batch was applied.
+    Stopped(ShardExit),
+}
+
+/// Applies one batch, retrying Redis errors with backoff until it is applied, Redis is
+/// found behind `applied_through`, the lease is lost or shutdown is requested.
 async fn apply_until_done(
     ctx: &Ctx,
     shard: &str,
+    applied_through: Option<&Position>,
     delta: &crate::apply::BatchDelta,
     lost: &CancellationToken,
     shutdown: &CancellationToken,
-) -> Option<ShardExit> {
+) -> Applied {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match ctx.sink.apply(&ctx.stream, shard, delta).await {
-            Ok(_) => return None,
+        match ctx
+            .sink
+            .apply_after(&ctx.stream, shard, applied_through, delta)
+            .await
+        {
+            Ok(_) => return Applied::Done,
+            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
             Err(e) => {
                 tracing::warn!(%shard, error = %e, backoff_ms = backoff.as_millis() as u64, "Redis apply failed; shard paused, retrying");
             }
         }
         tokio::select! {
-            _ = lost.cancelled() => return Some(ShardExit::LeaseLost),
-            _ = shutdown.cancelled() => return Some(ShardExit::Requested),
+            _ = lost.cancelled() => return Applied::Stopped(ShardExit::LeaseLost),
+            _ = shutdown.cancelled() => return Applied::Stopped(ShardExit::Requested),
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -3,14 +3,19 @@
 --  1 prefix            2 position key        3 first seq   4 first sub
 --  5 last seq          6 last sub            7 minute TTL (s)
 --  8 dead-letter maxlen 9 stream name        10 shard id   11 max gaps per symbol
---  12 number of poison records P, then P × {seq, sub, kind, reason, data}
+--  12 expected seq      13 expected sub: the last position this applier applied to
+--     this shard ('' if none); a stored position below it means Redis lost writes
+--  14 number of poison records P, then P × {seq, sub, kind, reason, data}
 --  then number of symbols S, then S × {symbol, number of segments G,
 --    G × {lo, hi, count, base units, quote units, last price, last time ms,
 --         number of minutes M, M × {minute, count, base units, quote units}}}
 -- Returns {status, applied, duplicates, poison written, late dropped, split symbols...}
 --  status 0 = applied, 1 = whole batch at/below the stored position (skipped),
 --  2 = some symbols' segments straddle what was seen: nothing written, re-send those
---      symbols one trade per segment.
+--      symbols one trade per segment,
+--  3 = the stored position is behind the expected one (Redis lost its last writes):
+--      nothing written; the reply ends with the stored seq and sub ('' if none) and the
+--      applier must re-read the shard from there.
 -- Amounts are added as decimal strings (never as Lua numbers, which are doubles).
 -- Trade ids are below 2^53 (checked in Rust), so they are exact as Lua numbers.
 
@@ -73,12 +78,16 @@ end
 -- Fast path: the whole batch is at or below what this shard already applied.
 local stored = redis.call('HMGET', pos_key, 'seq', 'sub')
 local stored_seq, stored_sub = stored[1], stored[2]
+local exp_seq, exp_sub = ARGV[12], ARGV[13]
+if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
+  return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}
+end
 if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
   return {1, 0, 0, 0, 0}
 end
 
 -- Parse the batch.
-local i = 12
+local i = 14
 local n_poison = tonumber(ARGV[i]); i = i + 1
 local poison = {}
 for p = 1, n_poison do

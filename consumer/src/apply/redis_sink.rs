@@ -99,6 +99,11 @@ pub enum SinkError {
     },
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),
+    /// Redis holds less than this applier already applied to the shard (it lost its
+    /// last writes: a restart under `appendfsync everysec`, a failover). Nothing was
+    /// written; the shard must be re-read after `stored`.
+    #[error("Redis is behind what was applied to this shard (lost writes); it holds {stored:?}")]
+    Behind { stored: Option<Position> },
 }
 
 impl SinkError {
@@ -115,6 +120,7 @@ impl SinkError {
             SinkError::Key(_) => "key",
             SinkError::Unavailable { kind, .. } | SinkError::Fatal { kind, .. } => kind,
             SinkError::Protocol(_) => "protocol",
+            SinkError::Behind { .. } => "behind",
         }
     }
 }
@@ -203,7 +209,20 @@ impl RedisSink {
         shard_id: &str,
         batch: &BatchDelta,
     ) -> Result<ApplyOutcome, SinkError> {
-        let result = self.apply_inner(stream, shard_id, batch).await;
+        self.apply_after(stream, shard_id, None, batch).await
+    }
+
+    /// Like [`RedisSink::apply`], for an applier that already applied this shard up to
+    /// `expected`: if Redis holds less (it lost writes), nothing is written and
+    /// [`SinkError::Behind`] says where Redis stands, so the shard can be re-read.
+    pub async fn apply_after(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        expected: Option<&Position>,
+        batch: &BatchDelta,
+    ) -> Result<ApplyOutcome, SinkError> {
+        let result = self.apply_inner(stream, shard_id, expected, batch).await;
         match &result {
             Ok(o) => {
                 metrics::counter!("tradeflow_consumer_trades_applied_total")
@@ -246,6 +265,7 @@ impl RedisSink {
         &self,
         stream: &str,
         shard_id: &str,
+        expected: Option<&Position>,
         batch: &BatchDelta,
     ) -> Result<ApplyOutcome, SinkError> {
         let pos_key = self.keys.position(stream, shard_id)?;
@@ -270,6 +290,8 @@ impl RedisSink {
                 .arg(stream)
                 .arg(shard_id)
                 .arg(self.max_gaps)
+                .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
+                .arg(expected.map(|p| p.sub).unwrap_or(0))
                 .arg(batch.poison.len());
             for p in &batch.poison {
                 inv.arg(p.pos.seq.as_str())
@@ -308,6 +330,24 @@ impl RedisSink {
                 1 => {
                     outcome.batch_skipped = true;
                     return Ok(outcome);
+                }
+                3 => {
+                    let stored = match split.as_slice() {
+                        [seq, sub] if seq.is_empty() => {
+                            let _ = sub;
+                            None
+                        }
+                        [seq, sub] => Some(Position::new(
+                            SequenceNumber::parse(seq).map_err(|e| {
+                                SinkError::Protocol(format!("stored position: {e}"))
+                            })?,
+                            sub.parse().map_err(|_| {
+                                SinkError::Protocol(format!("stored sub-sequence {sub:?}"))
+                            })?,
+                        )),
+                        _ => return Err(SinkError::Protocol(format!("behind reply {split:?}"))),
+                    };
+                    return Err(SinkError::Behind { stored });
                 }
                 _ => {
                     let mut grew = false;
@@ -410,7 +450,7 @@ fn parse_reply(reply: &[Value]) -> Result<Reply, SinkError> {
             _ => return Err(bad()),
         }
     }
-    if status > 2 {
+    if status > 3 {
         return Err(bad());
     }
     Ok((status, nums, split))
