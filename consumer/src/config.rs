@@ -40,6 +40,11 @@ pub struct Config {
     )]
     pub redis_url: String,
 
+    /// PEM file of the CA that signed Redis's TLS certificate (`rediss://` with a
+    /// private CA; public CAs are trusted without it).
+    #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Prefix of every Redis key except the legacy `symbol:<SYMBOL>` counts.
     #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = "tradeflow:")]
     pub key_prefix: String,

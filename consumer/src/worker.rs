@@ -153,6 +153,7 @@ async fn connect_sink(
         key_prefix: cfg.key_prefix.clone(),
         minute_ttl: cfg.minute_ttl,
         dead_letter_maxlen: cfg.dead_letter_maxlen,
+        ca_file: cfg.redis_ca_file.clone(),
     };
     let mut backoff = Duration::from_millis(200);
     loop {

@@ -36,6 +36,9 @@ pub struct SinkConfig {
     pub minute_ttl: Duration,
     /// Approximate cap of the dead-letter stream (`XADD MAXLEN ~`).
     pub dead_letter_maxlen: usize,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://` with a
+    /// private CA (public CAs are trusted without it).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SinkConfig {
@@ -45,6 +48,7 @@ impl Default for SinkConfig {
             key_prefix: keys::DEFAULT_PREFIX.into(),
             minute_ttl: Duration::from_secs(48 * 3600),
             dead_letter_maxlen: 100_000,
+            ca_file: None,
         }
     }
 }
@@ -56,6 +60,7 @@ impl std::fmt::Debug for SinkConfig {
             .field("key_prefix", &self.key_prefix)
             .field("minute_ttl", &self.minute_ttl)
             .field("dead_letter_maxlen", &self.dead_letter_maxlen)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -153,7 +158,22 @@ impl RedisSink {
             ));
         }
         let scrub = |e: RedisError| classify(&url, password.as_deref(), &e);
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
+        let client = match &cfg.ca_file {
+            None => redis::Client::open(cfg.url.as_str()),
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    SinkError::Config(format!("Redis CA file {}: {e}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    cfg.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+        }
+        .map_err(|e| {
             SinkError::Config(format!(
                 "Redis URL {url}: {}",
                 scrub_text(&e.to_string(), password.as_deref())
