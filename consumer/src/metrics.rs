@@ -131,6 +131,10 @@ pub fn describe() {
         "tradeflow_consumer_redis_round_trips_total",
         "Redis round trips made by the sink."
     );
+    describe_counter!(
+        "tradeflow_consumer_redis_rewinds_total",
+        "Shards re-read because Redis held less than was applied (it lost writes)."
+    );
     // Counters of rare events exist at 0 from the start, so `increase()` in alerts sees
     // the first one and a scrape shows they are exported.
     for name in [
@@ -148,6 +152,7 @@ pub fn describe() {
         "tradeflow_consumer_batches_skipped_total",
         "tradeflow_consumer_lease_renewal_failures_total",
         "tradeflow_consumer_redis_round_trips_total",
+        "tradeflow_consumer_redis_rewinds_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
