@@ -227,11 +227,8 @@ impl LeaseTable {
         me: &str,
     ) -> Result<Write, LeaseError> {
         let req = self
-            .update(shard_id, expected)
-            .update_expression("SET #c = :next")
-            .condition_expression("#c = :expected AND #o = :me")
-            .expression_attribute_names("#o", attr::LEASE_OWNER)
-            .expression_attribute_values(":me", s(me));
+            .owned_update(shard_id, expected, me)
+            .update_expression("SET #c = :next");
         self.conditional("renew", shard_id, expected, req, |l| l.is_owned_by(me))
             .await
     }
@@ -249,7 +246,7 @@ impl LeaseTable {
     ) -> Result<Write, LeaseError> {
         let (value, sub) = cp.to_attr();
         let mut expr = "SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero".to_string();
-        let mut req = self.update(shard_id, expected);
+        let mut req = self.owned_update(shard_id, expected, me);
         if !children.is_empty() {
             expr.push_str(" ADD #children :children");
             req = req
@@ -259,15 +256,12 @@ impl LeaseTable {
         expr.push_str(" REMOVE #p, #psub, #pstate");
         let req = req
             .update_expression(expr)
-            .condition_expression("#c = :expected AND #o = :me")
-            .expression_attribute_names("#o", attr::LEASE_OWNER)
             .expression_attribute_names("#cp", attr::CHECKPOINT)
             .expression_attribute_names("#sub", attr::CHECKPOINT_SUB)
             .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
             .expression_attribute_names("#p", attr::PENDING_CHECKPOINT)
             .expression_attribute_names("#psub", attr::PENDING_CHECKPOINT_SUB)
             .expression_attribute_names("#pstate", attr::PENDING_CHECKPOINT_STATE)
-            .expression_attribute_values(":me", s(me))
             .expression_attribute_values(":cp", s(value.clone()))
             .expression_attribute_values(":sub", n(sub))
             .expression_attribute_values(":zero", n(0));
@@ -286,11 +280,8 @@ impl LeaseTable {
         me: &str,
     ) -> Result<Write, LeaseError> {
         let req = self
-            .update(shard_id, expected)
-            .update_expression("SET #c = :next REMOVE #o")
-            .condition_expression("#c = :expected AND #o = :me")
-            .expression_attribute_names("#o", attr::LEASE_OWNER)
-            .expression_attribute_values(":me", s(me));
+            .owned_update(shard_id, expected, me)
+            .update_expression("SET #c = :next REMOVE #o");
         self.conditional("release", shard_id, expected, req, |l| l.owner.is_none())
             .await
     }
@@ -339,6 +330,20 @@ impl LeaseTable {
             .expression_attribute_names("#c", attr::LEASE_COUNTER)
             .expression_attribute_values(":expected", n(expected))
             .expression_attribute_values(":next", n(expected + 1))
+    }
+
+    /// An update fenced on both the counter seen and `me` still being the owner: the
+    /// condition of every write a lease holder makes (renew, checkpoint, release).
+    fn owned_update(
+        &self,
+        shard_id: &str,
+        expected: u64,
+        me: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.update(shard_id, expected)
+            .condition_expression("#c = :expected AND #o = :me")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_values(":me", s(me))
     }
 
     /// Sends a conditional update. On a condition failure, reads the row back: if it is
