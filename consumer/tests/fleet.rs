@@ -449,17 +449,27 @@ async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
         },
     )
     .await;
-    // Its readers stopped with "lease lost" rather than going on.
-    let exits = events_with(&a, "shard task ended");
-    for s in &a_shards {
-        assert!(
-            exits
-                .iter()
-                .any(|e| e["shard"].as_str() == Some(s) && e["exit"].as_str() == Some("LeaseLost")),
-            "w-a's reader of {s} did not end with LeaseLost:\n{}",
-            a.output()
-        );
-    }
+    // Its readers stopped with "lease lost" rather than going on. The reader logs its
+    // exit after the coordinator logs the loss, so give it a moment to get there.
+    let ended_lost = |e: &serde_json::Value, s: &str| {
+        e["shard"].as_str() == Some(s) && e["exit"].as_str() == Some("LeaseLost")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        let exits = events_with(&a, "shard task ended");
+        let all = a_shards
+            .iter()
+            .all(|s| exits.iter().any(|e| ended_lost(e, s)));
+        if all || Instant::now() >= deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        ended,
+        "w-a's readers of {a_shards:?} did not all end with LeaseLost:\n{}",
+        a.output()
+    );
     assert!(a.is_running(), "w-a died after SIGCONT:\n{}", a.output());
     // Its old writes could not win: each of those leases is w-b's, unless w-a took it
     // back afresh (a new take, with the counter w-b left) after waking.
