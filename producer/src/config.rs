@@ -238,22 +238,18 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `30s`, `2m` (a bare number is milliseconds).
+/// Parses durations the way the consumer does (humantime: `250ms`, `30s`, `2m`,
+/// `1h 30m`); a bare number stays milliseconds, as the first releases accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "ms"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 250ms, 30s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("`{s}`: unit must be ms, s or m")),
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("`{s}`: {e}"));
     }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 250ms, 30s or 2m: {e}"))
 }
 
 #[cfg(test)]
@@ -291,6 +287,8 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_millis(7)));
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("1 parsec").is_err());
+        assert!(parse_duration("").is_err());
     }
 }
