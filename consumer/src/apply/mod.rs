@@ -74,10 +74,10 @@
 
 pub mod fold;
 pub mod keys;
+pub mod redact;
 pub mod redis_sink;
 
 pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
 pub use keys::{KeyError, Keys};
-pub use redis_sink::{
-    redact_url, ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
-};
+pub use redact::redact_url;
+pub use redis_sink::{ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL};
