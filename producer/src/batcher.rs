@@ -13,91 +13,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use tradeflow_shared::kpl::Aggregator;
 use tradeflow_shared::Symbol;
 
 use crate::config::{
     MAX_BYTES_PER_CALL, MAX_BYTES_PER_RECORD, MAX_RECORDS_PER_CALL, PAYLOAD_UNIT_BYTES,
 };
-
-/// The hash key Kinesis derives from a partition key: MD5, read as a big-endian u128.
-pub fn hash_key(partition_key: &str) -> u128 {
-    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
-}
+use crate::shard_map::ShardMap;
 
 /// PUT payload units (25 KB each) one record of `bytes` costs.
 pub fn payload_units(bytes: usize) -> u64 {
     bytes.div_ceil(PAYLOAD_UNIT_BYTES).max(1) as u64
-}
-
-/// One open shard and the hash keys it owns (inclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardRange {
-    pub shard_id: String,
-    pub start: u128,
-    pub end: u128,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ShardMapError {
-    #[error("the stream has no open shard")]
-    Empty,
-    #[error("shard {0} has a hash range that ends before it starts")]
-    BadRange(String),
-}
-
-/// The open shards of the stream, sorted by starting hash key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardMap {
-    ranges: Vec<ShardRange>,
-}
-
-impl ShardMap {
-    pub fn new(mut ranges: Vec<ShardRange>) -> Result<Self, ShardMapError> {
-        if ranges.is_empty() {
-            return Err(ShardMapError::Empty);
-        }
-        if let Some(bad) = ranges.iter().find(|r| r.end < r.start) {
-            return Err(ShardMapError::BadRange(bad.shard_id.clone()));
-        }
-        ranges.sort_by_key(|r| r.start);
-        Ok(ShardMap { ranges })
-    }
-
-    /// One shard owning every hash key (for tests and single-shard streams).
-    pub fn single(shard_id: &str) -> Self {
-        ShardMap {
-            ranges: vec![ShardRange {
-                shard_id: shard_id.to_string(),
-                start: 0,
-                end: u128::MAX,
-            }],
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ranges.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-
-    pub fn shard_id(&self, index: usize) -> &str {
-        &self.ranges[index].shard_id
-    }
-
-    /// Index of the shard owning `partition_key`. A hash in a hole of the map (a
-    /// reshard seen half-way) goes to the nearest shard below: any grouping works for
-    /// correctness as long as one key always maps to one group.
-    pub fn route(&self, partition_key: &str) -> usize {
-        let h = hash_key(partition_key);
-        match self.ranges.partition_point(|r| r.start <= h) {
-            0 => 0,
-            n => n - 1,
-        }
-    }
 }
 
 /// What the sink needs to know about a trade inside a record.
@@ -427,52 +353,10 @@ impl Batcher {
     }
 }
 
-/// The answer for one entry of a PutRecords call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryResult {
-    Written { shard_id: String },
-    Failed { code: String },
-}
-
-/// A call's entries sorted into written and failed (in their original order).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Split {
-    pub written: Vec<Entry>,
-    pub failed: Vec<(Entry, String)>,
-    /// An entry landed on another shard than the map said: the map is stale.
-    pub misrouted: bool,
-}
-
-/// Pairs entries with their results. A missing result counts as a failure (resent),
-/// never as written.
-pub fn split_results(entries: Vec<Entry>, results: &[EntryResult], expected_shard: &str) -> Split {
-    let mut split = Split::default();
-    for (i, e) in entries.into_iter().enumerate() {
-        match results.get(i) {
-            Some(EntryResult::Written { shard_id }) => {
-                if shard_id != expected_shard {
-                    split.misrouted = true;
-                }
-                split.written.push(e);
-            }
-            Some(EntryResult::Failed { code }) => split.failed.push((e, code.clone())),
-            None => split.failed.push((e, "missing_result".into())),
-        }
-    }
-    split
-}
-
-/// Exponential backoff with jitter: between half and all of `base·2^attempt`, capped.
-/// `jitter` is a uniform draw in [0, 1).
-pub fn backoff(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(20));
-    let capped = exp.min(max);
-    capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard_map::ShardRange;
     use tradeflow_shared::kpl::deaggregate;
 
     fn p(sym: &str, id: u64, len: usize) -> Pending {
@@ -491,35 +375,6 @@ mod tests {
             per_key_limit: per_key,
             ..Limits::default()
         }
-    }
-
-    #[test]
-    fn hash_key_is_md5_big_endian() {
-        // MD5("") = d41d8cd98f00b204e9800998ecf8427e
-        assert_eq!(hash_key(""), 0xd41d8cd98f00b204e9800998ecf8427e);
-    }
-
-    #[test]
-    fn routes_by_hash_range() {
-        let half = u128::MAX / 2;
-        let map = ShardMap::new(vec![
-            ShardRange {
-                shard_id: "b".into(),
-                start: half + 1,
-                end: u128::MAX,
-            },
-            ShardRange {
-                shard_id: "a".into(),
-                start: 0,
-                end: half,
-            },
-        ])
-        .unwrap();
-        for key in ["BTCUSDT", "ETHUSDT", "LTCBTC", "NEOBNB", "x", "y"] {
-            let want = if hash_key(key) <= half { "a" } else { "b" };
-            assert_eq!(map.shard_id(map.route(key)), want, "{key}");
-        }
-        assert_eq!(ShardMap::new(vec![]), Err(ShardMapError::Empty));
     }
 
     #[test]
@@ -725,51 +580,6 @@ mod tests {
             assert!(ids.windows(2).all(|w| w[0] < w[1]));
             assert_eq!(ids.len(), 25);
         }
-    }
-
-    #[test]
-    fn only_failed_entries_are_retried() {
-        let entries: Vec<Entry> = (0..4)
-            .map(|i| Entry {
-                partition_key: format!("K{i}"),
-                data: vec![i as u8],
-                trades: vec![],
-            })
-            .collect();
-        let results = vec![
-            EntryResult::Written {
-                shard_id: "s".into(),
-            },
-            EntryResult::Failed {
-                code: "ProvisionedThroughputExceededException".into(),
-            },
-            EntryResult::Written {
-                shard_id: "s".into(),
-            },
-            EntryResult::Failed {
-                code: "InternalFailure".into(),
-            },
-        ];
-        let split = split_results(entries.clone(), &results, "s");
-        assert_eq!(split.written, vec![entries[0].clone(), entries[2].clone()]);
-        assert_eq!(split.failed.len(), 2);
-        assert_eq!(split.failed[0].0, entries[1]);
-        assert_eq!(split.failed[1].1, "InternalFailure");
-        assert!(!split.misrouted);
-        // Fewer results than entries: the rest are failures, never "written".
-        let short = split_results(entries.clone(), &results[..1], "other");
-        assert_eq!(short.failed.len(), 3);
-        assert!(short.misrouted);
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        assert_eq!(backoff(0, base, max, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff(0, base, max, 0.0), Duration::from_millis(50));
-        assert_eq!(backoff(3, base, max, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff(30, base, max, 1.0), max);
     }
 
     #[test]

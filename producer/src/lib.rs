@@ -7,5 +7,7 @@ pub mod config;
 pub mod dedupe;
 pub mod metrics;
 pub mod pipeline;
+pub mod put_result;
+pub mod shard_map;
 pub mod sink;
 pub mod source;

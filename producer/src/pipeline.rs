@@ -194,7 +194,7 @@ pub async fn run_with(
                 Ok(map) => break map,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list the stream's shards yet; retrying");
-                    let wait = crate::batcher::backoff(
+                    let wait = crate::put_result::backoff(
                         attempt,
                         st.settings.retry.base,
                         st.settings.retry.max,

@@ -11,11 +11,10 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::{
-    backoff, payload_units, split_results, Batch, Entry, EntryResult, ShardMap, ShardMapError,
-    ShardRange,
-};
+use crate::batcher::{payload_units, Batch, Entry};
 use crate::metrics;
+use crate::put_result::{backoff, split_results, EntryResult};
+use crate::shard_map::{ShardMap, ShardMapError, ShardRange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
