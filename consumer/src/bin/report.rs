@@ -2,9 +2,16 @@
 
 use clap::Parser;
 use tradeflow_consumer::report::{run, Args};
+use tradeflow_shared::telemetry::{init_tracing, LogFormat, TelemetryArgs};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Warnings (e.g. skipped price entries) on stderr; stdout stays the report.
+    init_tracing(&TelemetryArgs {
+        log_format: LogFormat::Text,
+        log: std::env::var("TRADEFLOW_LOG").unwrap_or_else(|_| "warn".into()),
+        metrics_addr: None,
+    });
     run(args, tradeflow_shared::shutdown::on_signals()).await
 }

@@ -1,5 +1,6 @@
-//! Pure shaping of a snapshot into a report: ranking, valuation, and rendering as a
-//! table (with an optional bar column for the share of trades), JSON or CSV.
+//! Pure shaping of a snapshot into a report: ranking, valuation with a given set of
+//! prices, and rendering as a table (with an optional bar column for the share of
+//! trades), JSON or CSV.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -7,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use tradeflow_shared::decimal::format_scaled;
 
+use super::prices::{PriceSet, PriceSource};
 use super::value::{parse_scaled, split_symbol, usd_price, usd_value};
 
 /// One symbol's totals as read from Redis (strings exactly as stored).
@@ -51,6 +53,8 @@ pub struct Row {
     pub last_time_ms: Option<u64>,
     /// USD value of the traded quantity, 2 decimals (truncated); `None` if no price.
     pub usd_value: Option<String>,
+    /// USD price of one unit of the base asset used for `usd_value`, 8 decimals.
+    pub usd_price: Option<String>,
     #[serde(skip)]
     usd_units: Option<u128>,
 }
@@ -61,27 +65,38 @@ pub struct Report {
     pub total_trades: u64,
     /// Sum over symbols with a USD price, 2 decimals.
     pub total_usd_value: String,
+    /// Where the USD prices came from.
+    pub price_source: PriceSource,
+    /// The REST endpoint asked, for `binance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_url: Option<String>,
+    /// When the prices were read (ms since the epoch).
+    pub prices_at_ms: u64,
     pub rows: Vec<Row>,
 }
 
-/// Ranks and values the snapshot; keeps the top `top` rows (totals cover all symbols).
+/// Ranks and values the snapshot with its own last prices (read now); keeps the top
+/// `top` rows (totals cover all symbols).
 pub fn build(snapshot: &[SymbolTotals], sort: SortBy, top: usize) -> Report {
-    let last: HashMap<String, u64> = snapshot
-        .iter()
-        .filter_map(|s| {
-            let p = parse_scaled(s.last_price.as_deref()?, 8)?;
-            Some((s.symbol.clone(), u64::try_from(p).ok()?))
-        })
-        .collect();
+    let prices = PriceSet::from_redis(snapshot, tradeflow_shared::telemetry::now_ms());
+    build_priced(snapshot, &prices, sort, top)
+}
+
+/// Ranks and values the snapshot with `prices`; keeps the top `top` rows.
+pub fn build_priced(
+    snapshot: &[SymbolTotals],
+    prices: &PriceSet,
+    sort: SortBy,
+    top: usize,
+) -> Report {
+    let last: &HashMap<String, u64> = &prices.prices;
     let total_trades: u64 = snapshot.iter().map(|s| s.count).sum();
     let mut total_usd: u128 = 0;
     let mut rows: Vec<Row> = snapshot
         .iter()
         .map(|s| {
-            let usd_units = split_symbol(&s.symbol).and_then(|(base, _)| {
-                let price = usd_price(base, &last)?;
-                usd_value(parse_scaled(&s.base, 8)?, price)
-            });
+            let price = split_symbol(&s.symbol).and_then(|(base, _)| usd_price(base, last));
+            let usd_units = price.and_then(|p| usd_value(parse_scaled(&s.base, 8)?, p));
             total_usd = total_usd.saturating_add(usd_units.unwrap_or(0));
             Row {
                 rank: 0,
@@ -95,6 +110,7 @@ pub fn build(snapshot: &[SymbolTotals], sort: SortBy, top: usize) -> Report {
                 last_price: s.last_price.clone(),
                 last_time_ms: s.last_time_ms,
                 usd_value: usd_units.map(usd_text),
+                usd_price: price.map(|p| format_scaled(p, 8)),
                 usd_units,
             }
         })
@@ -120,8 +136,26 @@ pub fn build(snapshot: &[SymbolTotals], sort: SortBy, top: usize) -> Report {
         symbols: snapshot.len(),
         total_trades,
         total_usd_value: usd_text(total_usd),
+        price_source: prices.source,
+        price_url: prices.url.clone(),
+        prices_at_ms: prices.fetched_ms,
         rows,
     }
+}
+
+/// `USD prices: binance (https://…/api/v3/ticker/price) at 2026-11-23T21:00:00Z`.
+pub fn price_note(report: &Report) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(report.prices_at_ms);
+    let url = report
+        .price_url
+        .as_deref()
+        .map(|u| format!(" ({u})"))
+        .unwrap_or_default();
+    format!(
+        "USD prices: {}{url} at {}",
+        report.price_source.name(),
+        humantime::format_rfc3339_seconds(at)
+    )
 }
 
 /// 1e-8 USD units → `"1234.56"` (truncated to cents).
@@ -236,8 +270,11 @@ fn table(report: &Report, with_bar: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{} symbols, {} trades, {} USD traded (priced symbols)",
-        report.symbols, report.total_trades, report.total_usd_value
+        "\n{} symbols, {} trades, {} USD traded (priced symbols)\n{}",
+        report.symbols,
+        report.total_trades,
+        report.total_usd_value,
+        price_note(report)
     );
     out
 }
@@ -302,6 +339,42 @@ mod tests {
         let table = render(&r, Format::Table, true);
         assert!(table.starts_with("#  SYMBOL"), "{table}");
         assert!(table.contains("████████████"), "{table}");
+    }
+
+    #[test]
+    fn values_with_given_prices_and_says_which() {
+        let snap = snapshot();
+        let prices = PriceSet {
+            source: PriceSource::Binance,
+            url: Some("http://x/api/v3/ticker/price".into()),
+            fetched_ms: 1_700_000_000_000,
+            // BTC at 50,000.5; ETHBTC absent, so ETH is unpriced; XYZ priced directly.
+            prices: [("BTCUSDT", 5_000_050_000_000u64), ("XYZUSDT", 300_000_000)]
+                .into_iter()
+                .map(|(s, p)| (s.to_string(), p))
+                .collect(),
+        };
+        let r = build_priced(&snap, &prices, SortBy::Usd, 10);
+        let row = |s: &str| r.rows.iter().find(|x| x.symbol == s).unwrap();
+        assert_eq!(row("BTCUSDT").usd_value.as_deref(), Some("100001.00"));
+        assert_eq!(row("BTCUSDT").usd_price.as_deref(), Some("50000.50000000"));
+        assert_eq!(row("ETHBTC").usd_value, None);
+        // XYZQQQ: base XYZ? No: QQQ is not a quote asset, so unpriced.
+        assert_eq!(row("XYZQQQ").usd_value, None);
+        assert_eq!(r.total_usd_value, "100001.00");
+        assert_eq!(r.price_source, PriceSource::Binance);
+        let table = render(&r, Format::Table, false);
+        assert!(
+            table.contains(
+                "USD prices: binance (http://x/api/v3/ticker/price) at 2023-11-14T22:13:20Z"
+            ),
+            "{table}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&r, Format::Json, false)).unwrap();
+        assert_eq!(json["price_source"], "binance");
+        assert_eq!(json["prices_at_ms"], 1_700_000_000_000u64);
+        assert_eq!(json["price_url"], "http://x/api/v3/ticker/price");
     }
 
     #[test]

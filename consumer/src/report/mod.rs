@@ -1,13 +1,16 @@
 //! `tradeflow-report`: the totals for people and scripts. Reads Redis only, through the
 //! symbols index (never `KEYS`): top N symbols by trades or by USD value, totals, the
-//! USD value of each symbol's traded quantity from the last prices in Redis (direct
-//! `<BASE>USDT` pair, else through BTC, ETH or BNB — see [`value`]). Output as a table,
-//! JSON or CSV; `--watch` redraws every 2 s with a share-of-trades bar.
+//! USD value of each symbol's traded quantity (direct `<BASE>USDT` pair, else through
+//! BTC, ETH or BNB — see [`value`]) from the last prices in Redis or, with
+//! `--prices binance`, Binance's REST prices of the moment (see [`prices`]); the output
+//! says which prices and when. Output as a table, JSON or CSV; `--watch` redraws every
+//! 2 s with a share-of-trades bar.
 //! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
 //! across it: trades already counted are not counted again, new ones are.
 //! `serve` is the same numbers as a live web page and JSON (see [`web`]).
 
 pub mod format;
+pub mod prices;
 pub mod read;
 pub mod value;
 pub mod web;
@@ -18,7 +21,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-pub use format::{build, render, Format, Report, Row, SortBy, SymbolTotals};
+pub use format::{build, build_priced, render, Format, Report, Row, SortBy, SymbolTotals};
+pub use prices::{PriceArgs, PriceFeed, PriceSet, PriceSource};
 pub use read::Reader;
 
 #[derive(Debug, Parser)]
@@ -48,6 +52,8 @@ pub struct Args {
     /// Redraw every 2 s (with a bar for each symbol's share of trades).
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub prices: PriceArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -68,8 +74,16 @@ pub enum Command {
 pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
     if let Some(Command::Serve(serve)) = args.command {
         // Connects lazily: the page must come up (with a notice) while Redis is down.
-        return web::serve(&args.redis_url, &args.key_prefix, serve, shutdown).await;
+        return web::serve(
+            &args.redis_url,
+            &args.key_prefix,
+            &args.prices,
+            serve,
+            shutdown,
+        )
+        .await;
     }
+    let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
     let reader = Reader::connect(&args.redis_url, &args.key_prefix).await?;
     if let Some(Command::Reset { yes }) = args.command {
         if !yes && !confirm()? {
@@ -81,8 +95,14 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         return Ok(());
     }
     loop {
-        let report = build(&reader.snapshot().await?, args.sort, args.top);
+        let snapshot = reader.snapshot().await?;
+        let prices = feed.prices(&snapshot).await?;
+        let report = build_priced(&snapshot, &prices, args.sort, args.top);
         let text = render(&report, args.format, args.watch);
+        if args.format == Format::Csv {
+            // CSV stays one header and rows; the price note goes beside it.
+            eprintln!("{}", format::price_note(&report));
+        }
         let mut out = std::io::stdout().lock();
         if args.watch {
             // Clear the screen and go home before each frame.

@@ -40,6 +40,7 @@ pub struct ServeArgs {
 pub async fn serve(
     redis_url: &str,
     key_prefix: &str,
+    prices: &crate::report::PriceArgs,
     args: ServeArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -48,12 +49,15 @@ pub async fn serve(
     redis::Client::open(redis_url).map_err(|_| {
         anyhow::anyhow!("invalid Redis URL {}", crate::apply::redact_url(redis_url))
     })?;
+    // Binance prices: one shared request per `--prices-refresh`, never per viewer.
+    let feed = crate::report::PriceFeed::new(prices, prices.prices_refresh)?;
     let source = Arc::new(Source::new(SourceConfig {
         redis_url: redis_url.to_string(),
         key_prefix: key_prefix.to_string(),
         top_series: args.series as usize,
         min_interval: Duration::from_secs(1),
         timeout: Duration::from_secs(2),
+        prices: feed,
     }));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

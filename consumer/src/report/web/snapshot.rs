@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::report::format::{build, SortBy, SymbolTotals};
+use crate::report::format::{build_priced, SortBy, SymbolTotals};
+use crate::report::prices::{PriceSet, PriceSource};
 
 /// Minutes shown in the per-minute chart (the last hour, ending at the anchor minute).
 pub const MINUTES: u64 = 60;
@@ -20,6 +21,9 @@ pub struct WebSnapshot {
     pub total_trades: u64,
     /// Sum of the USD value over symbols with a USD price, 2 decimals.
     pub total_usd_value: String,
+    /// Where the USD prices came from, and when they were read (ms since the epoch).
+    pub price_source: PriceSource,
+    pub prices_at_ms: u64,
     /// Trade time of the newest trade of any symbol.
     pub newest_trade_ms: Option<u64>,
     /// `server_time_ms - newest_trade_ms` (0 if the trade looks to be in the future).
@@ -77,8 +81,13 @@ pub fn top_symbols(totals: &[SymbolTotals], n: usize) -> Vec<String> {
 
 /// Builds the page data. `minutes` are the series of [`top_symbols`] over
 /// [`minute_window`] of `anchor_minute`.
-pub fn build_snapshot(totals: &[SymbolTotals], minutes: MinuteSeries, now_ms: u64) -> WebSnapshot {
-    let report = build(totals, SortBy::Trades, usize::MAX);
+pub fn build_snapshot(
+    totals: &[SymbolTotals],
+    prices: &PriceSet,
+    minutes: MinuteSeries,
+    now_ms: u64,
+) -> WebSnapshot {
+    let report = build_priced(totals, prices, SortBy::Trades, usize::MAX);
     let newest = newest_trade(totals);
     WebSnapshot {
         ok: true,
@@ -86,6 +95,8 @@ pub fn build_snapshot(totals: &[SymbolTotals], minutes: MinuteSeries, now_ms: u6
         server_time_ms: now_ms,
         total_trades: report.total_trades,
         total_usd_value: report.total_usd_value,
+        price_source: report.price_source,
+        prices_at_ms: report.prices_at_ms,
         newest_trade_ms: newest,
         age_ms: newest.map(|t| now_ms.saturating_sub(t)),
         symbols: report
@@ -112,6 +123,8 @@ pub fn error_snapshot(error: String, now_ms: u64) -> WebSnapshot {
         server_time_ms: now_ms,
         total_trades: 0,
         total_usd_value: "0.00".into(),
+        price_source: PriceSource::Redis,
+        prices_at_ms: 0,
         newest_trade_ms: None,
         age_ms: None,
         symbols: Vec::new(),
@@ -154,7 +167,12 @@ mod tests {
             t("XYZ", 10, "1.00000000", None, None),
             t("IDLEUSDT", 0, "0.00000000", None, None),
         ];
-        let s = build_snapshot(&totals, MinuteSeries::default(), 6_500);
+        let s = build_snapshot(
+            &totals,
+            &PriceSet::from_redis(&totals, 6_000),
+            MinuteSeries::default(),
+            6_500,
+        );
         assert!(s.ok);
         assert_eq!(s.total_trades, 50);
         let names: Vec<_> = s.symbols.iter().map(|x| x.symbol.as_str()).collect();
@@ -183,8 +201,10 @@ mod tests {
 
     #[test]
     fn future_trades_have_age_zero_and_errors_serialize() {
+        let totals = [t("BTCUSDT", 1, "1.00000000", None, Some(9_000))];
         let s = build_snapshot(
-            &[t("BTCUSDT", 1, "1.00000000", None, Some(9_000))],
+            &totals,
+            &PriceSet::from_redis(&totals, 0),
             MinuteSeries::default(),
             1_000,
         );

@@ -20,11 +20,20 @@ use super::snapshot::{
     MinuteSeries, SymbolMinutes, WebSnapshot,
 };
 use crate::apply::SinkError;
+use crate::report::prices::{PriceError, PriceFeed};
 use crate::report::Reader;
+
+/// Why a refresh failed: Redis, or the price endpoint.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("Redis unreachable: {0}")]
+    Redis(#[from] SinkError),
+    #[error("{0}")]
+    Prices(#[from] PriceError),
+}
 
 pub const ERRORS_METRIC: &str = "tradeflow_report_web_redis_errors_total";
 
-#[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub redis_url: String,
     pub key_prefix: String,
@@ -34,6 +43,8 @@ pub struct SourceConfig {
     pub min_interval: Duration,
     /// A refresh (connect included) taking longer than this counts as Redis down.
     pub timeout: Duration,
+    /// USD prices (Redis's, or Binance's refreshed at most once per its interval).
+    pub prices: PriceFeed,
 }
 
 pub struct Source {
@@ -63,7 +74,7 @@ impl Source {
         }
         let snap = match tokio::time::timeout(self.cfg.timeout, self.read()).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => self.failed(format!("Redis unreachable: {e}")),
+            Ok(Err(e)) => self.failed(e.to_string()),
             Err(_) => self.failed(format!(
                 "Redis unreachable: no answer within {} ms",
                 self.cfg.timeout.as_millis()
@@ -111,13 +122,14 @@ impl Source {
         Ok(r)
     }
 
-    async fn read(&self) -> Result<WebSnapshot, SinkError> {
+    async fn read(&self) -> Result<WebSnapshot, ReadError> {
         let reader = self.reader().await?;
         let totals = reader.snapshot().await?;
         let top = top_symbols(&totals, self.cfg.top_series);
         let anchor = anchor_minute(newest_trade(&totals), now_ms());
         let minutes = read_minutes(&reader, &top, anchor).await?;
-        Ok(build_snapshot(&totals, minutes, now_ms()))
+        let prices = self.cfg.prices.prices(&totals).await?;
+        Ok(build_snapshot(&totals, &prices, minutes, now_ms()))
     }
 }
 
