@@ -156,10 +156,12 @@ fn spawn_source(
             })
         }
         SourceKind::Binance => {
-            // Binance's own timings keep their defaults; URL and symbols come from flags.
+            // The other timings keep Binance-suited defaults.
             let cfg = source::binance::BinanceConfig {
                 url: config.binance_url.clone(),
                 symbols: config.symbols.clone(),
+                dead_timeout: config.ws_dead_timeout,
+                max_connection_age: config.ws_max_age,
                 ..Default::default()
             };
             tokio::spawn(async move {

@@ -321,6 +321,9 @@ impl Group {
         let mut repl: Option<Conn> = None;
         let mut retry_rotation_at: Option<Instant> = None;
         let mut draining_until: Option<Instant> = None;
+        // Trades of a replacement lost while the old connection was closing: the old
+        // one will not deliver them any more, so they go out after it, in order.
+        let mut orphaned: Vec<SourceTrade> = Vec::new();
         let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
         loop {
             let now = Instant::now();
@@ -356,7 +359,10 @@ impl Group {
                 r = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
                     connecting = None;
                     match r {
-                        Ok(c) => repl = Some(c),
+                        Ok(mut c) => {
+                            c.held = std::mem::take(&mut orphaned);
+                            repl = Some(c);
+                        }
                         Err(e) => {
                             counter!(WS_CONNECT_FAILURES).increment(1);
                             let delay = self.backoff.next_delay(&mut rand::rng());
@@ -372,7 +378,7 @@ impl Group {
                 }
                 _ = sleep_until(draining_until.unwrap_or(far)), if draining_until.is_some() => {
                     tracing::warn!(group = self.idx, conn = cur.id, "old connection did not finish closing; dropped");
-                    return self.promote(cur, repl.take().expect("draining implies a replacement")).await;
+                    return self.closed(cur, repl, orphaned, connecting).await;
                 }
                 _ = sleep_until(settle_at), if repl.is_some() && draining_until.is_none() => {
                     draining_until = Some(start_drain(&mut cur, cfg.drain_timeout).await);
@@ -383,7 +389,7 @@ impl Group {
                     Got::Ended(reason) => {
                         if draining_until.is_some() {
                             // The close handshake finished: everything it had is in.
-                            return self.promote(cur, repl.take().expect("draining implies a replacement")).await;
+                            return self.closed(cur, repl, orphaned, connecting).await;
                         }
                         counter!(WS_RECONNECTS, "reason" => reason).increment(1);
                         tracing::warn!(group = self.idx, conn = cur.id, reason, "connection lost");
@@ -402,16 +408,21 @@ impl Group {
                         Got::Nothing => {}
                         Got::Ended(reason) => {
                             let id = r.id;
+                            let held = std::mem::take(&mut r.held);
+                            repl = None;
+                            if draining_until.is_some() {
+                                // The old one is already closing: keep what this one
+                                // received for after it, and open the next at once.
+                                counter!(WS_RECONNECTS, "reason" => reason).increment(1);
+                                tracing::warn!(group = self.idx, conn = id, reason, held = held.len(), "replacement connection lost while the old one closes; opening another");
+                                orphaned.extend(held);
+                                connecting = Some(self.connect_future());
+                                continue;
+                            }
                             // Its held trades are dropped with it: the old connection,
                             // still open, delivers them.
-                            repl = None;
                             let delay = self.backoff.next_delay(&mut rand::rng());
                             tracing::warn!(group = self.idx, conn = id, reason, retry_in = ?delay, "replacement connection lost");
-                            if draining_until.is_some() {
-                                // The old one was already closing: nothing to keep.
-                                counter!(WS_RECONNECTS, "reason" => reason).increment(1);
-                                return Ok(Next::Reconnect);
-                            }
                             retry_rotation_at = Some(Instant::now() + delay);
                         }
                     }
@@ -439,6 +450,35 @@ impl Group {
             }
         }
         Ok(Next::Reconnect)
+    }
+
+    /// The old connection finished closing (or was given up on): switch to the
+    /// replacement, or, if it was lost meanwhile, release what it had received and go
+    /// on with the one being opened.
+    async fn closed(
+        &mut self,
+        old: Conn,
+        repl: Option<Conn>,
+        orphaned: Vec<SourceTrade>,
+        connecting: Option<Connecting>,
+    ) -> Result<Next, BinanceError> {
+        if let Some(r) = repl {
+            return self.promote(old, r).await;
+        }
+        drop(old);
+        for t in orphaned {
+            self.forward(t).await?;
+        }
+        let Some(fut) = connecting else {
+            return Ok(Next::Reconnect);
+        };
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Ok(Next::Stop),
+            r = fut => Ok(match r {
+                Ok(c) => Next::Continue(Box::new(c)),
+                Err(_) => Next::Reconnect,
+            }),
+        }
     }
 
     /// Switches to the replacement: the old connection is closed first, then the
