@@ -244,7 +244,8 @@ end
 local written = 0
 local dl_key = prefix .. 'dead_letter'
 for _, p in ipairs(poison) do
-  if stored_seq == nil or pos_cmp(p[1], p[2], stored_seq, stored_sub) > 0 then
+  -- HMGET gives false (not nil) for a shard with no position yet.
+  if not stored_seq or pos_cmp(p[1], p[2], stored_seq, stored_sub) > 0 then
     redis.call('XADD', dl_key, 'MAXLEN', '~', dl_max, '*', 'stream', stream_name,
                'shard', shard, 'seq', p[1], 'sub', p[2], 'kind', p[3], 'reason', p[4],
                'data', p[5])
