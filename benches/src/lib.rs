@@ -2,6 +2,8 @@
 //! targets, the smoke/full mode switch of the hand-written bench binaries, and the
 //! JSON export of results to `target/bench-results/<name>.json`.
 
+pub mod e2e;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};

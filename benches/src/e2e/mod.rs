@@ -1,0 +1,7 @@
+//! The end-to-end benchmark (`benches/benches/e2e.rs`): synthetic trades through the
+//! real producer and consumer binaries and the local emulators, measured per process
+//! from /proc, against the seed's per-record consumer in Python.
+
+pub mod procstat;
+pub mod prom;
+pub mod report;
