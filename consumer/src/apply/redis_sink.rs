@@ -14,8 +14,7 @@ use tradeflow_shared::{Position, SequenceNumber, Symbol};
 
 use super::fold::{self, BatchDelta, Segment};
 use super::keys::{self, KeyError, Keys};
-pub(crate) use super::redact::scrub_text;
-use super::redact::{redact_url, url_password};
+use super::redact::{redact_url, scrub_text, url_password};
 
 /// Gap ranges kept per symbol before the lowest are evicted (a trade arriving later for
 /// an evicted range is counted `late_dropped`, not applied).

@@ -34,11 +34,11 @@ impl Reader {
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, SinkError> {
         let keys = Keys::new(key_prefix)?;
         let redacted = crate::apply::redact_url(url);
-        let password = password_of(url);
+        let password = crate::apply::redact::url_password(url);
         let client = redis::Client::open(url).map_err(|e| {
             SinkError::Config(format!(
                 "Redis URL {redacted}: {}",
-                crate::apply::redis_sink::scrub_text(&e.to_string(), password.as_deref())
+                crate::apply::redact::scrub_text(&e.to_string(), password.as_deref())
             ))
         })?;
         let con = ConnectionManager::new(client)
@@ -132,12 +132,4 @@ impl Reader {
             .await
             .map_err(|e| self.err(e))
     }
-}
-
-fn password_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let userinfo = &authority[..authority.rfind('@')?];
-    let pw = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-    (!pw.is_empty()).then(|| pw.to_string())
 }
