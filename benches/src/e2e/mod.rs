@@ -5,3 +5,4 @@
 pub mod procstat;
 pub mod prom;
 pub mod report;
+pub mod run;

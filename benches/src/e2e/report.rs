@@ -456,7 +456,7 @@ mod tests {
     #[test]
     fn tables_render() {
         let p = phase();
-        let t = render_scaling(&[p.clone()]);
+        let t = render_scaling(std::slice::from_ref(&p));
         assert_eq!(t.lines().count(), 4);
         assert!(t.contains("10000"));
         let s = render_pairs("x", &phase_lines(&p));
