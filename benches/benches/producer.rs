@@ -1,0 +1,560 @@
+//! The producer's figures (issue #4):
+//!
+//! 1. Pure part, criterion group `producer_pure`: decode → per-shard batching (plain,
+//!    and KPL-aggregated) of in-memory trade JSON, no I/O.
+//! 2. PUT payload units per 1,000,000 trades, plain vs aggregated, summed over what
+//!    the batcher emits (units = Σ ceil((data + partition key) / 25 KiB)). Model: 14
+//!    seed symbols, every shard's queue cut into batches every 1,000 trades (10,000
+//!    trades/s × the default 100 ms linger).
+//! 3. The real pipeline (`pipeline::run`, synthetic source as fast as it goes) into a
+//!    real ferrokinesis (testkit, free loopback port), in this process: wall time,
+//!    trades/s, CPU seconds of this process per million trades (/proc/self/stat;
+//!    ferrokinesis is a separate process), PutRecords calls and payload units from
+//!    the producer's own metrics.
+//! 4. The real `tradeflow-producer` binary with the synthetic source at 10,000
+//!    trades/s for 30 s against ferrokinesis: peak resident memory (VmHWM), CPU, and
+//!    the rate actually written (plain mode sends one record per symbol per call, so
+//!    it may not keep up: the written rate and the backlog say how far it gets).
+//!    The binary is `$TRADEFLOW_PRODUCER_BIN`, else `target/{release,debug}/…`
+//!    (`cargo build --release -p tradeflow-producer` first for figures).
+//!
+//! `cargo bench -p tradeflow-benches --bench producer` writes
+//! `target/bench-results/producer-latest.json`; under `cargo test --benches` a small
+//! smoke run checks every part (seconds) and writes nothing.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use criterion::{BenchmarkId, Throughput};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tradeflow_benches::{full_mode, target_dir, trade_jsons, write_results};
+use tradeflow_producer::batcher::{payload_units, Batcher, Limits, Pending, TradeRef};
+use tradeflow_producer::config::{Config, PAYLOAD_UNIT_BYTES};
+use tradeflow_producer::metrics as pm;
+use tradeflow_producer::pipeline;
+use tradeflow_producer::shard_map::{ShardMap, ShardRange};
+use tradeflow_shared::{decode_event, testkit, Event};
+
+const SHARDS: usize = 4;
+/// Trades between two batch cuts in the pure model (10,000/s × 100 ms linger).
+const CYCLE: usize = 1_000;
+/// The default `--aggregate-bytes` (4 payload units).
+const AGGREGATE_BYTES: usize = 4 * PAYLOAD_UNIT_BYTES;
+
+fn shard_map(n: usize) -> ShardMap {
+    let step = u128::MAX / n as u128;
+    let ranges = (0..n)
+        .map(|i| ShardRange {
+            shard_id: format!("shardId-{i:012}"),
+            start: if i == 0 { 0 } else { step * i as u128 + 1 },
+            end: if i + 1 == n {
+                u128::MAX
+            } else {
+                step * (i as u128 + 1)
+            },
+        })
+        .collect();
+    ShardMap::new(ranges).expect("valid ranges")
+}
+
+/// What the batcher emitted for a run of trades.
+#[derive(Debug, Default, Clone, Copy)]
+struct Emitted {
+    trades: u64,
+    records: u64,
+    calls: u64,
+    bytes: u64,
+    units: u64,
+}
+
+/// Decodes every JSON, queues it, and cuts every shard's queue into batches every
+/// `CYCLE` trades (and at the end): the pipeline's pure work.
+fn pure_pass(jsons: &[String], aggregate: Option<usize>) -> Emitted {
+    let mut b = Batcher::new(
+        Limits {
+            aggregate,
+            ..Limits::default()
+        },
+        shard_map(SHARDS),
+    );
+    let now = Instant::now();
+    let mut out = Emitted::default();
+    for (i, j) in jsons.iter().enumerate() {
+        let Ok(Event::Trade { trade, json }) = decode_event(j) else {
+            panic!("not a trade: {j}");
+        };
+        let p = Pending {
+            trade: TradeRef {
+                symbol: trade.symbol,
+                trade_id: trade.trade_id,
+                trade_time_ms: trade.trade_time_ms,
+            },
+            data: json.as_bytes().to_vec(),
+        };
+        b.push(p, now).expect("a trade fits a record");
+        if (i + 1) % CYCLE == 0 {
+            cut(&mut b, &mut out);
+        }
+    }
+    cut(&mut b, &mut out);
+    assert_eq!(b.pending(), 0);
+    out
+}
+
+fn cut(b: &mut Batcher, out: &mut Emitted) {
+    loop {
+        let mut any = false;
+        for shard in 0..b.shards() {
+            if let Some(batch) = b.take_batch(shard) {
+                any = true;
+                out.calls += 1;
+                for e in &batch.entries {
+                    out.records += 1;
+                    out.trades += e.trades.len() as u64;
+                    out.bytes += e.size() as u64;
+                    out.units += payload_units(e.size());
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
+fn criterion_part(jsons: &[String]) {
+    let mut c = tradeflow_benches::criterion();
+    let mut g = c.benchmark_group("producer_pure");
+    g.throughput(Throughput::Elements(jsons.len() as u64));
+    for (name, agg) in [("plain", None), ("aggregate", Some(AGGREGATE_BYTES))] {
+        g.bench_with_input(
+            BenchmarkId::new("decode_batch", name),
+            &agg,
+            |bench, agg| bench.iter(|| pure_pass(jsons, *agg)),
+        );
+    }
+    g.finish();
+    c.final_summary();
+}
+
+fn units_part(n: usize) -> Value {
+    let jsons = trade_jsons(n, 5);
+    let plain = pure_pass(&jsons, None);
+    let agg = pure_pass(&jsons, Some(AGGREGATE_BYTES));
+    assert_eq!(plain.trades, n as u64, "every trade emitted once (plain)");
+    assert_eq!(
+        agg.trades, n as u64,
+        "every trade emitted once (aggregated)"
+    );
+    assert!(agg.units < plain.units, "aggregation saves units");
+    let per_m = |u: u64| u as f64 * 1e6 / n as f64;
+    println!(
+        "payload units per 1M trades: plain {:.0} ({:.0} records, {:.0} calls), aggregated {:.0} ({:.0} records, {:.0} calls); ratio {:.1}×",
+        per_m(plain.units),
+        per_m(plain.records),
+        per_m(plain.calls),
+        per_m(agg.units),
+        per_m(agg.records),
+        per_m(agg.calls),
+        plain.units as f64 / agg.units as f64
+    );
+    json!({
+        "trades": n,
+        "model": "14 seed symbols, 4 shards, queues cut every 1000 trades (10k/s x 100 ms linger), aggregate 100 KiB",
+        "plain": emitted_json(&plain, n),
+        "aggregated": emitted_json(&agg, n),
+        "ratio_plain_over_aggregated": plain.units as f64 / agg.units as f64,
+    })
+}
+
+fn emitted_json(e: &Emitted, n: usize) -> Value {
+    let per_m = |u: u64| u as f64 * 1e6 / n as f64;
+    json!({
+        "units_per_million_trades": per_m(e.units),
+        "records_per_million_trades": per_m(e.records),
+        "put_calls_per_million_trades": per_m(e.calls),
+        "bytes_per_trade": e.bytes as f64 / n as f64,
+    })
+}
+
+/// utime + stime of a process, in seconds (`/proc/<pid>/stat`, USER_HZ = 100).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14, stime 15.
+    let tick = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    match (tick(14), tick(15)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => 0.0,
+    }
+}
+
+/// A `Vm*:` line of `/proc/<pid>/status`, in KiB.
+fn vm_kib(pid: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The sum of every series of `name` in a Prometheus text scrape.
+fn metric_sum(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    calls: f64,
+    records: f64,
+    trades: f64,
+    units: f64,
+}
+
+fn counters(scrape: &str) -> Counters {
+    Counters {
+        calls: metric_sum(scrape, pm::PUT_CALLS),
+        records: metric_sum(scrape, pm::RECORDS_WRITTEN),
+        trades: metric_sum(scrape, pm::TRADES_WRITTEN),
+        units: metric_sum(scrape, pm::PAYLOAD_UNITS),
+    }
+}
+
+fn sub(a: Counters, b: Counters) -> Counters {
+    Counters {
+        calls: a.calls - b.calls,
+        records: a.records - b.records,
+        trades: a.trades - b.trades,
+        units: a.units - b.units,
+    }
+}
+
+fn config(args: &[String]) -> Config {
+    let mut v = vec!["tradeflow-producer".to_string()];
+    v.extend_from_slice(args);
+    Config::try_parse_from(v).expect("valid flags")
+}
+
+/// N synthetic trades through the real pipeline into ferrokinesis, in this process.
+async fn pipeline_part(
+    endpoint: &str,
+    render: &impl Fn() -> String,
+    n: u64,
+    aggregate: bool,
+) -> Value {
+    let stream = if aggregate {
+        "bench-agg"
+    } else {
+        "bench-plain"
+    };
+    create_stream(endpoint, stream).await;
+    let mut args: Vec<String> = [
+        "--source=synthetic",
+        "--synthetic-rate=0",
+        &format!("--synthetic-count={n}"),
+        &format!("--stream={stream}"),
+        &format!("--kinesis-endpoint={endpoint}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if aggregate {
+        args.push("--aggregate".into());
+    }
+    let before = counters(&render());
+    let cpu0 = cpu_seconds("self");
+    let t = Instant::now();
+    let report = pipeline::run(config(&args), CancellationToken::new())
+        .await
+        .expect("pipeline run");
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds("self") - cpu0;
+    let c = sub(counters(&render()), before);
+    assert_eq!(report.written_trades, n, "{report:?}");
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(c.trades as u64, n, "metrics agree with the report");
+    let mode = if aggregate { "aggregate" } else { "plain" };
+    println!(
+        "pipeline {mode:>9}: {n} trades in {wall:.2} s = {:.0} trades/s; CPU {:.2} s per million trades; {} PutRecords calls, {} records, {} payload units ({:.0} per million trades)",
+        n as f64 / wall,
+        cpu * 1e6 / n as f64,
+        c.calls,
+        c.records,
+        c.units,
+        c.units * 1e6 / n as f64
+    );
+    json!({
+        "mode": mode,
+        "trades": n,
+        "wall_seconds": wall,
+        "trades_per_second": n as f64 / wall,
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_million_trades": cpu * 1e6 / n as f64,
+        "put_records_calls": c.calls,
+        "records": c.records,
+        "payload_units": c.units,
+        "payload_units_per_million_trades": c.units * 1e6 / n as f64,
+    })
+}
+
+async fn create_stream(endpoint: &str, name: &str) {
+    let args = tradeflow_shared::aws::AwsArgs {
+        region: "eu-west-1".into(),
+        kinesis_endpoint: Some(endpoint.to_string()),
+        dynamodb_endpoint: None,
+    };
+    let conf = tradeflow_shared::aws::sdk_config(&args).await;
+    let client = tradeflow_shared::aws::kinesis_client(&conf, &args);
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(SHARDS as i32)
+        .send()
+        .await
+        .expect("create stream");
+    // Measured runs start on an ACTIVE stream.
+    for _ in 0..200 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("describe stream");
+        if d.stream_description_summary()
+            .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} never became ACTIVE");
+}
+
+fn producer_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TRADEFLOW_PRODUCER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let profiles: &[&str] = if full_mode() {
+        &["release", "debug"]
+    } else {
+        &["debug", "release"]
+    };
+    profiles
+        .iter()
+        .map(|p| target_dir().join(p).join("tradeflow-producer"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The binary at `rate` trades/s for `secs`: memory, CPU, what it wrote.
+async fn binary_part(
+    bin: &PathBuf,
+    endpoint: &str,
+    rate: u64,
+    secs: u64,
+    aggregate: bool,
+) -> Value {
+    let mode = if aggregate { "aggregate" } else { "plain" };
+    let stream = format!("bench-bin-{mode}");
+    create_stream(endpoint, &stream).await;
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--source=synthetic",
+        &format!("--synthetic-rate={rate}"),
+        &format!("--stream={stream}"),
+        &format!("--kinesis-endpoint={endpoint}"),
+        &format!("--metrics-addr=127.0.0.1:{port}"),
+        "--log=warn",
+        // Plain mode falls behind at 10k/s: what it has not written at the end is
+        // given up quickly (and the exit status says so) instead of draining for 30 s.
+        "--drain-timeout=3s",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    // Plain mode logs every symbol's given-up range at exit; the status tells.
+    .stderr(Stdio::null());
+    if aggregate {
+        cmd.arg("--aggregate");
+    }
+    let mut child = cmd.spawn().expect("start tradeflow-producer");
+    let pid = child.id().to_string();
+    let t0 = Instant::now();
+    // Written once the metrics endpoint answers: start of the measured window.
+    let mut start: Option<(Instant, Counters)> = None;
+    let mut rss_peak_samples = Vec::new();
+    while t0.elapsed() < Duration::from_secs(secs + 10) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tradeflow-producer exited early: {status}");
+        }
+        let s = scrape(port);
+        if s.is_empty() {
+            continue;
+        }
+        let c = counters(&s);
+        match start {
+            None if c.trades > 0.0 => start = Some((Instant::now(), c)),
+            Some((at, _)) if at.elapsed() >= Duration::from_secs(secs) => break,
+            _ => {}
+        }
+        rss_peak_samples.push(vm_kib(&pid, "VmRSS:"));
+    }
+    let (at, c0) = start.expect("the producer wrote trades");
+    let end = counters(&scrape(port));
+    let window = at.elapsed().as_secs_f64();
+    let final_scrape = scrape(port);
+    let backlog = metric_sum(&final_scrape, pm::BUFFER_RECORDS);
+    let hwm = vm_kib(&pid, "VmHWM:");
+    let rss = vm_kib(&pid, "VmRSS:");
+    let cpu = cpu_seconds(&pid);
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let exited = async {
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let status = match tokio::time::timeout(Duration::from_secs(40), exited).await {
+        Ok(s) => Some(s),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    };
+    let c = sub(end, c0);
+    let written_rate = c.trades / window;
+    let total_trades = end.trades.max(1.0);
+    println!(
+        "binary {mode:>9} at {rate}/s for {window:.1} s: written {written_rate:.0} trades/s ({:.0}% of the offered rate), backlog {backlog:.0} trades; VmHWM {:.1} MiB (VmRSS {:.1} MiB); CPU {:.2} s per million trades; {:.0} PutRecords calls/s; exit {status:?}",
+        100.0 * written_rate / rate as f64,
+        hwm as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        cpu * 1e6 / total_trades,
+        c.calls / window,
+    );
+    if aggregate || written_rate >= 0.99 * rate as f64 {
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "clean exit after SIGTERM"
+        );
+    }
+    assert!(hwm > 0, "VmHWM read");
+    json!({
+        "mode": mode,
+        "binary": bin.display().to_string(),
+        "offered_trades_per_second": rate,
+        "window_seconds": window,
+        "written_trades_per_second": written_rate,
+        "sustained_fraction": written_rate / rate as f64,
+        "backlog_trades_at_end": backlog,
+        "vm_hwm_kib": hwm,
+        "vm_hwm_mib": hwm as f64 / 1024.0,
+        "vm_rss_kib_at_end": rss,
+        "vm_rss_kib_samples": rss_peak_samples,
+        "cpu_seconds_total": cpu,
+        "cpu_seconds_per_million_trades": cpu * 1e6 / total_trades,
+        "put_records_calls_per_second": c.calls / window,
+        "payload_units_per_million_trades": c.units * 1e6 / c.trades.max(1.0),
+        "goal_vm_hwm_mib": 32,
+        "exit_success": status.map(|s| s.success()),
+    })
+}
+
+fn main() {
+    let full = full_mode();
+    let mode = if full { "full" } else { "smoke" };
+
+    // 1. The pure part under criterion (one pass each in test mode).
+    let jsons = trade_jsons(if full { 100_000 } else { 2_000 }, 3);
+    criterion_part(&jsons);
+    tradeflow_benches::export_criterion("producer-pure", &["producer_pure"]);
+
+    // 2. Payload units.
+    let units = units_part(if full { 1_000_000 } else { 20_000 });
+
+    // 3 and 4 need a runtime, ferrokinesis and the metrics recorder.
+    testkit::local_aws_env();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (pipeline_results, binary_results) = rt.block_on(async {
+        // ferrokinesis's default account limit is 10 shards; each part has its stream.
+        let fk = testkit::ferrokinesis(&["--shard-limit", "1000"]);
+        let endpoint = fk.endpoint();
+        let handle = tradeflow_shared::telemetry::install_metrics().expect("recorder");
+        let render = || handle.render();
+        // Plain mode writes ≤ 1 record per symbol per call: far fewer trades per call.
+        let (n_plain, n_agg) = if full { (20_000, 200_000) } else { (300, 3_000) };
+        let mut p = Vec::new();
+        for (aggregate, n) in [(false, n_plain), (true, n_agg)] {
+            p.push(pipeline_part(&endpoint, &render, n, aggregate).await);
+        }
+        let mut b = Vec::new();
+        match producer_binary() {
+            Some(bin) => {
+                let (rate, secs) = if full { (10_000, 30) } else { (2_000, 2) };
+                for aggregate in [true, false] {
+                    b.push(binary_part(&bin, &endpoint, rate, secs, aggregate).await);
+                }
+            }
+            None => println!(
+                "tradeflow-producer binary not found under {}: build it (cargo build -p tradeflow-producer) or set TRADEFLOW_PRODUCER_BIN; memory figures skipped",
+                target_dir().display()
+            ),
+        }
+        drop(fk);
+        (p, b)
+    });
+    let results = json!({
+        "mode": mode,
+        "pure_trades_per_iteration": jsons.len(),
+        "pure_criterion_results": "target/bench-results/producer-pure.json",
+        "payload_units": units,
+        "pipeline": pipeline_results,
+        "binary_10k_per_second": binary_results,
+    });
+    if full {
+        write_results("producer-latest", results);
+    }
+}
