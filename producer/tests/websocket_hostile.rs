@@ -4,9 +4,10 @@
 //! Binance source must drop each connection (the frame cap bounds what it buffers),
 //! count the oversized ones, reconnect, and then receive the good trades exactly.
 
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,14 +173,19 @@ async fn good(s: TcpStream, seen: Arc<Seen>, stop: CancellationToken) {
     }
 }
 
-async fn serve(listener: TcpListener, seen: Arc<Seen>, stop: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    script: &'static [Play],
+    seen: Arc<Seen>,
+    stop: CancellationToken,
+) {
     loop {
         let (s, _) = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => match a { Ok(a) => a, Err(_) => return },
         };
         let n = seen.connections.fetch_add(1, Ordering::SeqCst);
-        let play = SCRIPT.get(n).copied().unwrap_or(Play::Good);
+        let play = script.get(n).copied().unwrap_or(Play::Good);
         let seen = seen.clone();
         match play {
             Play::Good => {
@@ -211,7 +217,7 @@ async fn endless_and_never_finished_frames_end_the_connection_not_the_source() {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, seen.clone(), stop.clone()));
+    tokio::spawn(serve(listener, &SCRIPT, seen.clone(), stop.clone()));
 
     let cfg = BinanceConfig {
         url: format!("ws://{addr}"),
@@ -286,4 +292,106 @@ async fn endless_and_never_finished_frames_end_the_connection_not_the_source() {
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), source).await;
+}
+
+/// The real producer binary, given a feed URL with credentials, never logs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_url_password_is_never_logged() {
+    const SECRET: &str = "feed-Secret-4711";
+    tradeflow_shared::testkit::local_aws_env();
+    let fk = tradeflow_shared::testkit::ferrokinesis(&["--create-stream-ms", "0"]);
+    let args = tradeflow_shared::aws::AwsArgs {
+        region: "eu-west-1".into(),
+        kinesis_endpoint: Some(fk.endpoint()),
+        dynamodb_endpoint: None,
+    };
+    let conf = tradeflow_shared::aws::sdk_config(&args).await;
+    let kinesis = tradeflow_shared::aws::kinesis_client(&conf, &args);
+    kinesis
+        .create_stream()
+        .stream_name("crypto")
+        .shard_count(1)
+        .send()
+        .await
+        .expect("create stream");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let stop = CancellationToken::new();
+    tokio::spawn(serve(listener, &[], seen.clone(), stop.clone()));
+
+    let log_path = std::env::temp_dir().join(format!(
+        "tradeflow-ws-hostile-{}-{}.log",
+        std::process::id(),
+        addr.port()
+    ));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tradeflow-producer"))
+        .args([
+            "--stream",
+            "crypto",
+            "--source",
+            "binance",
+            "--symbols",
+            "BTCUSDT",
+        ])
+        .args(["--binance-url", &format!("ws://feed-user:{SECRET}@{addr}")])
+        .args(["--kinesis-endpoint", &fk.endpoint(), "--metrics-addr", ""])
+        .args(["--log-format", "json", "--log", "debug"])
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the producer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.good_served.load(Ordering::Relaxed) < GOOD_TRADES {
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert_eq!(
+        seen.good_served.load(Ordering::Relaxed),
+        GOOD_TRADES,
+        "the producer did not read the feed:\n{out}"
+    );
+    assert!(
+        !out.contains(SECRET),
+        "the feed password was logged:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("ws://***@{addr}")),
+        "the feed URL is logged, redacted:\n{out}"
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit {status:?}:\n{out}"
+    );
 }

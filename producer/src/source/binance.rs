@@ -173,7 +173,7 @@ pub async fn run(
     )));
     let cfg = Arc::new(config);
     tracing::info!(
-        url = %cfg.url,
+        url = %without_userinfo(&cfg.url),
         streams = plan.iter().map(Vec::len).sum::<usize>(),
         connections = plan.len(),
         "binance source starting"
@@ -650,4 +650,37 @@ async fn connect(
         "websocket connected"
     );
     Ok(conn)
+}
+
+/// The URL for logs: any `user:password@` is replaced by `***@` (a proxy or gateway URL
+/// may carry credentials; logs must not).
+fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]).into(),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_never_shown() {
+        assert_eq!(
+            without_userinfo("wss://u:p4ss@host:9443/ws?x=a@b"),
+            "wss://***@host:9443/ws?x=a@b"
+        );
+        assert_eq!(without_userinfo("ws://:p@127.0.0.1"), "ws://***@127.0.0.1");
+        assert_eq!(
+            without_userinfo("wss://stream.binance.com:9443"),
+            "wss://stream.binance.com:9443"
+        );
+        assert_eq!(without_userinfo("ws://h/p@q"), "ws://h/p@q");
+    }
 }
