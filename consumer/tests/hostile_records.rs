@@ -99,6 +99,20 @@ async fn hostile_records_are_dead_lettered_once_and_good_ones_counted_exactly() 
         redis_con(&stack).await
     };
     let kinesis = stack.kinesis_client().await;
+    // The oversized entries are the largest records Kinesis takes (data plus partition
+    // key at 1 MiB); data above 1 MiB is refused at the door (ferrokinesis checks the
+    // data alone).
+    let too_big = kinesis
+        .put_record()
+        .stream_name(STREAM)
+        .partition_key(PARTITION_KEY)
+        .data(Blob::new(vec![
+            b'x';
+            hostile_support::corpus::MAX_RECORD_BYTES + 1
+        ]))
+        .send()
+        .await;
+    assert!(too_big.is_err(), "a record above 1 MiB was accepted");
 
     // Good trades around every bad record, alternating shards; each shard ends with a
     // good plain record so its final position is known.
