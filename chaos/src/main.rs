@@ -1,0 +1,92 @@
+//! `tradeflow-chaos`: the chaos run with the script's defaults; prints the seed first
+//! (replay with `--seed`) and the result table last; exits 1 unless Redis equals the
+//! tape exactly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tradeflow_chaos::plan::KIND_FLAGS;
+use tradeflow_chaos::run::{default_bin_dir, run, RunConfig};
+
+#[derive(Parser)]
+#[command(about = "Chaos run: exchange → producer → Kinesis → consumers → Redis under faults")]
+struct Cli {
+    /// Trades on the exchange's tape (ignored with --minutes).
+    #[arg(long, default_value_t = 1_000_000)]
+    trades: usize,
+    /// Soak mode: a tape long enough to play for this many minutes at --rate.
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// The seed of the tape and of the fault schedule (default: from the clock, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 8)]
+    shards: i32,
+    #[arg(long, default_value_t = 3)]
+    consumers: usize,
+    #[arg(long, default_value_t = 40)]
+    symbols: usize,
+    /// Trades per second the exchange emits.
+    #[arg(long, default_value_t = 5_000.0)]
+    rate: f64,
+    /// About one fault every this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    fault_every: Duration,
+    /// Give up draining after this long without progress in Redis.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    stall_timeout: Duration,
+    /// Where tradeflow-producer and tradeflow-consumer are (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Fault kinds to leave out, to narrow a failure down: kill, term, pause, split,
+    /// merge, redis, dynamodb, kinesis, websocket, cut.
+    #[arg(long, value_delimiter = ',')]
+    without: Vec<String>,
+    /// Keep the processes' logs (always kept when the run fails).
+    #[arg(long)]
+    keep_logs: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    anyhow::ensure!(cli.rate > 0.0, "--rate must be positive");
+    anyhow::ensure!(cli.consumers > 0, "--consumers must be at least 1");
+    anyhow::ensure!(
+        cli.shards > 1,
+        "--shards must be at least 2 (merges need two)"
+    );
+    let trades = match cli.minutes {
+        Some(m) => (m * 60.0 * cli.rate) as usize,
+        None => cli.trades,
+    };
+    let mut exclude = Vec::new();
+    for w in &cli.without {
+        let Some(i) = KIND_FLAGS.iter().position(|k| k == w) else {
+            anyhow::bail!("--without {w}: expected one of {}", KIND_FLAGS.join(", "));
+        };
+        exclude.push(i);
+    }
+    let cfg = RunConfig {
+        exclude,
+        trades,
+        seed: cli.seed.unwrap_or_else(tradeflow_chaos::plan::fresh_seed),
+        symbols: cli.symbols,
+        shards: cli.shards,
+        consumers: cli.consumers,
+        rate: cli.rate,
+        fault_every: cli.fault_every,
+        bin_dir: cli.bin_dir.unwrap_or_else(default_bin_dir),
+        keep_logs: cli.keep_logs,
+        stall_timeout: cli.stall_timeout,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(cfg, |line| eprintln!("chaos: {line}")))?;
+    println!("{report}");
+    if !report.verdict.exact() {
+        std::process::exit(1);
+    }
+    Ok(())
+}

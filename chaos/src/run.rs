@@ -1,0 +1,795 @@
+//! The orchestration: real servers on free loopback ports (testkit), the exchange in
+//! this process (so the run can pause it and knows exactly what it emitted), the
+//! producer and consumer binaries as child processes, a cut-able proxy between the
+//! producer and Kinesis, and the fault schedule played against them. At the end it
+//! waits for every shard to be drained into Redis and compares Redis with the tape.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::Client as Kinesis;
+use tradeflow_exchange::{Exchange, ExchangeConfig, Tape};
+use tradeflow_shared::testkit::{self, Service};
+
+use crate::gaps::{self, Gap, WorkerDown};
+use crate::plan::{self, Fault, PlanConfig, Step, KINDS};
+use crate::procs::{metrics_addr, scrape, Proc};
+use crate::proxy::CutProxy;
+use crate::verify::{self, Observed, Verdict};
+
+const STREAM: &str = "chaos";
+const APP: &str = "tradeflow-chaos";
+/// The consumers' failover time (short, as in the fleet tests).
+const FAILOVER: Duration = Duration::from_secs(2);
+
+/// Consumer counters worth showing next to a difference (current processes only).
+const CONSUMER_COUNTERS: [&str; 4] = [
+    "tradeflow_consumer_late_trades_dropped_total",
+    "tradeflow_consumer_poison_records_total",
+    "tradeflow_consumer_duplicates_skipped_total",
+    "tradeflow_consumer_redis_rewinds_total",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0} is missing: build the workspace first (cargo build --workspace)")]
+    MissingBinary(PathBuf),
+    #[error("{what}: {reason}")]
+    Setup { what: &'static str, reason: String },
+}
+
+fn setup(what: &'static str, e: impl std::fmt::Display) -> RunError {
+    RunError::Setup {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub trades: usize,
+    pub seed: u64,
+    pub symbols: usize,
+    pub shards: i32,
+    pub consumers: usize,
+    /// Trades per second the exchange emits.
+    pub rate: f64,
+    /// About one fault every this long while the tape plays.
+    pub fault_every: Duration,
+    /// Where the producer and consumer binaries are.
+    pub bin_dir: PathBuf,
+    pub keep_logs: bool,
+    /// Give up waiting for Redis to reach the truth after this long without progress.
+    pub stall_timeout: Duration,
+    /// Fault kinds left out (indexes into [`KINDS`]).
+    pub exclude: Vec<usize>,
+}
+
+/// What the run did and found.
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub emitted: u64,
+    /// The producer's `tradeflow_producer_trades_written_total` (duplicates it wrote
+    /// again after a lost answer count twice here).
+    pub written: u64,
+    pub verdict: Verdict,
+    /// Distinct trades found in the stream after the run (read back from every shard).
+    pub in_stream: Option<u64>,
+    /// Trades of the tape not in the stream at all (the producer's losses).
+    pub not_in_stream: Option<u64>,
+    /// Records stored in a closed shard after its ending sequence number.
+    pub past_end: Option<u64>,
+    /// Summed over the consumers' current processes: (metric, value) of the counters
+    /// that explain a difference (late trades dropped, poison records, duplicates).
+    pub consumer_counters: Vec<(&'static str, u64)>,
+    /// Per fault kind: injected (and skipped, e.g. a split the emulator refused).
+    pub faults: [(u64, u64); KINDS.len()],
+    pub longest_gap: Option<Gap>,
+    /// The producer's own counts of gaps in trade ids and of trades it saw twice.
+    pub producer_missing: u64,
+    pub producer_duplicates: u64,
+    pub exchange_lagged_closes: u64,
+    pub elapsed: Duration,
+    pub drain: Duration,
+    pub log_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = &self.verdict;
+        writeln!(f, "chaos run, seed {}", self.seed)?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "trades emitted (ground truth: the tape)", self.emitted
+        )?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "trades written by the producer", self.written
+        )?;
+        let opt = |x: Option<u64>| x.map_or("n/a".to_string(), |n| n.to_string());
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "distinct trades found in the stream",
+            opt(self.in_stream)
+        )?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "  of the tape, missing from the stream",
+            opt(self.not_in_stream)
+        )?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "  records past a closed shard's end",
+            opt(self.past_end)
+        )?;
+        writeln!(f, "  {:<42} {:>12}", "trades counted in Redis", v.counted)?;
+        writeln!(f, "  {:<42} {:>12}", "lost", v.lost)?;
+        writeln!(f, "  {:<42} {:>12}", "double-counted", v.doubled)?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "symbols with inexact count/base/quote",
+            v.mismatches.len()
+        )?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "producer: ids missing (gaps)", self.producer_missing
+        )?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "producer: duplicates dropped", self.producer_duplicates
+        )?;
+        writeln!(
+            f,
+            "  {:<42} {:>12}",
+            "exchange: too-slow closes", self.exchange_lagged_closes
+        )?;
+        for (metric, n) in &self.consumer_counters {
+            writeln!(f, "  {metric:<56} {n:>8}")?;
+        }
+        writeln!(f, "  faults injected (skipped):")?;
+        for (name, (done, skipped)) in KINDS.iter().zip(self.faults) {
+            writeln!(f, "    {name:<40} {done:>8} ({skipped})")?;
+        }
+        match &self.longest_gap {
+            Some(g) => writeln!(
+                f,
+                "  {:<42} {:>9} ms ({})",
+                "longest time a shard had no reader", g.ms, g.shard
+            )?,
+            None => writeln!(f, "  longest time a shard had no reader: n/a")?,
+        }
+        writeln!(
+            f,
+            "  wall time {:.1} s (drain after the tape ended {:.1} s)",
+            self.elapsed.as_secs_f64(),
+            self.drain.as_secs_f64()
+        )?;
+        for m in v.mismatches.iter().take(10) {
+            writeln!(f, "  MISMATCH {m:?}")?;
+        }
+        if let Some(d) = &self.log_dir {
+            writeln!(f, "  logs kept in {}", d.display())?;
+        }
+        write!(
+            f,
+            "  result: {}",
+            if v.exact() { "EXACT" } else { "FAILED" }
+        )
+    }
+}
+
+struct Servers {
+    redis: Service,
+    dynamo: Service,
+    kinesis: Service,
+}
+
+fn env(s: &Servers, kinesis_endpoint: &str) -> Vec<(String, String)> {
+    vec![
+        ("TRADEFLOW_KINESIS_ENDPOINT".into(), kinesis_endpoint.into()),
+        ("TRADEFLOW_DYNAMODB_ENDPOINT".into(), s.dynamo.endpoint()),
+        (
+            "TRADEFLOW_REDIS_URL".into(),
+            format!("redis://127.0.0.1:{}", s.redis.port),
+        ),
+        // Placeholders the emulators accept; never real credentials.
+        ("AWS_ACCESS_KEY_ID".into(), "local".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
+        ("AWS_REGION".into(), "eu-west-1".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ("TRADEFLOW_LOG".into(), "info".into()),
+    ]
+}
+
+fn binary(cfg: &RunConfig, name: &str) -> Result<PathBuf, RunError> {
+    let p = cfg.bin_dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(RunError::MissingBinary(p))
+    }
+}
+
+async fn kinesis_client(endpoint: String) -> Kinesis {
+    let conf = aws_sdk_kinesis::config::Builder::from(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await,
+    )
+    .endpoint_url(endpoint)
+    .build();
+    Kinesis::from_conf(conf)
+}
+
+async fn create_stream(k: &Kinesis, shards: i32) -> Result<(), RunError> {
+    k.create_stream()
+        .stream_name(STREAM)
+        .shard_count(shards)
+        .send()
+        .await
+        .map_err(|e| {
+            setup(
+                "CreateStream",
+                aws_sdk_kinesis::error::DisplayErrorContext(e),
+            )
+        })?;
+    for _ in 0..300 {
+        let d = k
+            .describe_stream_summary()
+            .stream_name(STREAM)
+            .send()
+            .await
+            .map_err(|e| setup("DescribeStreamSummary", e))?;
+        if d.stream_description_summary()
+            .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(setup("CreateStream", "stream not ACTIVE in 30 s"))
+}
+
+fn now_ms() -> u64 {
+    tradeflow_shared::telemetry::now_ms()
+}
+
+/// Runs the whole chaos run; `progress` gets one line per step (seed, faults, phases).
+pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunError> {
+    let started = Instant::now();
+    testkit::local_aws_env();
+    let producer_bin = binary(&cfg, "tradeflow-producer")?;
+    let consumer_bin = binary(&cfg, "tradeflow-consumer")?;
+    progress(&format!(
+        "seed {} (replay with --seed {}), {} trades over {} symbols at {}/s, {} shards, {} consumers",
+        cfg.seed, cfg.seed, cfg.trades, cfg.symbols, cfg.rate, cfg.shards, cfg.consumers
+    ));
+
+    let symbols = crate::truth::symbols(cfg.symbols);
+    let tape = crate::truth::tape(symbols.clone(), cfg.seed, cfg.trades);
+    let truth = crate::truth::truth(&tape);
+
+    let dir = tempfile::Builder::new()
+        .prefix("tradeflow-chaos-")
+        .tempdir()
+        .map_err(|e| setup("log dir", e))?;
+    let mut servers = tokio::task::block_in_place(|| Servers {
+        redis: testkit::redis(),
+        dynamo: testkit::dynalite(),
+        kinesis: testkit::ferrokinesis(&["--create-stream-ms", "0"]),
+    });
+    let kinesis = kinesis_client(servers.kinesis.endpoint()).await;
+    create_stream(&kinesis, cfg.shards).await?;
+    let proxy = CutProxy::start(([127, 0, 0, 1], servers.kinesis.port).into())
+        .await
+        .map_err(|e| setup("proxy", e))?;
+
+    let exchange = Exchange::start(
+        ExchangeConfig {
+            rate: Some(cfg.rate),
+            // A producer held up by a Kinesis cut must not be dropped as too slow.
+            lag_capacity: 1 << 21,
+            ..ExchangeConfig::default()
+        },
+        Tape::Finite(tape.clone()),
+    );
+    let server = exchange
+        .bind(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| setup("exchange", e))?;
+
+    let names: Vec<String> = symbols.iter().map(|s| s.as_str().to_string()).collect();
+    let mut consumers: Vec<Proc> = (0..cfg.consumers)
+        .map(|i| {
+            let args = [
+                "--stream",
+                STREAM,
+                "--application-name",
+                APP,
+                "--worker-id",
+                &format!("c{i}"),
+                "--failover-time",
+                "2s",
+                "--take-interval",
+                "1s",
+                "--idle-interval",
+                "100ms",
+                "--checkpoint-interval",
+                "500ms",
+                "--shard-sync-interval",
+                "2s",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Proc::new(
+                &format!("c{i}"),
+                &consumer_bin,
+                args,
+                env(&servers, &servers.kinesis.endpoint()),
+                dir.path(),
+            )
+        })
+        .collect();
+    for c in &mut consumers {
+        c.start().map_err(|e| setup("consumer", e))?;
+    }
+    let producer_args = vec![
+        "--stream".into(),
+        STREAM.into(),
+        "--source".into(),
+        "binance".into(),
+        "--binance-url".into(),
+        format!("ws://{}", server.addr),
+        "--symbols".into(),
+        names.join(","),
+        "--aggregate".into(),
+        "--linger".into(),
+        "50ms".into(),
+        "--retry-max".into(),
+        "1s".into(),
+        "--shard-refresh".into(),
+        "2s".into(),
+        "--metrics-addr".into(),
+        "127.0.0.1:0".into(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    let mut producer = Proc::new(
+        "producer",
+        &producer_bin,
+        producer_args,
+        env(&servers, &proxy.endpoint()),
+        dir.path(),
+    );
+    producer.start().map_err(|e| setup("producer", e))?;
+    let producer_metrics = wait_some("producer /metrics", Duration::from_secs(60), || async {
+        metrics_addr(&producer)
+    })
+    .await?;
+
+    // The tape starts with the producer's first subscription.
+    tokio::time::timeout(Duration::from_secs(60), exchange.wait_emitted(1))
+        .await
+        .map_err(|_| setup("exchange", "the producer never subscribed"))?;
+    let t0 = Instant::now();
+    let play = Duration::from_secs_f64(cfg.trades as f64 / cfg.rate);
+    let steps = plan::plan(&PlanConfig {
+        seed: cfg.seed,
+        start: Duration::from_secs(3).min(play / 4),
+        end: play,
+        consumers: cfg.consumers,
+        failover: FAILOVER,
+        every: cfg.fault_every,
+        exclude: cfg.exclude.clone(),
+    });
+    progress(&format!(
+        "tape playing for about {:.0} s; {} faults planned",
+        play.as_secs_f64(),
+        steps.len()
+    ));
+
+    let mut ctx = Ctx {
+        servers: &mut servers,
+        consumers: &mut consumers,
+        proxy: &proxy,
+        exchange: &exchange,
+        kinesis: &kinesis,
+        producer_metrics: &producer_metrics,
+        downs: Vec::new(),
+        faults: [(0, 0); KINDS.len()],
+    };
+    for step in &steps {
+        let due = t0 + step.at;
+        tokio::time::sleep_until(due.into()).await;
+        let ok = ctx.inject(step).await;
+        progress(&format!(
+            "t+{:>6.1}s {}{}",
+            t0.elapsed().as_secs_f64(),
+            step.fault,
+            if ok { "" } else { " (skipped)" }
+        ));
+    }
+    let Ctx { downs, faults, .. } = ctx;
+
+    tokio::time::timeout(play + Duration::from_secs(600), exchange.wait_finished())
+        .await
+        .map_err(|_| setup("exchange", "the tape did not finish"))?;
+    let tape_done = Instant::now();
+    progress(&format!(
+        "tape emitted in full at t+{:.1}s; draining",
+        t0.elapsed().as_secs_f64()
+    ));
+
+    // Drained: Redis equals the truth, or nothing moved for `stall_timeout`.
+    let redis_url = format!("redis://127.0.0.1:{}", servers.redis.port);
+    let mut last = (u64::MAX, Instant::now());
+    let verdict = loop {
+        let v = verify::verify(&truth, &read_redis(&redis_url, &truth).await);
+        if v.exact() {
+            break v;
+        }
+        if v.counted != last.0 {
+            last = (v.counted, Instant::now());
+        } else if last.1.elapsed() > cfg.stall_timeout {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let drain = tape_done.elapsed();
+    let written = scrape(&producer_metrics, "tradeflow_producer_trades_written_total")
+        .await
+        .unwrap_or(0.0) as u64;
+    let producer_missing = scrape(&producer_metrics, "tradeflow_producer_missing_trades_total")
+        .await
+        .unwrap_or(0.0) as u64;
+    let producer_duplicates = scrape(
+        &producer_metrics,
+        "tradeflow_producer_duplicate_trades_total",
+    )
+    .await
+    .unwrap_or(0.0) as u64;
+    let end_ms = now_ms();
+    let mut consumer_counters = Vec::new();
+    for metric in CONSUMER_COUNTERS {
+        let mut sum = 0;
+        for c in &consumers {
+            if let Some(addr) = metrics_addr(c) {
+                sum += scrape(&addr, metric).await.unwrap_or(0.0) as u64;
+            }
+        }
+        consumer_counters.push((metric, sum));
+    }
+    let stream = crate::audit::stream_counts(&kinesis, STREAM).await;
+    let past_end = stream.as_ref().map(|a| a.past_end);
+    let in_stream = stream.as_ref().map(|a| a.counts.values().sum::<u64>());
+    let not_in_stream = stream.as_ref().map(|a| {
+        let m = &a.counts;
+        truth
+            .iter()
+            .map(|(s, t)| t.count.saturating_sub(m.get(s).copied().unwrap_or(0)))
+            .sum::<u64>()
+    });
+
+    tokio::task::block_in_place(|| {
+        producer.terminate(Duration::from_secs(15));
+        for c in &mut consumers {
+            c.terminate(Duration::from_secs(15));
+        }
+    });
+    let events: Vec<gaps::ReaderEvent> = consumers
+        .iter()
+        .flat_map(|c| gaps::parse_log(&c.name, &c.output()))
+        .collect();
+    let longest_gap = gaps::reader_gaps(&events, &downs, end_ms)
+        .into_iter()
+        .max_by_key(|g| g.ms);
+    let stats = exchange.stats();
+    server.stop().await;
+    let keep = cfg.keep_logs || !verdict.exact();
+    let log_dir = if keep {
+        // Logs of servers live in their own temp folders, removed on drop; copy them.
+        for (name, s) in [
+            ("redis", &servers.redis),
+            ("dynalite", &servers.dynamo),
+            ("ferrokinesis", &servers.kinesis),
+        ] {
+            let _ = std::fs::write(dir.path().join(format!("{name}.log")), s.log());
+        }
+        Some(dir.keep())
+    } else {
+        None
+    };
+    Ok(Report {
+        seed: cfg.seed,
+        emitted: stats.emitted,
+        written,
+        verdict,
+        in_stream,
+        not_in_stream,
+        past_end,
+        consumer_counters,
+        faults,
+        longest_gap,
+        producer_missing,
+        producer_duplicates,
+        exchange_lagged_closes: stats.lagged_closes,
+        elapsed: started.elapsed(),
+        drain,
+        log_dir,
+    })
+}
+
+async fn wait_some<T, F, Fut>(what: &'static str, limit: Duration, mut f: F) -> Result<T, RunError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(setup(what, format!("not ready within {limit:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Redis's totals for every symbol of the truth and every symbol Redis knows.
+async fn read_redis(
+    url: &str,
+    truth: &BTreeMap<String, tradeflow_exchange::SymbolTotals>,
+) -> BTreeMap<String, Observed> {
+    let mut out = BTreeMap::new();
+    let Ok(client) = redis::Client::open(url) else {
+        return out;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return out;
+    };
+    let known: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("tradeflow:symbols")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    let all: std::collections::BTreeSet<String> = truth.keys().cloned().chain(known).collect();
+    for sym in all {
+        let count: Option<u64> = redis::cmd("GET")
+            .arg(format!("symbol:{sym}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
+        let (base, quote): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("tradeflow:stats:{sym}"))
+            .arg("base")
+            .arg("quote")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or((None, None));
+        if count.is_some() || truth.contains_key(&sym) {
+            out.insert(
+                sym,
+                Observed {
+                    count: count.unwrap_or(0),
+                    base,
+                    quote,
+                },
+            );
+        }
+    }
+    out
+}
+
+struct Ctx<'a> {
+    servers: &'a mut Servers,
+    consumers: &'a mut Vec<Proc>,
+    proxy: &'a CutProxy,
+    exchange: &'a Exchange,
+    kinesis: &'a Kinesis,
+    producer_metrics: &'a str,
+    downs: Vec<WorkerDown>,
+    faults: [(u64, u64); KINDS.len()],
+}
+
+impl Ctx<'_> {
+    /// Injects one fault and waits for its end (restarts done, pause over); false if
+    /// it had to be skipped.
+    async fn inject(&mut self, step: &Step) -> bool {
+        let ok = match step.fault {
+            Fault::KillConsumer { consumer, down } => {
+                let c = &mut self.consumers[consumer];
+                self.downs.push(WorkerDown {
+                    t_ms: now_ms(),
+                    worker: c.name.clone(),
+                    until_ms: None,
+                });
+                tokio::task::block_in_place(|| c.kill());
+                tokio::time::sleep(down).await;
+                c.start().is_ok()
+            }
+            Fault::TermConsumer { consumer, down } => {
+                let c = &mut self.consumers[consumer];
+                self.downs.push(WorkerDown {
+                    t_ms: now_ms(),
+                    worker: c.name.clone(),
+                    until_ms: None,
+                });
+                tokio::task::block_in_place(|| c.terminate(Duration::from_secs(20)));
+                tokio::time::sleep(down).await;
+                c.start().is_ok()
+            }
+            Fault::PauseConsumer { consumer, paused } => {
+                let c = &self.consumers[consumer];
+                self.downs.push(WorkerDown {
+                    t_ms: now_ms(),
+                    worker: c.name.clone(),
+                    until_ms: None,
+                });
+                c.signal("-STOP");
+                tokio::time::sleep(paused).await;
+                c.signal("-CONT");
+                if let Some(d) = self.downs.last_mut() {
+                    d.until_ms = Some(now_ms());
+                }
+                true
+            }
+            Fault::SplitShard { pick } => split(self.kinesis, pick).await,
+            Fault::MergeShards { pick } => merge(self.kinesis, pick).await,
+            Fault::RestartRedis => {
+                tokio::task::block_in_place(|| self.servers.redis.restart());
+                true
+            }
+            Fault::RestartDynamo => {
+                tokio::task::block_in_place(|| self.servers.dynamo.restart());
+                true
+            }
+            Fault::RestartKinesis => {
+                // kill -9 (its write-ahead log survives it); a SIGTERM waits 10 s for
+                // idle keep-alive connections to drain.
+                tokio::task::block_in_place(|| {
+                    self.servers.kinesis.kill();
+                    self.servers.kinesis.start();
+                });
+                true
+            }
+            Fault::DropWebsocket => self.drop_websocket().await,
+            Fault::CutKinesis { down } => {
+                self.proxy.cut();
+                tokio::time::sleep(down).await;
+                self.proxy.restore();
+                true
+            }
+        };
+        let slot = &mut self.faults[step.fault.kind()];
+        if ok {
+            slot.0 += 1;
+        } else {
+            slot.1 += 1;
+        }
+        ok
+    }
+
+    /// Binance does not replay what a client missed while disconnected, and neither does
+    /// the exchange; so the tape is held while the producer is away: pause, wait until
+    /// the producer has received everything emitted, close its connections, wait for it
+    /// to reconnect, resume. Every trade of the tape is then sent on a connection the
+    /// producer had open, and the ground truth stays the whole tape.
+    async fn drop_websocket(&mut self) -> bool {
+        self.exchange.pause();
+        let emitted = self.exchange.emitted_count() as f64;
+        let caught_up = wait_some("producer catch-up", Duration::from_secs(30), || async {
+            let got = scrape(
+                self.producer_metrics,
+                "tradeflow_producer_trades_received_total",
+            )
+            .await?;
+            (got >= emitted).then_some(())
+        })
+        .await
+        .is_ok();
+        let before = self.exchange.stats();
+        if caught_up {
+            self.exchange.inject(tradeflow_exchange::Fault::CloseAll);
+            let _ = wait_some("producer reconnect", Duration::from_secs(30), || async {
+                let s = self.exchange.stats();
+                (s.connections_total >= before.connections_total + before.connections_open
+                    && s.connections_open >= before.connections_open)
+                    .then_some(())
+            })
+            .await;
+        }
+        self.exchange.resume();
+        caught_up
+    }
+}
+
+async fn open_shards(k: &Kinesis) -> Vec<(String, u128, u128)> {
+    let Ok(out) = k.list_shards().stream_name(STREAM).send().await else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, u128, u128)> = out
+        .shards()
+        .iter()
+        .filter(|s| {
+            s.sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_none())
+        })
+        .filter_map(|s| {
+            let r = s.hash_key_range()?;
+            Some((
+                s.shard_id().to_string(),
+                r.starting_hash_key().parse().ok()?,
+                r.ending_hash_key().parse().ok()?,
+            ))
+        })
+        .collect();
+    v.sort_by_key(|s| s.1);
+    v
+}
+
+async fn split(k: &Kinesis, pick: u64) -> bool {
+    let open = open_shards(k).await;
+    if open.is_empty() {
+        return false;
+    }
+    let (id, lo, hi) = &open[(pick % open.len() as u64) as usize];
+    let mid = lo + (hi - lo) / 2 + 1;
+    k.split_shard()
+        .stream_name(STREAM)
+        .shard_to_split(id)
+        .new_starting_hash_key(mid.to_string())
+        .send()
+        .await
+        .is_ok()
+}
+
+async fn merge(k: &Kinesis, pick: u64) -> bool {
+    let open = open_shards(k).await;
+    let pairs: Vec<(&String, &String)> = open
+        .windows(2)
+        .filter(|w| w[0].2 + 1 == w[1].1)
+        .map(|w| (&w[0].0, &w[1].0))
+        .collect();
+    if pairs.is_empty() {
+        return false;
+    }
+    let (a, b) = pairs[(pick % pairs.len() as u64) as usize];
+    k.merge_shards()
+        .stream_name(STREAM)
+        .shard_to_merge(a)
+        .adjacent_shard_to_merge(b)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// The folder the running binary is in (where cargo also puts the other binaries).
+pub fn default_bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .map(|d| {
+            if d.ends_with("deps") {
+                d.parent().map(|p| p.to_path_buf()).unwrap_or(d)
+            } else {
+                d
+            }
+        })
+        .unwrap_or_default()
+}
