@@ -7,7 +7,11 @@
 //!   cargo build --release -p tradeflow-producer -p tradeflow-consumer
 //!   cargo bench -p tradeflow-benches --bench e2e -- [--trades N] [--shards S]
 //!       [--consumers C] [--plain-trades N] [--baseline-records N] [--no-baseline]
-//!       [--scaling]
+//!       [--scaling] [--bin-dir target/release]
+//!
+//! Defaults: 1,000,000 trades aggregated, 4 shards, 1 consumer; the plain pass (and
+//! the baseline over the same records) min(trades, 50,000). `--scaling` runs the
+//! aggregated pass at 1, 4, 16 shards with 1 consumer and 16 shards with 2 and 4.
 //!
 //! Under `cargo test` (no `--bench` argument) it does a smoke run: 3,000 trades,
 //! 2 shards, the baseline over all of them, using the binaries in target/debug.
@@ -30,6 +34,7 @@ struct Opts {
     baseline_records: Option<u64>,
     baseline: bool,
     scaling: bool,
+    bin_dir: Option<PathBuf>,
 }
 
 fn parse_args(full: bool) -> Result<Opts, String> {
@@ -41,6 +46,7 @@ fn parse_args(full: bool) -> Result<Opts, String> {
         baseline_records: None,
         baseline: true,
         scaling: false,
+        bin_dir: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -58,6 +64,7 @@ fn parse_args(full: bool) -> Result<Opts, String> {
             "--baseline-records" => o.baseline_records = Some(num("--baseline-records")?),
             "--no-baseline" => o.baseline = false,
             "--scaling" => o.scaling = true,
+            "--bin-dir" => o.bin_dir = Some(args.next().ok_or("--bin-dir needs a folder")?.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -73,14 +80,15 @@ fn unix_time() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn paths(stamp: u64) -> Result<Paths, E2eError> {
+fn paths(stamp: u64, bin_dir: Option<&PathBuf>) -> Result<Paths, E2eError> {
     // target/<profile>/deps/<bench exe> → target/<profile>/
     let exe = std::env::current_exe().map_err(|e| E2eError::Setup(e.to_string()))?;
-    let bin_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("debug"));
+    let bin_dir = bin_dir.cloned().unwrap_or_else(|| {
+        exe.parent()
+            .and_then(|d| d.parent())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("debug"))
+    });
     let logs = target_dir().join(format!("bench-results/e2e-logs/{stamp}"));
     std::fs::create_dir_all(&logs).map_err(|e| E2eError::Setup(e.to_string()))?;
     let p = Paths::discover(&bin_dir, &logs)?;
@@ -126,8 +134,9 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
         "{}",
         report::render_pairs("aggregated (KPL)", &report::phase_lines(&agg))
     );
-    // Plain records cost the emulator far more; a smaller count gives the same ratios.
-    let plain_n = o.plain_trades.unwrap_or(o.trades.min(200_000));
+    // Plain records cost the emulator far more (ferrokinesis logs every record to its
+    // write-ahead log); a smaller count gives the same per-trade ratios.
+    let plain_n = o.plain_trades.unwrap_or(o.trades.min(50_000));
     let (plain, plain_counts) = run::run_phase(
         &stack,
         paths,
@@ -142,10 +151,7 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
         same_counts("aggregated vs plain", &agg_counts, &plain_counts)?;
     }
     let base = if o.baseline {
-        let n = o
-            .baseline_records
-            .unwrap_or(plain_n.min(100_000))
-            .min(plain_n);
+        let n = o.baseline_records.unwrap_or(plain_n).min(plain_n);
         let (b, counts) = run::run_baseline(&stack, paths, "e2e-plain", n, 2)?;
         if n == plain_n {
             same_counts(
@@ -248,7 +254,7 @@ fn main() -> ExitCode {
     };
     let stamp = unix_time();
     let started = std::time::Instant::now();
-    let result = paths(stamp).and_then(|p| {
+    let result = paths(stamp, o.bin_dir.as_ref()).and_then(|p| {
         if o.scaling {
             scaling_run(&o, &p)
         } else {
