@@ -525,23 +525,24 @@ fn main() {
         .build()
         .expect("runtime");
     let (pipeline_results, binary_results) = rt.block_on(async {
-        // ferrokinesis's default account limit is 10 shards; each part has its stream.
-        let fk = testkit::ferrokinesis(&["--shard-limit", "1000"]);
-        let endpoint = fk.endpoint();
+        // A fresh ferrokinesis per run: its writes slow down as its streams fill, which
+        // would make each run measure the ones before it.
         let handle = tradeflow_shared::telemetry::install_metrics().expect("recorder");
         let render = || handle.render();
         // Plain mode writes ≤ 1 record per symbol per call: far fewer trades per call.
         let (n_plain, n_agg) = if full { (5_000, 200_000) } else { (300, 3_000) };
         let mut p = Vec::new();
         for (aggregate, n) in [(false, n_plain), (true, n_agg)] {
-            p.push(pipeline_part(&endpoint, &render, n, aggregate).await);
+            let fk = testkit::ferrokinesis(&[]);
+            p.push(pipeline_part(&fk.endpoint(), &render, n, aggregate).await);
         }
         let mut b = Vec::new();
         match producer_binary() {
             Some(bin) => {
                 let (rate, secs) = if full { (10_000, 30) } else { (2_000, 2) };
                 for aggregate in [true, false] {
-                    b.push(binary_part(&bin, &endpoint, rate, secs, aggregate).await);
+                    let fk = testkit::ferrokinesis(&[]);
+                    b.push(binary_part(&bin, &fk.endpoint(), rate, secs, aggregate).await);
                 }
             }
             None => println!(
@@ -549,7 +550,6 @@ fn main() {
                 target_dir().display()
             ),
         }
-        drop(fk);
         (p, b)
     });
     let results = json!({
