@@ -3,9 +3,12 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
+/// Shared text: every user record of a KPL aggregate carries its record's number, so a
+/// clone must not allocate.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SequenceNumber(String);
+pub struct SequenceNumber(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a sequence number: {0:?}")]
@@ -18,9 +21,9 @@ impl SequenceNumber {
         }
         let trimmed = s.trim_start_matches('0');
         Ok(SequenceNumber(if trimmed.is_empty() {
-            "0".to_string()
+            "0".into()
         } else {
-            trimmed.to_string()
+            trimmed.into()
         }))
     }
 

@@ -34,10 +34,16 @@ impl Symbol {
         if s.len() > MAX_SYMBOL_BYTES {
             return Err(SymbolError::TooLong);
         }
-        if !s
-            .chars()
-            .all(|c| c.is_alphanumeric() && !c.is_lowercase() && !c.is_control())
-        {
+        // Nearly every symbol is ASCII: a byte check there (the same rule: for ASCII,
+        // "alphanumeric, not lower case" is exactly A-Z and 0-9), Unicode rules otherwise.
+        let ok = if s.is_ascii() {
+            s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        } else {
+            s.chars()
+                .all(|c| c.is_alphanumeric() && !c.is_lowercase() && !c.is_control())
+        };
+        if !ok {
             return Err(SymbolError::BadChar);
         }
         let mut bytes = [0u8; MAX_SYMBOL_BYTES];
@@ -99,5 +105,16 @@ mod tests {
             assert!(Symbol::new(s).is_err(), "{s:?} accepted");
         }
         assert_eq!(Symbol::new(&"A".repeat(10_000)), Err(SymbolError::TooLong));
+    }
+
+    /// The ASCII fast path accepts exactly what the Unicode rule accepts.
+    #[test]
+    fn ascii_fast_path_matches_the_unicode_rule() {
+        for b in 0u8..=0x7f {
+            let c = b as char;
+            let unicode = c.is_alphanumeric() && !c.is_lowercase() && !c.is_control();
+            let s = format!("AB{c}9");
+            assert_eq!(Symbol::new(&s).is_ok(), unicode, "{b:#x}");
+        }
     }
 }

@@ -114,6 +114,8 @@ pub fn fold(records: &[DecodedRecord]) -> BatchDelta {
     let mut per_symbol: Vec<(Symbol, Vec<TradeLite>)> = Vec::new();
     // Batches are usually dominated by a few symbols: remember the last one looked up.
     let mut last_hit: Option<(Symbol, usize)> = None;
+    // Up to this many symbols a scan beats hashing a 33-byte key; beyond, the map.
+    const SCAN_LIMIT: usize = 16;
     for rec in records {
         match &rec.item {
             Item::Trade(t) => {
@@ -129,9 +131,25 @@ pub fn fold(records: &[DecodedRecord]) -> BatchDelta {
                 let slot = match last_hit {
                     Some((s, i)) if s == t.symbol => i,
                     _ => {
-                        let i = *index.entry(t.symbol).or_insert_with(|| {
-                            per_symbol.push((t.symbol, Vec::new()));
-                            per_symbol.len() - 1
+                        let found = if per_symbol.len() <= SCAN_LIMIT {
+                            per_symbol.iter().position(|(s, _)| *s == t.symbol)
+                        } else {
+                            index.get(&t.symbol).copied()
+                        };
+                        let i = found.unwrap_or_else(|| {
+                            per_symbol.push((t.symbol, Vec::with_capacity(32)));
+                            let i = per_symbol.len() - 1;
+                            if per_symbol.len() > SCAN_LIMIT {
+                                if index.is_empty() {
+                                    // Crossing the limit: index the ones scanned so far.
+                                    for (j, (s, _)) in per_symbol.iter().enumerate() {
+                                        index.insert(*s, j);
+                                    }
+                                } else {
+                                    index.insert(t.symbol, i);
+                                }
+                            }
+                            i
                         });
                         last_hit = Some((t.symbol, i));
                         i
@@ -361,5 +379,28 @@ mod tests {
         assert_eq!(singles.len(), 4);
         let q: u128 = singles.iter().map(|s| s.quote_units).sum();
         assert_eq!(q, d.symbols[0].segments[0].quote_units);
+    }
+
+    /// Past the scan limit symbols are found through the map; nothing is lost or split.
+    #[test]
+    fn many_symbols_interleaved() {
+        let names: Vec<String> = (0..40).map(|i| format!("S{i:02}USDT")).collect();
+        let recs: Vec<_> = (0..400u64)
+            .map(|i| {
+                let sym = &names[(i * 7 % 40) as usize];
+                rec(i + 1, Item::Trade(trade(sym, 1 + i / 40, "1", "1", T0)))
+            })
+            .collect();
+        let d = fold(&recs);
+        assert_eq!(d.symbols.len(), 40);
+        assert!(d
+            .symbols
+            .windows(2)
+            .all(|w| w[0].symbol.as_str() < w[1].symbol.as_str()));
+        for s in &d.symbols {
+            assert_eq!(s.trades.len(), 10, "{}", s.symbol);
+            assert_eq!(s.segments.len(), 1);
+        }
+        assert_eq!(d.in_batch_duplicates, 0);
     }
 }
