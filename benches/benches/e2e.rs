@@ -124,6 +124,8 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
         shards: o.shards,
         consumers: o.consumers,
         redis_db: db,
+        // The plain pass feeds the baseline: both read a stream already written.
+        prefill: !aggregate,
     };
     let (agg, agg_counts) = run::run_phase(
         &stack,
@@ -231,6 +233,7 @@ fn scaling_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
                 shards,
                 consumers,
                 redis_db: 0,
+                prefill: false,
             },
         )?;
         println!(

@@ -84,8 +84,9 @@ impl Phase {
     pub fn producer_cores(&self) -> f64 {
         ratio(self.producer_cpu, self.seconds)
     }
+    /// Over the consumers' own run (they may start after the producer finished).
     pub fn consumer_cores(&self) -> f64 {
-        ratio(self.consumer_cpu, self.seconds)
+        ratio(self.consumer_cpu, self.consumer_seconds)
     }
     pub fn emulator_cores(&self) -> f64 {
         ratio(self.emulator_cpu, self.seconds)
@@ -411,7 +412,7 @@ mod tests {
         assert_eq!(p.trades_per_sec(), 10_000.0);
         assert_eq!(p.producer_cpu_per_m(), 10.0);
         assert_eq!(p.consumer_cpu_per_m(), 5.0);
-        assert_eq!(p.consumer_cores(), 0.05);
+        assert_eq!(p.consumer_cores(), 0.04);
         assert_eq!(p.emulator_cores(), 1.5);
         assert_eq!(p.redis_round_trips_per_m(), 2_000.0);
         assert_eq!(p.getrecords_per_shard_sec(), 2.0);

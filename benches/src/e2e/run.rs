@@ -291,6 +291,9 @@ pub struct PhaseSpec {
     pub shards: u32,
     pub consumers: u32,
     pub redis_db: u32,
+    /// Start the consumers only once the producer has written everything (a
+    /// catch-up read, as the baseline does), instead of alongside it.
+    pub prefill: bool,
 }
 
 fn metrics_addr() -> String {
@@ -311,17 +314,23 @@ pub fn run_phase(
     let sent_before = rds.sent;
     let mut servers = stack.trackers();
 
-    let consumers_started = Instant::now();
+    let spawn_consumers = |consumers: &mut Vec<Proc>| -> Result<()> {
+        for i in 0..spec.consumers {
+            let name = format!("{}-consumer-{i}", spec.stream);
+            let addr = metrics_addr();
+            let mut cmd = Command::new(&paths.consumer);
+            aws_env(&mut cmd, stack);
+            cmd.args(["--stream", &spec.stream, "--application-name", &spec.stream])
+                .args(["--worker-id", &name, "--redis-url", &url])
+                .args(["--metrics-addr", &addr, "--log", "info"]);
+            consumers.push(Proc::spawn(&name, cmd, paths, addr)?);
+        }
+        Ok(())
+    };
     let mut consumers = Vec::new();
-    for i in 0..spec.consumers {
-        let name = format!("{}-consumer-{i}", spec.stream);
-        let addr = metrics_addr();
-        let mut cmd = Command::new(&paths.consumer);
-        aws_env(&mut cmd, stack);
-        cmd.args(["--stream", &spec.stream, "--application-name", &spec.stream])
-            .args(["--worker-id", &name, "--redis-url", &url])
-            .args(["--metrics-addr", &addr, "--log", "info"]);
-        consumers.push(Proc::spawn(&name, cmd, paths, addr)?);
+    let mut consumers_started = Instant::now();
+    if !spec.prefill {
+        spawn_consumers(&mut consumers)?;
     }
 
     let producer_started = Instant::now();
@@ -346,6 +355,25 @@ pub fn run_phase(
     // log's fsyncs can be slow); the smoke run is tiny.
     let limit = Duration::from_secs(300 + spec.trades / 200);
     let mut last_scrape: Vec<prom::Sample> = Vec::new();
+    if spec.prefill {
+        // Like the baseline: the consumers start on a stream already written.
+        while !producer.reaped {
+            if producer_started.elapsed() > limit {
+                return Err(E2eError::Timeout(format!("{}: producer", spec.label)));
+            }
+            if let Ok(text) = prom::scrape(&producer.metrics) {
+                last_scrape = prom::parse(&text);
+            }
+            if let Some(status) = producer.poll() {
+                if !status.success() {
+                    return Err(E2eError::Process("producer", format!("{status}")));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        consumers_started = Instant::now();
+        spawn_consumers(&mut consumers)?;
+    }
     let mut next_count = Instant::now();
     let counts = loop {
         if producer_started.elapsed() > limit {
