@@ -103,6 +103,23 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_IDLE_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub idle_interval: Duration,
 
+    /// Read with enhanced fan-out (SubscribeToShard) as stream consumer NAME instead
+    /// of polling; `--fan-out` alone uses the application name. The consumer is
+    /// registered if missing. Needs HTTPS to Kinesis (an emulator's TLS port with
+    /// `--kinesis-ca-file`).
+    #[arg(long, env = "TRADEFLOW_FAN_OUT", value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub fan_out: Option<String>,
+
+    /// Renew each fan-out subscription after this long (the service ends them at 5
+    /// minutes; shorter only for tests).
+    #[arg(long, env = "TRADEFLOW_FAN_OUT_RESUBSCRIBE_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub fan_out_resubscribe_after: Duration,
+
+    /// PEM file of extra CA certificates trusted for the Kinesis endpoint, besides the
+    /// system roots (a private CA, or an emulator's TLS port). Read at start.
+    #[arg(long, env = "TRADEFLOW_KINESIS_CA_FILE", value_parser = tradeflow_shared::aws::read_pem_file)]
+    pub kinesis_ca_file: Option<tradeflow_shared::aws::PemFile>,
+
     #[command(flatten)]
     pub aws: AwsArgs,
 
@@ -145,7 +162,34 @@ impl Config {
         {
             return Err("--redis-url must start with redis://, rediss:// or unix://".into());
         }
+        if let Some(name) = self.fan_out_consumer() {
+            // The service's rule for consumer names.
+            if name.is_empty()
+                || name.len() > 128
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            {
+                return Err(
+                    "--fan-out NAME must be 1 to 128 characters of A-Z a-z 0-9 _ - .".into(),
+                );
+            }
+        }
+        if self.fan_out_resubscribe_after < Duration::from_secs(1) {
+            return Err("--fan-out-resubscribe-after must be at least 1s".into());
+        }
         Ok(())
+    }
+
+    /// The stream consumer name when reading with enhanced fan-out.
+    pub fn fan_out_consumer(&self) -> Option<String> {
+        self.fan_out.as_ref().map(|n| {
+            if n.is_empty() {
+                self.application_name.clone()
+            } else {
+                n.clone()
+            }
+        })
     }
 
     pub fn worker_id(&self) -> String {
@@ -208,5 +252,20 @@ mod tests {
         ])
         .validate()
         .is_ok());
+    }
+
+    #[test]
+    fn fan_out_names_default_to_the_application() {
+        assert_eq!(parse(&[]).fan_out_consumer(), None);
+        let c = parse(&["--application-name", "app1", "--fan-out"]);
+        assert_eq!(c.fan_out_consumer().as_deref(), Some("app1"));
+        assert!(c.validate().is_ok());
+        let c = parse(&["--fan-out", "reader-2"]);
+        assert_eq!(c.fan_out_consumer().as_deref(), Some("reader-2"));
+        assert_eq!(c.fan_out_resubscribe_after, Duration::from_secs(300));
+        assert!(parse(&["--fan-out", "a b"]).validate().is_err());
+        assert!(parse(&["--fan-out-resubscribe-after", "10ms"])
+            .validate()
+            .is_err());
     }
 }

@@ -135,6 +135,14 @@ pub fn describe() {
         "tradeflow_consumer_redis_rewinds_total",
         "Shards re-read because Redis held less than was applied (it lost writes)."
     );
+    describe_counter!(
+        "tradeflow_consumer_fanout_subscriptions_total",
+        "Enhanced fan-out subscriptions opened (SubscribeToShard; renewed every 5 minutes)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_fanout_errors_total",
+        "Enhanced fan-out subscriptions that failed or ended early, by kind (retried with backoff)."
+    );
     // Counters of rare events exist at 0 from the start, so `increase()` in alerts sees
     // the first one and a scrape shows they are exported.
     for name in [

@@ -18,7 +18,9 @@ use crate::lease::{
     Checkpoint, HeldLease, InitialPosition, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle,
     LeaseTable,
 };
+use crate::shard::fanout::{self, FanOutConfig, FanOutReader};
 use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
+use crate::shard::RecordSource;
 
 /// Why a shard task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,8 @@ struct Ctx {
     sink: RedisSink,
     leases: LeaseHandle,
     reader: ReaderConfig,
+    /// Set when reading with enhanced fan-out instead of polling.
+    fan_out: Option<FanOutConfig>,
     checkpoint_interval: Duration,
     health: Arc<Health>,
 }
@@ -52,11 +56,26 @@ pub async fn run(
     cfg.validate().map_err(anyhow::Error::msg)?;
     let worker_id = cfg.worker_id();
     let sdk = aws::sdk_config(&cfg.aws).await;
-    let kinesis = aws::kinesis_client(&sdk, &cfg.aws);
+    let kinesis = aws::kinesis_client_trusting(&sdk, &cfg.aws, cfg.kinesis_ca_file.as_ref());
     let dynamodb = aws::dynamodb_client(&sdk, &cfg.aws);
 
     let sink = connect_sink(&cfg, &shutdown).await?;
     let Some(sink) = sink else { return Ok(()) };
+
+    let fan_out = match cfg.fan_out_consumer() {
+        None => None,
+        Some(name) => {
+            let arn =
+                fanout::ensure_consumer(&kinesis, &cfg.stream, &name, Duration::from_secs(120))
+                    .await
+                    .context("enhanced fan-out: registering the stream consumer")?;
+            tracing::info!(consumer = %name, %arn, "reading with enhanced fan-out");
+            Some(FanOutConfig {
+                subscription_lifetime: cfg.fan_out_resubscribe_after,
+                ..FanOutConfig::new(arn)
+            })
+        }
+    };
 
     let table = LeaseTable::new(dynamodb, &cfg.application_name);
     let lease_cfg = LeaseConfig {
@@ -95,6 +114,7 @@ pub async fn run(
             idle_interval: cfg.idle_interval,
             ..ReaderConfig::default()
         },
+        fan_out,
         checkpoint_interval: cfg.checkpoint_interval,
         health: health.clone(),
     });
@@ -234,13 +254,7 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
     };
     tracing::info!(%shard, ?start, lease_checkpoint = ?held.checkpoint, redis_position = ?in_redis, "reading shard");
     let first_start = start.clone();
-    let mut reader = ShardReader::new(
-        ctx.kinesis.clone(),
-        &ctx.stream,
-        &shard,
-        start,
-        ctx.reader.clone(),
-    );
+    let mut reader = open_reader(ctx, &shard, start);
     // What this task knows Redis holds for the shard: a later apply that finds Redis
     // below it learns that Redis lost writes, and the shard is re-read from there.
     let mut applied_through: Option<Position> = in_redis;
@@ -282,13 +296,7 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
                     let start = stored
                         .clone()
                         .map_or(first_start.clone(), StartPosition::After);
-                    reader = ShardReader::new(
-                        ctx.kinesis.clone(),
-                        &ctx.stream,
-                        &shard,
-                        start,
-                        ctx.reader.clone(),
-                    );
+                    reader = open_reader(ctx, &shard, start);
                     applied_through = stored;
                     unsaved = None;
                     continue;
@@ -322,6 +330,25 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         }
     }
     checkpoint_then(ctx, &shard, unsaved, ShardExit::Requested).await
+}
+
+fn open_reader(ctx: &Ctx, shard: &str, start: StartPosition) -> RecordSource {
+    match &ctx.fan_out {
+        Some(f) => RecordSource::FanOut(FanOutReader::new(
+            ctx.kinesis.clone(),
+            &ctx.stream,
+            shard,
+            start,
+            f.clone(),
+        )),
+        None => RecordSource::Polling(ShardReader::new(
+            ctx.kinesis.clone(),
+            &ctx.stream,
+            shard,
+            start,
+            ctx.reader.clone(),
+        )),
+    }
 }
 
 enum Applied {

@@ -1,4 +1,34 @@
 //! Shards: discovery and lineage (which shards exist, which are children of which),
-//! and the polling reader.
+//! and the two readers behind one seam: polling (GetRecords) and enhanced fan-out
+//! (SubscribeToShard).
 pub mod discovery;
+pub mod fanout;
 pub mod reader;
+
+use fanout::FanOutReader;
+use reader::{ReadBatch, ReadError, ShardReader};
+
+/// Where a shard task gets its batches from; both readers hand out the same batches
+/// (user records after the start position, the end marker with the children).
+// One per shard task, built once and kept: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum RecordSource {
+    Polling(ShardReader),
+    FanOut(FanOutReader),
+}
+
+impl RecordSource {
+    pub async fn next_batch(&mut self) -> Result<ReadBatch, ReadError> {
+        match self {
+            RecordSource::Polling(r) => r.next_batch().await,
+            RecordSource::FanOut(r) => r.next_batch().await,
+        }
+    }
+
+    pub fn shard_id(&self) -> &str {
+        match self {
+            RecordSource::Polling(r) => r.shard_id(),
+            RecordSource::FanOut(r) => r.shard_id(),
+        }
+    }
+}

@@ -330,7 +330,7 @@ enum Retry {
 }
 
 /// The service's message where there is one, else the SDK's error chain.
-fn error_text<E: std::error::Error + 'static>(e: &E) -> String {
+pub(crate) fn error_text<E: std::error::Error + 'static>(e: &E) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
