@@ -62,6 +62,10 @@ pub fn describe() {
         "tradeflow_consumer_expired_iterators_total",
         "Shard iterators that expired and were renewed."
     );
+    describe_counter!(
+        "tradeflow_consumer_records_after_shard_end_total",
+        "User records found on a second look after the service had reported the shard's end (an emulator race; 0 on Kinesis)."
+    );
     describe_gauge!(
         "tradeflow_consumer_millis_behind_latest",
         "How far each shard's reader is behind the tip, in milliseconds."
@@ -161,6 +165,7 @@ pub fn describe() {
         "tradeflow_consumer_lease_renewal_failures_total",
         "tradeflow_consumer_redis_round_trips_total",
         "tradeflow_consumer_redis_rewinds_total",
+        "tradeflow_consumer_records_after_shard_end_total",
     ] {
         metrics::counter!(name).absolute(0);
     }

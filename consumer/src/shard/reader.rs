@@ -34,6 +34,12 @@ pub struct ReaderConfig {
     pub idle_interval: Duration,
     /// Ceiling of the backoff after throttling or transient errors.
     pub max_backoff: Duration,
+    /// After the service first reports a shard's end, wait this long and read once
+    /// more from the last record before believing it. Kinesis never writes to a closed
+    /// shard, but an emulator (ferrokinesis 0.7, merge) was seen accepting writes in
+    /// flight after it had already answered "end": without the second look those
+    /// trades would never be read. Costs two calls per shard end.
+    pub end_settle: Duration,
 }
 
 impl Default for ReaderConfig {
@@ -43,6 +49,7 @@ impl Default for ReaderConfig {
             min_call_interval: Duration::from_millis(200),
             idle_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            end_settle: Duration::from_secs(1),
         }
     }
 }
@@ -85,6 +92,9 @@ pub struct ShardReader {
     last_call: Option<Instant>,
     next_wait: Duration,
     backoff: Duration,
+    /// The children named when the end was first reported, until a second look
+    /// confirms it (see [`ReaderConfig::end_settle`]).
+    end_reported: Option<Vec<String>>,
     ended: bool,
 }
 
@@ -111,6 +121,7 @@ impl ShardReader {
             skip_through,
             last_call: None,
             next_wait: Duration::ZERO,
+            end_reported: None,
             ended: false,
         }
     }
@@ -229,6 +240,12 @@ impl ShardReader {
             }
             metrics::counter!("tradeflow_consumer_records_read_total", "shard" => self.shard_id.clone())
                 .increment(batch.kinesis_records as u64);
+            if self.end_reported.is_some() && !batch.records.is_empty() {
+                metrics::counter!("tradeflow_consumer_records_after_shard_end_total")
+                    .increment(batch.records.len() as u64);
+                tracing::warn!(shard = %self.shard_id, records = batch.records.len(),
+                    "records appeared after the service reported the shard's end; reading them");
+            }
             match out.next_shard_iterator() {
                 Some(next) => {
                     self.iterator = Some(next.to_string());
@@ -239,14 +256,36 @@ impl ShardReader {
                     };
                 }
                 None => {
+                    let mut children: Vec<String> = out
+                        .child_shards()
+                        .iter()
+                        .map(|c| c.shard_id().to_string())
+                        .collect();
+                    // A fresh iterator from the last record handed out (or the start)
+                    // for the second look; records up to it are filtered again.
                     self.iterator = None;
-                    self.ended = true;
-                    batch.end = Some(
-                        out.child_shards()
-                            .iter()
-                            .map(|c| c.shard_id().to_string())
-                            .collect(),
-                    );
+                    match self.end_reported.take() {
+                        Some(earlier) if batch.records.is_empty() => {
+                            if children.is_empty() {
+                                children = earlier;
+                            }
+                            self.ended = true;
+                            batch.end = Some(children);
+                        }
+                        Some(earlier) => {
+                            // Late records were found: read them, then look once more.
+                            self.end_reported = Some(earlier);
+                            self.next_wait = self.cfg.end_settle;
+                        }
+                        None if self.cfg.end_settle.is_zero() => {
+                            self.ended = true;
+                            batch.end = Some(children);
+                        }
+                        None => {
+                            self.end_reported = Some(children);
+                            self.next_wait = self.cfg.end_settle;
+                        }
+                    }
                 }
             }
             return Ok(batch);
