@@ -60,20 +60,19 @@ async fn chaos(without: &[&str]) {
     }
 }
 
-/// Consumer kill -9 / SIGTERM / SIGSTOP past the failover, redis-server and dynalite
-/// restarts, websocket drops and producer→Kinesis cuts. Reshards and Kinesis-emulator
-/// restarts are left out until the losses the full run finds with them are fixed (see
-/// `all_faults`).
+/// Consumer kill -9 / SIGTERM / SIGSTOP past the failover, splits and merges,
+/// redis-server and dynalite restarts, websocket drops and producer→Kinesis cuts.
+/// Kinesis-emulator restarts are left out until the reader stall seen after them is
+/// understood (see `all_faults`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_run_counts_every_trade_exactly_once() {
-    chaos(&["split", "merge", "kinesis"]).await;
+    chaos(&["kinesis"]).await;
 }
 
-/// Every kind of fault, as the issue asks. Ignored for now: with splits/merges on
-/// ferrokinesis about 1.5 % of trades are in the stream but never counted, and after a
-/// ferrokinesis restart some readers stall silently. Run with `-- --ignored`.
+/// Every kind of fault, as the issue asks. Ignored for now: after a ferrokinesis
+/// restart some readers were seen idle for about a minute. Run with `-- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds lost trades with reshards and Kinesis restarts (open product issue)"]
+#[ignore = "readers seen stalling after a Kinesis-emulator restart (open product issue)"]
 async fn all_faults() {
     chaos(&[]).await;
 }

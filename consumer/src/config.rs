@@ -103,6 +103,14 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_IDLE_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub idle_interval: Duration,
 
+    /// After a shard first reports its end, wait this long and read once more before
+    /// believing it (0 trusts the first answer). Children start that much later after
+    /// a reshard. Kinesis should not need it; ferrokinesis was seen storing writes that
+    /// were in flight at the close into the closed shard seconds later (1 s was not
+    /// enough under load, 5 s was).
+    #[arg(long, env = "TRADEFLOW_SHARD_END_SETTLE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shard_end_settle: Duration,
+
     /// Read with enhanced fan-out (SubscribeToShard) as stream consumer NAME instead
     /// of polling; `--fan-out` alone uses the application name. The consumer is
     /// registered if missing. Needs HTTPS to Kinesis (an emulator's TLS port with

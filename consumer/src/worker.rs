@@ -112,6 +112,7 @@ pub async fn run(
         reader: ReaderConfig {
             max_records: cfg.max_records,
             idle_interval: cfg.idle_interval,
+            end_settle: cfg.shard_end_settle,
             ..ReaderConfig::default()
         },
         fan_out,

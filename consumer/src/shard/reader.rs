@@ -36,9 +36,10 @@ pub struct ReaderConfig {
     pub max_backoff: Duration,
     /// After the service first reports a shard's end, wait this long and read once
     /// more from the last record before believing it. Kinesis never writes to a closed
-    /// shard, but an emulator (ferrokinesis 0.7, merge) was seen accepting writes in
-    /// flight after it had already answered "end": without the second look those
-    /// trades would never be read. Costs two calls per shard end.
+    /// shard, but an emulator (ferrokinesis 0.7, split and merge) was seen storing
+    /// writes that were in flight at the close after it had already answered "end":
+    /// without the second look those trades would never be read. Costs two calls per
+    /// shard end.
     pub end_settle: Duration,
 }
 
@@ -49,7 +50,7 @@ impl Default for ReaderConfig {
             min_call_interval: Duration::from_millis(200),
             idle_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
-            end_settle: Duration::from_secs(1),
+            end_settle: Duration::from_secs(5),
         }
     }
 }
