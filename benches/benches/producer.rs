@@ -324,29 +324,9 @@ async fn create_stream(endpoint: &str, name: &str) {
     };
     let conf = tradeflow_shared::aws::sdk_config(&args).await;
     let client = tradeflow_shared::aws::kinesis_client(&conf, &args);
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(SHARDS as i32)
-        .send()
+    tradeflow_shared::testkit::create_active_stream(&client, name, SHARDS as i32)
         .await
         .expect("create stream");
-    // Measured runs start on an ACTIVE stream.
-    for _ in 0..200 {
-        let d = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("describe stream");
-        if d.stream_description_summary()
-            .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {name} never became ACTIVE");
 }
 
 fn producer_binary() -> Option<PathBuf> {

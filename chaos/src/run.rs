@@ -232,32 +232,9 @@ async fn kinesis_client(endpoint: String) -> Kinesis {
 }
 
 async fn create_stream(k: &Kinesis, shards: i32) -> Result<(), RunError> {
-    k.create_stream()
-        .stream_name(STREAM)
-        .shard_count(shards)
-        .send()
+    tradeflow_shared::testkit::create_active_stream(k, STREAM, shards)
         .await
-        .map_err(|e| {
-            setup(
-                "CreateStream",
-                aws_sdk_kinesis::error::DisplayErrorContext(e),
-            )
-        })?;
-    for _ in 0..300 {
-        let d = k
-            .describe_stream_summary()
-            .stream_name(STREAM)
-            .send()
-            .await
-            .map_err(|e| setup("DescribeStreamSummary", e))?;
-        if d.stream_description_summary()
-            .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(setup("CreateStream", "stream not ACTIVE in 30 s"))
+        .map_err(|e| setup("CreateStream", e))
 }
 
 fn now_ms() -> u64 {

@@ -318,6 +318,45 @@ fn which(program: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(program))
 }
 
+/// Creates a stream and waits until it is ACTIVE (the emulators take a moment), or
+/// says why not within 30 s.
+pub async fn create_active_stream(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: i32,
+) -> Result<(), String> {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "CreateStream {name}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(e)
+            )
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let active = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.stream_description_summary().cloned())
+            .is_some_and(|s| s.stream_status().as_str() == "ACTIVE");
+        if active {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("stream {name} not ACTIVE after 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sets the dummy credentials and region the SDK needs to sign requests to the local
 /// emulators (they accept any). Never real credentials.
 pub fn local_aws_env() {

@@ -117,28 +117,9 @@ pub fn create_stream(endpoint: &str, name: &str, shards: u32) -> Result<()> {
         };
         let conf = tradeflow_shared::aws::sdk_config(&args).await;
         let client = tradeflow_shared::aws::kinesis_client(&conf, &args);
-        client
-            .create_stream()
-            .stream_name(name)
-            .shard_count(shards as i32)
-            .send()
+        tradeflow_shared::testkit::create_active_stream(&client, name, shards as i32)
             .await
-            .map_err(|e| setup(format!("CreateStream: {e:?}")))?;
-        for _ in 0..300 {
-            let d = client
-                .describe_stream_summary()
-                .stream_name(name)
-                .send()
-                .await
-                .map_err(|e| setup(format!("DescribeStreamSummary: {e:?}")))?;
-            if d.stream_description_summary()
-                .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(E2eError::Timeout(format!("stream {name} ACTIVE")))
+            .map_err(setup)
     })
 }
 

@@ -305,31 +305,9 @@ impl Stack {
 }
 
 pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
+    tradeflow_shared::testkit::create_active_stream(client, name, shards)
         .await
-        .expect("CreateStream");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        let active = d
-            .stream_description_summary()
-            .map(|s| s.stream_status().as_str() == "ACTIVE")
-            .unwrap_or(false);
-        if active {
-            return;
-        }
-        assert!(Instant::now() < deadline, "stream not ACTIVE");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .expect("create stream");
 }
 
 /// Ground truth from the capture, computed without our decoder: per symbol, the number
