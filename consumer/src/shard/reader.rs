@@ -41,6 +41,10 @@ pub struct ReaderConfig {
     /// without the second look those trades would never be read. Costs two calls per
     /// shard end.
     pub end_settle: Duration,
+    /// Longest wait for one GetShardIterator or GetRecords answer; a call that hangs
+    /// (a half-dead connection, an endpoint restarting) is abandoned and retried
+    /// instead of leaving the shard silently unread.
+    pub call_timeout: Duration,
 }
 
 impl Default for ReaderConfig {
@@ -51,6 +55,7 @@ impl Default for ReaderConfig {
             idle_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
             end_settle: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -155,13 +160,20 @@ impl ShardReader {
                 },
             };
             let started = std::time::Instant::now();
-            let result = self
+            let call = self
                 .client
                 .get_records()
                 .shard_iterator(iterator)
                 .limit(self.cfg.max_records)
-                .send()
-                .await;
+                .send();
+            let Ok(result) = tokio::time::timeout(self.cfg.call_timeout, call).await else {
+                metrics::counter!("tradeflow_consumer_getrecords_errors_total").increment(1);
+                self.retry_later(&format!(
+                    "GetRecords gave no answer within {:?}",
+                    self.cfg.call_timeout
+                ));
+                continue;
+            };
             self.last_call = Some(Instant::now());
             metrics::histogram!("tradeflow_consumer_getrecords_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -336,7 +348,13 @@ impl ShardReader {
             (None, StartPosition::After(_)) => unreachable!("After sets skip_through"),
         };
         self.last_call = Some(Instant::now());
-        match req.send().await {
+        let Ok(answer) = tokio::time::timeout(self.cfg.call_timeout, req.send()).await else {
+            return Err(Retry::After(format!(
+                "GetShardIterator gave no answer within {:?}",
+                self.cfg.call_timeout
+            )));
+        };
+        match answer {
             Ok(out) => match out.shard_iterator() {
                 Some(it) => Ok(it.to_string()),
                 None => Err(Retry::After("GetShardIterator returned no iterator".into())),
