@@ -204,6 +204,13 @@ fn initial_position(cfg: &Config) -> InitialPosition {
 }
 
 fn log_exit(leases: &LeaseHandle, done: Result<(String, ShardExit), tokio::task::JoinError>) {
+    if let Ok((shard, _)) = &done {
+        // A worker that no longer reads a shard must not keep exporting its last lag: the
+        // gauge would sit there for months (the exporter cannot drop one series) and
+        // `max by (shard)` would alert on it. 0 never wins that max over the new owner.
+        metrics::gauge!("tradeflow_consumer_millis_behind_latest", "shard" => shard.clone())
+            .set(0.0);
+    }
     match done {
         Ok((shard, ShardExit::Failed(why))) => {
             tracing::error!(%shard, reason = %why, "shard task failed; the lease will expire and be retaken");
