@@ -83,6 +83,10 @@ pub fn describe() {
         "Lease rows created for newly discovered shards."
     );
     describe_counter!(
+        "tradeflow_consumer_leases_deleted_total",
+        "Finished lease rows deleted because their shard aged out of the stream."
+    );
+    describe_counter!(
         "tradeflow_consumer_lease_renewal_failures_total",
         "Lease renewals that failed (the lease is lost if none succeeds within the failover time)."
     );

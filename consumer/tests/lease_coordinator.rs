@@ -438,3 +438,62 @@ async fn children_start_only_after_their_parent_ends() {
     assert_eq!(w.handle.release_all().await.unwrap(), 2);
     w.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_rows_of_aged_out_shards_are_deleted_and_nothing_else() {
+    use tradeflow_consumer::lease::InitialPosition;
+    use tradeflow_consumer::shard::discovery::sync_leases;
+
+    let e = env("cleanup", 2).await;
+    let table = LeaseTable::new(e.ddb.clone(), "cleanup-leases");
+    table.ensure_table().await.unwrap();
+    // Rows as months of resharding leave them: a finished shard that is past retention
+    // (not listed any more), one that expired unread, and a finished but listed one.
+    let gone_done =
+        tradeflow_consumer::lease::Lease::new("shardId-000000000777", &Checkpoint::ShardEnd);
+    let gone_unread =
+        tradeflow_consumer::lease::Lease::new("shardId-000000000778", &Checkpoint::TrimHorizon);
+    let listed_done =
+        tradeflow_consumer::lease::Lease::new("shardId-000000000000", &Checkpoint::ShardEnd);
+    for l in [&gone_done, &gone_unread, &listed_done] {
+        assert!(table.create_if_absent(l).await.unwrap());
+    }
+    let rows = table.list().await.unwrap();
+    let out = sync_leases(
+        &table,
+        &e.kin,
+        "cleanup",
+        &rows,
+        InitialPosition::TrimHorizon,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.deleted, vec!["shardId-000000000777".to_string()]);
+    let mut left: Vec<String> = table
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.shard_id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            "shardId-000000000000".to_string(),
+            "shardId-000000000001".to_string(),
+            "shardId-000000000778".to_string(),
+        ]
+    );
+    // A second sync, with the stale scan still naming the deleted row, changes nothing.
+    let out = sync_leases(
+        &table,
+        &e.kin,
+        "cleanup",
+        &rows,
+        InitialPosition::TrimHorizon,
+    )
+    .await
+    .unwrap();
+    assert!(out.deleted.is_empty() && out.created.is_empty());
+}

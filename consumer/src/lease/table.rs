@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::error::LeaseError;
-use super::model::{attr, Checkpoint, Lease};
+use super::model::{attr, Checkpoint, Lease, SHARD_END};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -315,6 +315,31 @@ impl LeaseTable {
                 Ok(false)
             }
             Err(e) => Err(LeaseError::dynamo("update_item", &self.name, &e)),
+        }
+    }
+
+    /// Deletes a finished row if it is still SHARD_END at the counter seen. False when
+    /// it changed or is already gone (another worker's sync got there first).
+    pub async fn delete_finished(&self, shard_id: &str, expected: u64) -> Result<bool, LeaseError> {
+        count("delete_item");
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
+            .condition_expression("#c = :expected AND #k = :end")
+            .expression_attribute_names("#c", attr::LEASE_COUNTER)
+            .expression_attribute_names("#k", attr::CHECKPOINT)
+            .expression_attribute_values(":expected", n(expected))
+            .expression_attribute_values(":end", s(SHARD_END))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(LeaseError::dynamo("delete_item", &self.name, &e)),
         }
     }
 

@@ -107,6 +107,10 @@ pub struct SyncPlan {
     pub create: Vec<Lease>,
     /// Existing parent rows missing some of their children's ids.
     pub add_children: Vec<(String, Vec<String>)>,
+    /// Finished rows (SHARD_END) of shards the stream no longer lists — aged out past
+    /// the retention period — with the counter seen: deleted so that months of
+    /// resharding do not grow the table (and every scan) forever.
+    pub delete: Vec<(String, u64)>,
 }
 
 /// Decides the rows to create and the lineage to record.
@@ -129,6 +133,19 @@ pub fn plan_sync(shards: &[ShardInfo], existing: &[Lease], initial: InitialPosit
     }
 
     let mut plan = SyncPlan::default();
+    // A row is only garbage once its shard has left a listing that is not empty: an
+    // empty answer more likely means a wrong or recreated stream than a fully trimmed
+    // one. A finished row of a still-listed shard must stay, or the next sync would
+    // recreate it at TRIM_HORIZON and read the whole shard again. Unfinished rows of
+    // unlisted shards stay too: their data expired unread, which is for a human to see.
+    if !shards.is_empty() {
+        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+        plan.delete = existing
+            .iter()
+            .filter(|l| l.is_shard_end() && !listed.contains(l.shard_id.as_str()))
+            .map(|l| (l.shard_id.clone(), l.counter))
+            .collect();
+    }
     for s in shards {
         let kids = children
             .get(s.shard_id.as_str())
@@ -171,6 +188,8 @@ pub struct SyncOutcome {
     pub shards: Vec<ShardInfo>,
     /// Rows this sync created (another worker may have created others meanwhile).
     pub created: Vec<Lease>,
+    /// Finished rows of aged-out shards this sync deleted.
+    pub deleted: Vec<String>,
 }
 
 /// Lists the shards and writes what [`plan_sync`] decides, given the rows of a scan
@@ -195,7 +214,20 @@ pub async fn sync_leases(
     for (parent, kids) in plan.add_children {
         table.add_children(&parent, &kids).await?;
     }
-    Ok(SyncOutcome { shards, created })
+    let mut deleted = Vec::new();
+    for (shard, counter) in plan.delete {
+        // Conditional: a row someone changed since our scan is left for the next sync.
+        if table.delete_finished(&shard, counter).await? {
+            metrics::counter!("tradeflow_consumer_leases_deleted_total").increment(1);
+            tracing::info!(%shard, "finished lease deleted: its shard is past the stream's retention");
+            deleted.push(shard);
+        }
+    }
+    Ok(SyncOutcome {
+        shards,
+        created,
+        deleted,
+    })
 }
 
 #[cfg(test)]
@@ -270,5 +302,23 @@ mod tests {
             plan_sync(&shards, &existing, InitialPosition::Latest),
             SyncPlan::default()
         );
+    }
+
+    #[test]
+    fn only_finished_rows_of_unlisted_shards_are_deleted() {
+        let mut gone_done = Lease::new("gone-done", &Checkpoint::ShardEnd);
+        gone_done.counter = 7;
+        let gone_unread = Lease::new("gone-unread", &Checkpoint::TrimHorizon);
+        let listed_done = Lease::new("p", &Checkpoint::ShardEnd);
+        let listed_open = Lease::new("c", &Checkpoint::TrimHorizon);
+        let existing = vec![gone_done, gone_unread, listed_done, listed_open];
+        let shards = [shard("p", &[], true), shard("c", &["p"], false)];
+        let p = plan_sync(&shards, &existing, InitialPosition::Latest);
+        assert_eq!(p.delete, vec![("gone-done".to_string(), 7)]);
+        assert!(p.create.is_empty());
+        // An empty listing deletes nothing.
+        assert!(plan_sync(&[], &existing, InitialPosition::Latest)
+            .delete
+            .is_empty());
     }
 }
