@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod decimal;
 pub mod kpl;
+pub mod rest;
 pub mod seqnum;
 pub mod shutdown;
 pub mod symbol;

@@ -2,7 +2,7 @@
 //! Binance's REST prices of the moment (`GET /api/v3/ticker/price`, every symbol in
 //! one request, weight 4), like the Jenkins job this replaces.
 //!
-//! Parsing is pure ([`parse_ticker`]); the HTTP side is a thin hyper client on the
+//! Parsing is pure ([`parse_ticker`]); the HTTP side is `tradeflow_shared::rest`, a thin client on the
 //! rustls (aws-lc-rs) stack the AWS SDK already brings, with webpki roots and one
 //! timeout over the whole request.
 
@@ -10,13 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tradeflow_shared::decimal::Fixed8;
+use tradeflow_shared::rest::{RestClient, RestError};
 use tradeflow_shared::Symbol;
 
 use super::format::SymbolTotals;
@@ -179,43 +175,30 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
 /// Fetches Binance's REST prices. Cheap to clone (one connection pool).
 #[derive(Clone)]
 pub struct BinancePrices {
-    client: HttpsClient,
+    client: RestClient,
     url: String,
-    uri: hyper::Uri,
-    timeout: Duration,
+}
+
+impl From<RestError> for PriceError {
+    fn from(e: RestError) -> Self {
+        match e {
+            RestError::InvalidUrl { url, reason } => PriceError::InvalidUrl { url, reason },
+            RestError::Timeout { url, ms } => PriceError::Timeout { url, ms },
+            RestError::Unreachable { url, reason } => PriceError::Unreachable { url, reason },
+        }
+    }
 }
 
 impl BinancePrices {
     /// `base_url` like `https://api.binance.com` (http:// is accepted for local runs).
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, PriceError> {
-        let url = format!("{}{TICKER_PATH}", base_url.trim_end_matches('/'));
-        let invalid = |reason: String| PriceError::InvalidUrl {
-            url: base_url.to_string(),
-            reason,
-        };
-        let uri: hyper::Uri = url.parse().map_err(|e| invalid(format!("{e}")))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(invalid("want http(s)://host[:port]".into()));
-        }
-        // The SDK's provider, named explicitly: no reliance on a process-wide default.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| invalid(format!("TLS setup: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(https);
+        let client = RestClient::new(base_url, timeout, MAX_BODY_BYTES, "tradeflow-report")?;
         Ok(BinancePrices {
+            url: client.url(TICKER_PATH),
             client,
-            url,
-            uri,
-            timeout,
         })
     }
 
@@ -226,14 +209,10 @@ impl BinancePrices {
 
     /// One request for every symbol's price. Skipped entries are counted and logged.
     pub async fn fetch(&self) -> Result<(PriceSet, Vec<Skipped>), PriceError> {
-        let r = match tokio::time::timeout(self.timeout, self.fetch_body()).await {
-            Ok(r) => r,
-            Err(_) => Err(PriceError::Timeout {
-                url: self.url.clone(),
-                ms: self.timeout.as_millis(),
-            }),
-        };
-        let body = r.inspect_err(|_| metrics::counter!(FETCH_ERRORS_METRIC).increment(1))?;
+        let body = self
+            .fetch_body()
+            .await
+            .inspect_err(|_| metrics::counter!(FETCH_ERRORS_METRIC).increment(1))?;
         let ticker = parse_ticker(&body).map_err(|reason| {
             metrics::counter!(FETCH_ERRORS_METRIC).increment(1);
             PriceError::Garbage {
@@ -256,35 +235,16 @@ impl BinancePrices {
         ))
     }
 
-    async fn fetch_body(&self) -> Result<Bytes, PriceError> {
-        let unreachable = |reason: String| PriceError::Unreachable {
-            url: self.url.clone(),
-            reason,
-        };
-        let req = hyper::Request::get(self.uri.clone())
-            .header(hyper::header::ACCEPT, "application/json")
-            .header(hyper::header::USER_AGENT, "tradeflow-report")
-            .body(Empty::new())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| unreachable(error_chain(&e)))?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| unreachable(format!("reading the reply: {e}")))?
-            .to_bytes();
-        if !status.is_success() {
+    async fn fetch_body(&self) -> Result<Vec<u8>, PriceError> {
+        let reply = self.client.get(TICKER_PATH).await?;
+        if !reply.is_success() {
             return Err(PriceError::Status {
                 url: self.url.clone(),
-                status: status.as_u16(),
-                body: truncate(&String::from_utf8_lossy(&body), 200).to_string(),
+                status: reply.status,
+                body: reply.body_excerpt(200),
             });
         }
-        Ok(body)
+        Ok(reply.body.to_vec())
     }
 }
 
@@ -350,18 +310,6 @@ impl PriceFeed {
             },
         }
     }
-}
-
-/// hyper's top-level error says little ("client error (Connect)"); the causes say why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 #[cfg(test)]
