@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tradeflow_shared::{Fixed8, Symbol};
 
+use crate::history::History;
+
 type PricesFn = Box<dyn Fn() -> BTreeMap<Symbol, Fixed8> + Send + Sync>;
 type ControlFn = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -21,6 +23,7 @@ pub(crate) struct HttpState {
     pub prices: PricesFn,
     /// Runs a control command by name; `None` if there is no such command.
     pub control: ControlFn,
+    pub history: Arc<History>,
 }
 
 /// An axum listener fed with connections the websocket acceptor decided are plain HTTP.
@@ -50,6 +53,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/api/v3/ticker/price", get(ticker_price))
         .route("/api/v3/exchangeInfo", get(exchange_info))
+        .route("/api/v3/historicalTrades", get(historical_trades))
         .route("/control/{command}", post(control).get(control))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
@@ -78,6 +82,38 @@ async fn exchange_info(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
         "symbols": symbols,
     });
     json(body.to_string())
+}
+
+/// Binance's parameter names; all optional here so that a missing one gets Binance's
+/// error body rather than axum's.
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    symbol: Option<String>,
+    #[serde(rename = "fromId")]
+    from_id: Option<String>,
+    limit: Option<String>,
+}
+
+async fn historical_trades(
+    State(s): State<Arc<HttpState>>,
+    Query(q): Query<HistoryQuery>,
+) -> axum::response::Response {
+    let prices = (s.prices)();
+    let answer = s.history.answer(
+        q.symbol.as_deref(),
+        q.from_id.as_deref(),
+        q.limit.as_deref(),
+        |sym| prices.contains_key(sym),
+    );
+    match answer {
+        Ok(body) => json(body).into_response(),
+        Err(r) => (
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            [(header::CONTENT_TYPE, "application/json")],
+            r.body,
+        )
+            .into_response(),
+    }
 }
 
 async fn control(

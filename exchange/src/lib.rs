@@ -5,6 +5,7 @@
 //! deterministic generator) whose finite form is the tests' ground truth.
 
 pub mod gen;
+pub mod history;
 mod http;
 pub mod protocol;
 pub mod server;

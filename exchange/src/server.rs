@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tradeflow_shared::{Fixed8, Symbol};
 
+use crate::history::History;
 use crate::protocol::{self, MAX_STREAMS_PER_CONNECTION};
 use crate::tape::{Tape, TapeItem};
 
@@ -44,6 +45,8 @@ pub struct ExchangeConfig {
     pub lag_capacity: usize,
     /// Size of the frame sent by [`Fault::Huge`].
     pub huge_frame_bytes: usize,
+    /// Emitted trades kept per symbol for `historicalTrades` (the newest ones).
+    pub history_per_symbol: usize,
 }
 
 impl Default for ExchangeConfig {
@@ -58,6 +61,7 @@ impl Default for ExchangeConfig {
             max_client_message: 64 * 1024,
             lag_capacity: 1 << 16,
             huge_frame_bytes: 2 * 1024 * 1024,
+            history_per_symbol: 100_000,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct Stats {
     pub pong_timeouts: u64,
     pub lagged_closes: u64,
     pub age_closes: u64,
+    /// `historicalTrades` requests answered (or refused).
+    pub history_requests: u64,
 }
 
 #[derive(Default)]
@@ -140,6 +146,7 @@ struct Shared {
     finished: watch::Sender<bool>,
     open: watch::Sender<u64>,
     prices: Mutex<BTreeMap<Symbol, Fixed8>>,
+    history: Arc<History>,
     counters: Counters,
 }
 
@@ -179,6 +186,7 @@ impl Exchange {
             finished: watch::channel(false).0,
             open: watch::channel(0).0,
             prices: Mutex::new(prices),
+            history: Arc::new(History::new(config.history_per_symbol)),
             counters: Counters::default(),
             config,
         });
@@ -280,6 +288,7 @@ fn stats(s: &Shared) -> Stats {
         pong_timeouts: l(&c.pong_timeouts),
         lagged_closes: l(&c.lagged_closes),
         age_closes: l(&c.age_closes),
+        history_requests: s.history.requests(),
     }
 }
 
@@ -326,7 +335,9 @@ async fn play(shared: Arc<Shared>, tape: Tape, stop: CancellationToken) {
             if let Ok(mut p) = shared.prices.lock() {
                 p.insert(item.trade.symbol, item.trade.price);
             }
-            let _ = shared.trades.send(Arc::new(item));
+            let item = Arc::new(item);
+            shared.history.record(&item);
+            let _ = shared.trades.send(item);
             sent += 1;
             shared.emitted.send_replace(sent);
         }
@@ -356,6 +367,7 @@ async fn serve_shared(
             let s = shared.clone();
             move |cmd: &str| control(&s, cmd)
         }),
+        history: shared.history.clone(),
     }));
     let http = axum::serve(crate::http::ChannelListener { rx: http_rx, addr }, router)
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
