@@ -27,6 +27,19 @@ pub enum SourceKind {
     Synthetic,
 }
 
+/// Whether trade-id gaps of the Binance source are filled over REST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackfillMode {
+    /// `GET /api/v3/historicalTrades` for the missing ids, written before the trades
+    /// after the gap.
+    HistoricalTrades,
+    /// Gaps are only counted and logged.
+    Off,
+}
+
+/// Binance's public REST host for market data (no API key needed).
+pub const BINANCE_REST_URL: &str = "https://data-api.binance.vision";
+
 /// What happens when the buffer between sources and Kinesis is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OverflowPolicy {
@@ -58,6 +71,49 @@ pub struct Config {
     /// Symbols to subscribe to (comma separated, any case).
     #[arg(long, env = "TRADEFLOW_SYMBOLS", value_delimiter = ',', default_values_t = tradeflow_shared::SEED_SYMBOLS.map(String::from))]
     pub symbols: Vec<String>,
+
+    /// Read the symbols from this file instead (one per line, any case; blank lines and
+    /// `#` comments skipped).
+    #[arg(long, env = "TRADEFLOW_SYMBOLS_FILE", conflicts_with = "all_symbols")]
+    pub symbols_file: Option<PathBuf>,
+
+    /// Subscribe to every symbol Binance lists as TRADING (`exchangeInfo`, read once at
+    /// start from the REST URL) instead of --symbols.
+    #[arg(long, env = "TRADEFLOW_ALL_SYMBOLS")]
+    pub all_symbols: bool,
+
+    /// Binance REST base URL (--all-symbols, gap backfill). Default: Binance's public
+    /// market-data host when --binance-url is Binance's, else the same host and port as
+    /// --binance-url over http(s) (the local exchange serves both).
+    #[arg(long, env = "TRADEFLOW_BINANCE_REST_URL")]
+    pub binance_rest_url: Option<String>,
+
+    /// Fill trade-id gaps (trades missed while disconnected) over REST before writing
+    /// the trades after them.
+    #[arg(
+        long,
+        env = "TRADEFLOW_BACKFILL",
+        value_enum,
+        default_value = "historical-trades"
+    )]
+    pub backfill: BackfillMode,
+
+    /// Gaps larger than this many trades are not backfilled (only counted).
+    #[arg(long, env = "TRADEFLOW_BACKFILL_MAX_GAP", default_value_t = 10_000)]
+    pub backfill_max_gap: u64,
+
+    /// A gap not filled within this is given up; what was fetched is kept.
+    #[arg(long, env = "TRADEFLOW_BACKFILL_DEADLINE", default_value = "30s", value_parser = parse_duration)]
+    pub backfill_deadline: Duration,
+
+    /// Binance request weight per minute the backfill may spend (historicalTrades
+    /// weighs 25; Binance allows 6,000 per minute and IP).
+    #[arg(
+        long,
+        env = "TRADEFLOW_BACKFILL_WEIGHT_PER_MINUTE",
+        default_value_t = 3_000
+    )]
+    pub backfill_weight_per_minute: u32,
 
     /// A websocket connection with no message and no ping for this long is dead and
     /// is replaced.
@@ -200,6 +256,16 @@ impl Config {
                 {
                     return Err(invalid("--binance-url", "a ws:// or wss:// URL"));
                 }
+                let rest = self.rest_url();
+                if !(rest.starts_with("https://") || rest.starts_with("http://")) {
+                    return Err(invalid("--binance-rest-url", "an http:// or https:// URL"));
+                }
+                if self.backfill_deadline.is_zero() || self.backfill_weight_per_minute < 25 {
+                    return Err(invalid(
+                        "--backfill-deadline/--backfill-weight-per-minute",
+                        "a deadline > 0 and at least 25 weight per minute",
+                    ));
+                }
             }
             SourceKind::Replay => {
                 if self.replay_file.is_none() {
@@ -215,6 +281,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The REST base URL: the flag, or derived from the websocket URL.
+    pub fn rest_url(&self) -> String {
+        match &self.binance_rest_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => derive_rest_url(&self.binance_url),
+        }
     }
 
     /// The symbols, upper-cased and validated (Binance stream names are lower case).
@@ -290,5 +364,62 @@ mod tests {
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("1 parsec").is_err());
         assert!(parse_duration("").is_err());
+    }
+}
+
+/// `ws://host:port/...` → `http://host:port` (the local exchange serves REST on its
+/// websocket port); Binance's own stream hosts → its public market-data host. Any
+/// user:password in the websocket URL is not carried over.
+pub fn derive_rest_url(ws_url: &str) -> String {
+    let (scheme, rest) = if let Some(r) = ws_url.strip_prefix("wss://") {
+        ("https", r)
+    } else if let Some(r) = ws_url.strip_prefix("ws://") {
+        ("http", r)
+    } else {
+        return BINANCE_REST_URL.into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    if host.ends_with("binance.com") || host.ends_with("binance.vision") {
+        return BINANCE_REST_URL.into();
+    }
+    format!("{scheme}://{authority}")
+}
+
+#[cfg(test)]
+mod rest_url_tests {
+    use super::*;
+
+    #[test]
+    fn the_rest_url_follows_the_feed() {
+        assert_eq!(
+            derive_rest_url("wss://stream.binance.com:9443"),
+            BINANCE_REST_URL
+        );
+        assert_eq!(
+            derive_rest_url("wss://data-stream.binance.vision/ws"),
+            BINANCE_REST_URL
+        );
+        assert_eq!(
+            derive_rest_url("ws://127.0.0.1:4567"),
+            "http://127.0.0.1:4567"
+        );
+        assert_eq!(
+            derive_rest_url("ws://u:secret@127.0.0.1:4567/stream"),
+            "http://127.0.0.1:4567"
+        );
+        assert_eq!(
+            derive_rest_url("wss://feed.example:443"),
+            "https://feed.example:443"
+        );
+        let c = Config::try_parse_from(["p", "--binance-url=ws://127.0.0.1:9"]).unwrap();
+        assert_eq!(c.rest_url(), "http://127.0.0.1:9");
+        let c = Config::try_parse_from(["p", "--binance-rest-url=http://h:1/"]).unwrap();
+        assert_eq!(c.rest_url(), "http://h:1");
+        assert!(Config::try_parse_from(["p", "--all-symbols", "--symbols-file=x"]).is_err());
     }
 }

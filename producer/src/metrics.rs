@@ -37,7 +37,22 @@ pub fn describe() {
         "Trades dropped because their id was already seen"
     );
     describe_counter!(GAPS, "Times a symbol's trade ids jumped forward");
-    describe_counter!(MISSING, "Trade ids skipped over by gaps");
+    describe_counter!(
+        MISSING,
+        "Trade ids skipped over by gaps (what backfill could not fill)"
+    );
+    describe_counter!(
+        crate::source::backfill::BACKFILLED,
+        "Missed trades fetched over REST (historicalTrades) and written in their place"
+    );
+    describe_counter!(
+        crate::source::backfill::BACKFILL_FAILURES,
+        "Gaps not (fully) backfilled, by reason"
+    );
+    describe_counter!(
+        crate::source::backfill::BACKFILL_REQUESTS,
+        "historicalTrades requests, by outcome"
+    );
     describe_counter!(
         BAD_INPUT,
         "Source lines or messages that were not trades, by kind"

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tradeflow_shared::telemetry::Health;
 
 use crate::batcher::{Batcher, Limits, Pending, TradeRef};
-use crate::config::{Config, ConfigError, OverflowPolicy, SourceKind};
+use crate::config::{BackfillMode, Config, ConfigError, OverflowPolicy, SourceKind};
 use crate::dedupe::{Dedupe, Verdict};
 use crate::metrics as m;
 use crate::sink::{deliver, Delivery, KinesisSink, RetryPolicy, SinkError};
@@ -156,18 +156,49 @@ fn spawn_source(
             })
         }
         SourceKind::Binance => {
+            let selection = if config.all_symbols {
+                source::symbols::Selection::AllTrading {
+                    rest_url: config.rest_url(),
+                }
+            } else if let Some(p) = &config.symbols_file {
+                source::symbols::Selection::File(p.clone())
+            } else {
+                source::symbols::Selection::List(config.symbols.clone())
+            };
             // The other timings keep Binance-suited defaults.
-            let cfg = source::binance::BinanceConfig {
+            let mut cfg = source::binance::BinanceConfig {
                 url: config.binance_url.clone(),
-                symbols: config.symbols.clone(),
+                symbols: Vec::new(),
                 dead_timeout: config.ws_dead_timeout,
                 max_connection_age: config.ws_max_age,
                 ..Default::default()
             };
+            let backfill = (config.backfill == BackfillMode::HistoricalTrades).then(|| {
+                source::backfill::BackfillConfig {
+                    base_url: config.rest_url(),
+                    max_gap: config.backfill_max_gap,
+                    deadline: config.backfill_deadline,
+                    weight_per_minute: config.backfill_weight_per_minute,
+                    ..Default::default()
+                }
+            });
             tokio::spawn(async move {
-                source::binance::run(cfg, tx, stop)
+                cfg.symbols = source::symbols::resolve(&selection)
                     .await
-                    .map_err(|e| format!("binance: {e:#}"))
+                    .map_err(|e| e.to_string())?;
+                let Some(backfill) = backfill else {
+                    return source::binance::run(cfg, tx, stop)
+                        .await
+                        .map_err(|e| format!("binance: {e:#}"));
+                };
+                // websocket → gap filler → pipeline; the filler ends when the source
+                // does, after releasing what it held.
+                let (ws_tx, ws_rx) = mpsc::channel::<SourceTrade>(CHANNEL_CAPACITY);
+                let filler = tokio::spawn(source::backfill::run(backfill, ws_rx, tx, stop.clone()));
+                let ws = source::binance::run(cfg, ws_tx, stop).await;
+                let filled = filler.await.map_err(|e| format!("backfill task: {e}"))?;
+                ws.map_err(|e| format!("binance: {e:#}"))?;
+                filled.map_err(|e| format!("backfill: {e}"))
             })
         }
     })

@@ -4,11 +4,12 @@
 //! flags) writes to a real ferrokinesis; the stream is read back over all shards and
 //! de-aggregated.
 //!
-//! Asserted: every tape trade is in Kinesis exactly once, in trade-id order per symbol
-//! on one shard, except trades emitted while the producer had no connection open
-//! (abrupt close, silence, restart: Binance does not replay them). Those must lie
-//! inside the fault windows and be exactly what the producer reports as missing in its
-//! gap check.
+//! Asserted, with the REST backfill on (the default; the exchange serves
+//! `historicalTrades`): every tape trade is in Kinesis exactly once, in trade-id order
+//! per symbol on one shard — no gap, even for the trades emitted while the producer had
+//! no connection open (abrupt close, silence, restart). With `--backfill off`: the same,
+//! except those trades, which must lie inside the fault windows and be exactly what the
+//! producer reports as missing in its gap check.
 
 mod support;
 
@@ -66,7 +67,16 @@ async fn reconnect_window(ex: &Exchange, from: u64, connections_before: u64) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_faults_lose_nothing_that_reached_an_open_connection() {
+async fn websocket_faults_leave_no_gap_with_rest_backfill() {
+    scenario(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_faults_without_backfill_lose_only_what_no_connection_saw() {
+    scenario(false).await;
+}
+
+async fn scenario(backfill: bool) {
     let fk = testkit::ferrokinesis(&[]);
     let client = support::client(&fk.endpoint()).await;
     support::create_stream(&client, "trades", 2).await;
@@ -103,6 +113,11 @@ async fn websocket_faults_lose_nothing_that_reached_an_open_connection() {
         "--retry-base=10ms",
         "--retry-max=200ms",
         "--drain-timeout=10s",
+        if backfill {
+            "--backfill=historical-trades"
+        } else {
+            "--backfill=off"
+        },
     ])
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -201,14 +216,30 @@ async fn websocket_faults_lose_nothing_that_reached_an_open_connection() {
             t.trade.trade_id
         );
     }
-    // The restart alone keeps the producer disconnected for ≥ 300 ms at 800 trades/s.
-    assert!(missing > 0, "the restart must lose trades at the source");
+    if backfill {
+        // Every trade emitted while no connection was open was fetched over REST and
+        // written in its place: nothing missing, nothing seen as a gap downstream.
+        assert_eq!(
+            missing, 0,
+            "not backfilled: {missing_by_symbol:?} {report:?}"
+        );
+        assert_eq!(report.missing, 0, "{report:?}");
+        assert!(stats.history_requests > 0, "no backfill request: {stats:?}");
+        println!(
+            "backfill: {} historicalTrades requests, {report:?}",
+            stats.history_requests
+        );
+    } else {
+        // The restart alone keeps the producer disconnected for ≥ 300 ms at 800 trades/s.
+        assert!(missing > 0, "the restart must lose trades at the source");
+        assert_eq!(stats.history_requests, 0, "{stats:?}");
+    }
     // ...and the producer saw each of those holes in the trade ids and counted them.
     assert_eq!(
         report.missing, missing,
         "gap check vs Kinesis: {missing_by_symbol:?} {report:?}"
     );
-    assert!(report.gaps > 0, "{report:?}");
+    assert_eq!(report.gaps > 0, !backfill, "{report:?}");
     assert_eq!(report.lost, 0, "{report:?}");
     assert_eq!(report.dropped, 0, "{report:?}");
     assert_eq!(report.written_trades, in_kinesis.len() as u64, "{report:?}");

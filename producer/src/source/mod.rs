@@ -19,7 +19,9 @@ pub struct SourceTrade {
 pub type TradeTx = mpsc::Sender<SourceTrade>;
 pub type TradeRx = mpsc::Receiver<SourceTrade>;
 
+pub mod backfill;
 pub mod binance;
 pub mod replay;
+pub mod symbols;
 pub mod synthetic;
 pub mod tail;
