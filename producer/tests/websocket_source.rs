@@ -455,3 +455,34 @@ async fn a_dead_rest_endpoint_leaves_the_gap_but_never_stalls_the_feed() {
         "the close must have lost trades that REST could not give back"
     );
 }
+
+#[tokio::test]
+async fn symbols_come_from_exchange_info_or_a_file() {
+    use tradeflow_producer::source::symbols::{resolve, Selection};
+    let ex = Exchange::start(exchange_config(), tape(100));
+    let server = ex.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut all = resolve(&Selection::AllTrading {
+        rest_url: format!("http://{}", server.addr),
+    })
+    .await
+    .unwrap();
+    all.sort();
+    let mut want: Vec<String> = SEED_SYMBOLS.iter().map(|s| s.to_uppercase()).collect();
+    want.sort();
+    assert_eq!(all, want);
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("symbols.txt");
+    std::fs::write(&file, "# majors\nbtcusdt\nETHUSDT\n").unwrap();
+    assert_eq!(
+        resolve(&Selection::File(file.clone())).await.unwrap(),
+        ["BTCUSDT", "ETHUSDT"]
+    );
+    std::fs::write(&file, "btcusdt\nnot a symbol\n").unwrap();
+    let err = resolve(&Selection::File(file))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2"), "{err}");
+}
