@@ -263,7 +263,14 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
     let mut servers = tokio::task::block_in_place(|| Servers {
         redis: testkit::redis(),
         dynamo: testkit::dynalite(),
-        kinesis: testkit::ferrokinesis(&["--create-stream-ms", "0"]),
+        // No periodic snapshots: they re-serialise every stored record and stall
+        // PutRecords for seconds once a few hundred MB are held (restarts replay the WAL).
+        kinesis: testkit::ferrokinesis(&[
+            "--create-stream-ms",
+            "0",
+            "--snapshot-interval-secs",
+            "0",
+        ]),
     });
     let kinesis = kinesis_client(servers.kinesis.endpoint()).await;
     create_stream(&kinesis, cfg.shards).await?;
