@@ -83,7 +83,21 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(run(cfg, |line| eprintln!("chaos: {line}")))?;
+    let report = rt.block_on(async {
+        let stop = tradeflow_shared::shutdown::on_signals();
+        tokio::select! {
+            r = run(cfg, |line| eprintln!("chaos: {line}")) => r.map(Some),
+            // Dropping the run's future drops every server and process it started, each
+            // stopped by its pid and its temp dir removed: a ^C leaves nothing behind.
+            _ = stop.cancelled() => Ok(None),
+        }
+    })?;
+    let Some(report) = report else {
+        // Tasks the run spawned own servers too: dropping the runtime drops them.
+        rt.shutdown_timeout(Duration::from_secs(10));
+        eprintln!("chaos: interrupted; every process it started was stopped");
+        std::process::exit(130);
+    };
     println!("{report}");
     if !report.verdict.exact() {
         std::process::exit(1);
