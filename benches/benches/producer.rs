@@ -513,7 +513,7 @@ fn main() {
         let (n_plain, n_agg) = if full { (5_000, 200_000) } else { (300, 3_000) };
         let mut p = Vec::new();
         for (aggregate, n) in [(false, n_plain), (true, n_agg)] {
-            let fk = testkit::ferrokinesis(&[]);
+            let fk = testkit::ferrokinesis_volatile(&[]);
             p.push(pipeline_part(&fk.endpoint(), &render, n, aggregate).await);
         }
         let mut b = Vec::new();
@@ -521,7 +521,7 @@ fn main() {
             Some(bin) => {
                 let (rate, secs) = if full { (10_000, 30) } else { (2_000, 2) };
                 for aggregate in [true, false] {
-                    let fk = testkit::ferrokinesis(&[]);
+                    let fk = testkit::ferrokinesis_volatile(&[]);
                     b.push(binary_part(&bin, &fk.endpoint(), rate, secs, aggregate).await);
                 }
             }

@@ -1,6 +1,7 @@
 //! Partial PutRecords failures and throttled / failing calls, injected by a proxy of our
-//! own between the producer and ferrokinesis: every trade still lands exactly once and
-//! in trade-id order per symbol.
+//! own between the producer and kinesis-mock (the emulator the issue names; the same
+//! scenarios pass on ferrokinesis): every trade still lands exactly once and in
+//! trade-id order per symbol.
 
 mod support;
 
@@ -38,7 +39,7 @@ fn settings(aggregate: Option<usize>, per_key_limit: usize) -> Settings {
 }
 
 async fn run_through_proxy(plan: support::proxy::Plan, aggregate: Option<usize>, count: usize) {
-    let fk = testkit::ferrokinesis(&[]);
+    let fk = testkit::kinesis_mock();
     let direct = support::client(&fk.endpoint()).await;
     support::create_stream(&direct, "trades", 3).await;
     let proxy = support::proxy::start(fk.port, plan.clone()).await;

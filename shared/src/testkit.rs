@@ -250,14 +250,23 @@ pub fn dynalite() -> Service {
 /// ferrokinesis with a write-ahead log (survives kill -9) and the given extra flags
 /// (for instance `--enforce-limits`).
 pub fn ferrokinesis(extra: &[&str]) -> Service {
+    ferrokinesis_with(true, extra)
+}
+
+/// ferrokinesis holding its streams in memory only: no write-ahead log (which grows by
+/// the whole stream's state at every reshard), but a restart loses everything.
+pub fn ferrokinesis_volatile(extra: &[&str]) -> Service {
+    ferrokinesis_with(false, extra)
+}
+
+fn ferrokinesis_with(durable: bool, extra: &[&str]) -> Service {
     let port = free_port();
     let state = state_dir("ferrokinesis");
-    let mut args = vec![
-        "--port".into(),
-        port.to_string(),
-        "--state-dir".into(),
-        state.path().join("state").display().to_string(),
-    ];
+    let mut args = vec!["--port".into(), port.to_string()];
+    if durable {
+        args.push("--state-dir".into());
+        args.push(state.path().join("state").display().to_string());
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     launch(Spec {
         name: "ferrokinesis",
