@@ -5,9 +5,8 @@
 //! exactly; the shards' positions reach their last records; memory stays bounded; and
 //! the Redis password never shows up in the consumer's output.
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-mod hostile_support;
+use crate::e2e_support;
+use crate::hostile_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! stream to a child shard — the totals in Redis equal the exact sums of the distinct
 //! trades. One real redis-server for all cases; each case uses its own symbols/prefix.
 
-mod redis_common;
+use crate::redis_common;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

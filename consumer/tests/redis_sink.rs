@@ -2,7 +2,7 @@
 //! test: replays, racing appliers, producer duplicates, out-of-order ids, reshards,
 //! restarts, poison records, key safety and password redaction.
 
-mod redis_common;
+use crate::redis_common;
 
 use redis_common::*;
 use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig, SinkError};

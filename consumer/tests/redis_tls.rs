@@ -1,7 +1,7 @@
 //! `rediss://` with a password against a real redis-server speaking TLS only, its
 //! certificate signed by a private CA given with `ca_file`; the password never shows.
 
-mod redis_common;
+use crate::redis_common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! `serve`; an unreachable endpoint, a garbage body and a silent server each give a
 //! clear error naming the URL and a non-zero exit; invalid entries are skipped.
 
-mod redis_common;
+use crate::redis_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};

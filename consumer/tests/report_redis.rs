@@ -1,7 +1,7 @@
 //! The report against a real redis-server: the snapshot matches what the sink wrote,
 //! `reset` zeroes totals without breaking exactly-once, and the binary prints JSON/CSV.
 
-mod redis_common;
+use crate::redis_common;
 
 use redis_common::*;
 use tradeflow_consumer::apply::fold;

@@ -3,7 +3,7 @@
 //! scenarios pass on ferrokinesis): every trade still lands exactly once and in
 //! trade-id order per symbol.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

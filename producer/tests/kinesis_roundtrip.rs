@@ -3,7 +3,7 @@
 //! per symbol, plain or KPL-aggregated (and the aggregates read back with the reference
 //! Python `aws_kinesis_agg` library).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

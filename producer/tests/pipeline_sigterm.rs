@@ -1,7 +1,7 @@
 //! The real binary with the synthetic source, stopped by SIGTERM mid-flow: it exits 0
 //! and every trade it accepted is in the stream, once, in order per symbol.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

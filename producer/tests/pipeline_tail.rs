@@ -1,7 +1,7 @@
 //! The tail source follows a growing file through rotation and truncation, reading
 //! only complete lines and skipping bad ones.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::time::Duration;

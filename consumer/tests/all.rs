@@ -1,0 +1,31 @@
+//! One test binary for the consumer's lighter integration tests: each file below is a
+//! module, so the SDK and Redis client code is compiled and linked once instead of once
+//! per file (the biggest share of the suite's build time). Heavy multi-process tests
+//! (`e2e`, `fleet`, `fanout`) stay binaries of their own so they do not run beside each
+//! other. A new test file: add it here, or as a `[[test]]` in Cargo.toml
+//! (`autotests = false`). Tests here share one process: no global recorder or
+//! subscriber installs, no process-wide state.
+
+#[path = "hostile_records.rs"]
+mod hostile_records;
+#[path = "lease_coordinator.rs"]
+mod lease_coordinator;
+#[path = "lease_table.rs"]
+mod lease_table;
+#[path = "redis_proptest.rs"]
+mod redis_proptest;
+#[path = "redis_sink.rs"]
+mod redis_sink;
+#[path = "redis_tls.rs"]
+mod redis_tls;
+#[path = "report_prices.rs"]
+mod report_prices;
+#[path = "report_redis.rs"]
+mod report_redis;
+#[path = "report_web.rs"]
+mod report_web;
+
+// Helpers the files above share, compiled once.
+mod e2e_support;
+mod hostile_support;
+mod redis_common;
