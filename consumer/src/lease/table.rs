@@ -195,13 +195,7 @@ impl LeaseTable {
             .expression_attribute_names("#k", attr::LEASE_KEY)
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(LeaseError::dynamo("put_item", &self.name, &e)),
-        }
+        condition_held("put_item", &self.name, res)
     }
 
     /// Takes (or steals) a lease: owner := me, counter +1, owner switches +1, if the
@@ -334,13 +328,7 @@ impl LeaseTable {
             .expression_attribute_values(":end", s(SHARD_END))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(LeaseError::dynamo("delete_item", &self.name, &e)),
-        }
+        condition_held("delete_item", &self.name, res)
     }
 
     fn update(
@@ -397,6 +385,27 @@ impl LeaseTable {
             }
             Err(e) => Err(LeaseError::dynamo(op, &self.name, &e)),
         }
+    }
+}
+
+/// A conditional write's answer: done (true), condition not met (false), or an error.
+fn condition_held<O, E, R>(
+    op: &'static str,
+    table: &str,
+    res: Result<O, SdkError<E, R>>,
+) -> Result<bool, LeaseError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(se))
+            if se.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(LeaseError::dynamo(op, table, &e)),
     }
 }
 
