@@ -1,4 +1,4 @@
-//! The producer against a real Kinesis emulator (ferrokinesis): trades from the
+//! The producer against a real Kinesis emulator (kinesis-mock): trades from the
 //! synthetic generator and from a replayed capture land exactly once, in trade-id order
 //! per symbol, plain or KPL-aggregated (and the aggregates read back with the reference
 //! Python `aws_kinesis_agg` library).
@@ -64,7 +64,7 @@ async fn run_generated(
     aggregate: Option<usize>,
     count: usize,
 ) -> (support::ReadRecordsAndReport, testkit::Service) {
-    let fk = testkit::ferrokinesis(&[]);
+    let fk = testkit::kinesis_mock();
     let c = support::client(&fk.endpoint()).await;
     support::create_stream(&c, "trades", 4).await;
     let sink = KinesisSink::new(&c, "trades");
@@ -136,7 +136,7 @@ async fn aggregated_records_round_trip_through_aws_kinesis_agg() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_capture_is_written_and_bad_lines_are_skipped() {
-    let fk = testkit::ferrokinesis(&[]);
+    let fk = testkit::kinesis_mock();
     let c = support::client(&fk.endpoint()).await;
     support::create_stream(&c, "crypto", 2).await;
     let dir = std::env::temp_dir().join(format!("tradeflow-replay-{}", std::process::id()));

@@ -22,7 +22,7 @@ fn field(log: &str, key: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_everything_accepted() {
-    let fk = testkit::ferrokinesis(&[]);
+    let fk = testkit::kinesis_mock();
     let c = support::client(&fk.endpoint()).await;
     support::create_stream(&c, "crypto", 2).await;
     let child = Command::new(env!("CARGO_BIN_EXE_tradeflow-producer"))
