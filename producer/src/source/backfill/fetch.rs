@@ -1,0 +1,205 @@
+//! The I/O part of the backfill: historicalTrades pages, paced by a weight budget,
+//! retried, turned into the websocket events Binance would have sent.
+
+use std::time::Duration;
+
+use metrics::counter;
+use tokio::time::Instant;
+use tradeflow_shared::rest::{RestClient, RestError};
+use tradeflow_shared::{decode_event, Event, Symbol};
+
+use super::{Fetch, BACKFILL_REQUESTS};
+use crate::source::SourceTrade;
+
+const PATH: &str = "/api/v3/historicalTrades";
+/// Binance's request weight of one historicalTrades call, and its page size limit.
+const WEIGHT: u32 = 25;
+const PAGE: u64 = 1000;
+
+/// Builds the websocket trade event Binance would have sent for one REST trade, and
+/// decodes it like a live one (so the consumer cannot tell them apart).
+pub fn parse_page(symbol: Symbol, body: &[u8]) -> Result<Vec<SourceTrade>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RestTrade {
+        id: u64,
+        price: String,
+        qty: String,
+        time: u64,
+        is_buyer_maker: bool,
+        #[serde(default = "yes")]
+        is_best_match: bool,
+    }
+    fn yes() -> bool {
+        true
+    }
+    let list: Vec<RestTrade> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let json = serde_json::json!({
+            "e": "trade", "E": r.time, "s": symbol.as_str(), "t": r.id,
+            "p": r.price, "q": r.qty, "T": r.time, "m": r.is_buyer_maker, "M": r.is_best_match,
+        })
+        .to_string();
+        match decode_event(&json) {
+            Ok(Event::Trade { trade, .. }) => out.push(SourceTrade {
+                trade,
+                json: json.clone(),
+            }),
+            Ok(_) => return Err(format!("trade {} is not a trade event", r.id)),
+            Err(e) => return Err(format!("trade {}: {e}", r.id)),
+        }
+    }
+    Ok(out)
+}
+
+/// Spends request weight at no more than `per_minute`, in a bucket of one minute.
+pub(super) struct WeightBudget {
+    per_minute: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl WeightBudget {
+    pub(super) fn new(per_minute: u32) -> Self {
+        let per_minute = f64::from(per_minute.max(WEIGHT));
+        WeightBudget {
+            per_minute,
+            tokens: per_minute,
+            at: Instant::now(),
+        }
+    }
+
+    /// How long to wait before `weight` may be spent (and spends it).
+    fn take(&mut self, weight: u32) -> Duration {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_minute / 60.0;
+        self.tokens = (self.tokens + refill).min(self.per_minute);
+        self.at = now;
+        self.tokens -= f64::from(weight);
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens * 60.0 / self.per_minute)
+        }
+    }
+}
+
+pub(super) type Budget = std::sync::Arc<tokio::sync::Mutex<WeightBudget>>;
+
+/// Fetches `f` page by page until it is complete, Binance has nothing more, or the
+/// deadline. Returns what it got and, if incomplete, why.
+pub(super) async fn fetch_gap(
+    client: &RestClient,
+    budget: &Budget,
+    f: &Fetch,
+    deadline: Instant,
+) -> (Vec<SourceTrade>, Option<&'static str>) {
+    let mut got: Vec<SourceTrade> = Vec::new();
+    let mut from = f.from;
+    let mut attempt: u32 = 0;
+    while from <= f.to {
+        let wait = budget.lock().await.take(WEIGHT);
+        if Instant::now() + wait >= deadline {
+            return (got, Some("deadline"));
+        }
+        tokio::time::sleep(wait).await;
+        let limit = (f.to - from + 1).min(PAGE);
+        let path = format!(
+            "{PATH}?symbol={}&fromId={from}&limit={limit}",
+            f.symbol.as_str()
+        );
+        let reply = tokio::time::timeout_at(deadline, client.get(&path)).await;
+        let retry_in = match reply {
+            Err(_) => return (got, Some("deadline")),
+            Ok(Err(e)) => {
+                counter!(BACKFILL_REQUESTS, "outcome" => "error").increment(1);
+                tracing::warn!(symbol = f.symbol.as_str(), error = %e, "backfill request failed; retrying");
+                if matches!(e, RestError::InvalidUrl { .. }) {
+                    return (got, Some("invalid_url"));
+                }
+                None
+            }
+            Ok(Ok(r)) if r.is_success() => {
+                counter!(BACKFILL_REQUESTS, "outcome" => "ok").increment(1);
+                attempt = 0;
+                match parse_page(f.symbol, &r.body) {
+                    Ok(page) => {
+                        let last = page.iter().map(|t| t.trade.trade_id).max();
+                        got.extend(page.into_iter().filter(|t| t.trade.trade_id >= from));
+                        match last {
+                            Some(l) if l >= from => from = l + 1,
+                            // Nothing at or after `from`: Binance does not have it.
+                            _ => return (got, Some("unavailable")),
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(symbol = f.symbol.as_str(), error = %e, "backfill reply is not a trade list");
+                        return (got, Some("garbage"));
+                    }
+                }
+            }
+            Ok(Ok(r)) => {
+                let outcome = match r.status {
+                    429 | 418 => "rate_limited",
+                    500..=599 => "server_error",
+                    _ => "refused",
+                };
+                counter!(BACKFILL_REQUESTS, "outcome" => outcome).increment(1);
+                tracing::warn!(symbol = f.symbol.as_str(), status = r.status, body = %r.body_excerpt(200), "backfill request refused");
+                if outcome == "refused" {
+                    return (got, Some("refused"));
+                }
+                r.retry_after
+            }
+        };
+        attempt += 1;
+        let backoff = Duration::from_millis(200u64 << attempt.min(6));
+        let wait = retry_in.unwrap_or(backoff);
+        if Instant::now() + wait >= deadline {
+            return (got, Some("deadline"));
+        }
+        tokio::time::sleep(wait).await;
+    }
+    (got, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeflow_shared::Fixed8;
+
+    #[test]
+    fn rest_pages_become_live_trade_events() {
+        let body = br#"[{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}]"#;
+        let got = parse_page(Symbol::new("BNBBTC").unwrap(), body).unwrap();
+        assert_eq!(got.len(), 1);
+        let tr = &got[0].trade;
+        assert_eq!(tr.trade_id, 28457);
+        assert_eq!(tr.price, Fixed8::parse("4.000001").unwrap());
+        assert_eq!(tr.qty, Fixed8::parse("12").unwrap());
+        assert_eq!(tr.trade_time_ms, 1499865549590);
+        assert!(tr.buyer_is_maker);
+        assert!(got[0].json.contains(r#""s":"BNBBTC""#));
+        assert!(parse_page(Symbol::new("A").unwrap(), b"{\"code\":-1121}").is_err());
+        assert!(parse_page(
+            Symbol::new("A").unwrap(),
+            br#"[{"id":1,"price":"x","qty":"1","time":1,"isBuyerMaker":true}]"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_weight_budget_paces_requests() {
+        let mut b = WeightBudget::new(100); // 4 requests of 25 per minute
+        for _ in 0..4 {
+            assert_eq!(b.take(25), Duration::ZERO);
+        }
+        let wait = b.take(25);
+        assert!(
+            wait > Duration::from_secs(14) && wait <= Duration::from_secs(15),
+            "{wait:?}"
+        );
+    }
+}

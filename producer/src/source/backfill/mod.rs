@@ -1,0 +1,160 @@
+//! Backfill of trade-id gaps over Binance REST (`GET /api/v3/historicalTrades`).
+//!
+//! Sits between the websocket source and the pipeline. When a symbol's next trade id
+//! jumps (the connection was down, the exchange restarted), the missing ids are fetched
+//! and sent first, then the held trade and whatever of that symbol arrived meanwhile —
+//! so the stream sees the symbol's ids in order and without the hole. Other symbols
+//! never wait for it. What cannot be fetched (deadline, Binance no longer has it, the
+//! gap is too large) is left as a gap: the pipeline's gap check counts and logs it as
+//! before, so `missing_trades_total` is what is really missing after backfill.
+//!
+//! [`GapFiller`] decides (pure, unit-tested); [`run`] does the I/O: a bounded number of
+//! fetches at a time, a request-weight budget (historicalTrades weighs 25 of Binance's
+//! 6,000 per minute and IP), retries honouring `Retry-After`, a deadline per gap.
+
+mod fetch;
+mod filler;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use metrics::counter;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tradeflow_shared::rest::{RestClient, RestError};
+
+pub use fetch::parse_page;
+pub use filler::{Fetch, GapFiller, Step};
+
+use super::{SourceTrade, TradeRx, TradeTx};
+use fetch::{fetch_gap, Budget, WeightBudget};
+
+pub const BACKFILLED: &str = "tradeflow_producer_backfilled_trades_total";
+pub const BACKFILL_FAILURES: &str = "tradeflow_producer_backfill_failures_total";
+pub const BACKFILL_REQUESTS: &str = "tradeflow_producer_backfill_requests_total";
+
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    /// REST base URL, e.g. `https://data-api.binance.vision`.
+    pub base_url: String,
+    /// Larger gaps are not fetched (a long outage is a job for a replay, not for a
+    /// live feed that would stall behind it).
+    pub max_gap: u64,
+    /// A gap not filled within this is given up (what was fetched is kept).
+    pub deadline: Duration,
+    /// Request weight per minute this process may spend.
+    pub weight_per_minute: u32,
+    /// Gaps fetched at the same time.
+    pub concurrency: usize,
+    /// Trades held behind running backfills, over all symbols; past it the oldest
+    /// backfill is given up and its trades released.
+    pub max_held: usize,
+    /// One HTTP request's timeout.
+    pub request_timeout: Duration,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig {
+            base_url: "https://data-api.binance.vision".into(),
+            max_gap: 10_000,
+            deadline: Duration::from_secs(30),
+            weight_per_minute: 3_000,
+            concurrency: 4,
+            max_held: 200_000,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Copies `rx` to `tx`, filling gaps over REST. Returns when `rx` is closed (the
+/// source ended) or `tx` is closed; held trades are released before it returns.
+pub async fn run(
+    cfg: BackfillConfig,
+    mut rx: TradeRx,
+    tx: TradeTx,
+    shutdown: CancellationToken,
+) -> Result<(), RestError> {
+    let client = RestClient::new(
+        &cfg.base_url,
+        cfg.request_timeout,
+        16 * 1024 * 1024,
+        "tradeflow-producer",
+    )?;
+    let budget: Budget = std::sync::Arc::new(tokio::sync::Mutex::new(WeightBudget::new(
+        cfg.weight_per_minute,
+    )));
+    let mut filler = GapFiller::new(cfg.max_gap, cfg.max_held);
+    let mut running: JoinSet<(Fetch, Vec<SourceTrade>, Option<&'static str>)> = JoinSet::new();
+    let mut waiting: VecDeque<(Fetch, Instant)> = VecDeque::new();
+    let mut steps: Vec<Step> = Vec::new();
+    loop {
+        tokio::select! {
+            t = rx.recv() => match t {
+                Some(t) => filler.on_trade(t, &mut steps),
+                None => break,
+            },
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok((f, got, why)) = done {
+                    let n = got.len() as u64;
+                    counter!(BACKFILLED).increment(n);
+                    let wanted = f.to - f.from + 1;
+                    match why {
+                        None => tracing::info!(symbol = f.symbol.as_str(), from = f.from, to = f.to, trades = n, "gap backfilled"),
+                        Some(reason) => {
+                            counter!(BACKFILL_FAILURES, "reason" => reason).increment(1);
+                            tracing::warn!(symbol = f.symbol.as_str(), from = f.from, to = f.to, fetched = n, missing = wanted.saturating_sub(n), reason, "gap only partly backfilled");
+                        }
+                    }
+                    filler.on_fetched(&f, got, &mut steps);
+                }
+            }
+        }
+        for step in steps.drain(..) {
+            match step {
+                Step::Emit(t) => {
+                    if tx.send(t).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Step::Fetch(f) => waiting.push_back((f, Instant::now() + cfg.deadline)),
+                Step::GaveUp(f, reason) => {
+                    counter!(BACKFILL_FAILURES, "reason" => reason).increment(1);
+                    tracing::warn!(
+                        symbol = f.symbol.as_str(),
+                        from = f.from,
+                        to = f.to,
+                        reason,
+                        "backfill given up; the gap stays"
+                    );
+                    waiting.retain(|(w, _)| w != &f);
+                }
+            }
+        }
+        while running.len() < cfg.concurrency.max(1) {
+            let Some((f, deadline)) = waiting.pop_front() else {
+                break;
+            };
+            let (client, budget) = (client.clone(), budget.clone());
+            running.spawn(async move {
+                let (got, why) = fetch_gap(&client, &budget, &f, deadline).await;
+                (f, got, why)
+            });
+        }
+    }
+    // The source ended (shutdown): what is held goes out now, gaps and all.
+    running.abort_all();
+    if !shutdown.is_cancelled() {
+        tracing::warn!("trade source ended; releasing trades held for backfill");
+    }
+    filler.give_up_all(&mut steps);
+    for step in steps.drain(..) {
+        if let Step::Emit(t) = step {
+            if tx.send(t).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
