@@ -1,15 +1,13 @@
 //! One test binary for the consumer's lighter integration tests: each file below is a
 //! module, so the SDK and Redis client code is compiled and linked once instead of once
 //! per file (the biggest share of the suite's build time). Heavy multi-process tests
-//! (`e2e`, `fleet`, `fanout`) stay binaries of their own so they do not run beside each
-//! other. A new test file: add it here, or as a `[[test]]` in Cargo.toml
-//! (`autotests = false`). Tests here share one process: no global recorder or
-//! subscriber installs, no process-wide state.
+//! (`e2e`, `fleet`, `fanout`) and the timing-sensitive `lease_coordinator` stay binaries
+//! of their own so they do not run beside each other. A new test file: add it here, or
+//! as a `[[test]]` in Cargo.toml (`autotests = false`). Tests here share one process: no
+//! global recorder or subscriber installs, no process-wide state.
 
 #[path = "hostile_records.rs"]
 mod hostile_records;
-#[path = "lease_coordinator.rs"]
-mod lease_coordinator;
 #[path = "lease_table.rs"]
 mod lease_table;
 #[path = "redis_proptest.rs"]
