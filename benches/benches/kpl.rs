@@ -4,7 +4,7 @@
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tradeflow_benches::{export_criterion, trade_jsons};
-use tradeflow_shared::kpl::{deaggregate, Aggregator};
+use tradeflow_shared::kpl::{check_many, deaggregate, md5_many, Aggregator, Check};
 
 fn build(records: &[String]) -> Vec<u8> {
     let mut a = Aggregator::new();
@@ -37,6 +37,49 @@ fn kpl(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // A GetRecords page of aggregates, as the consumer sees it: digests checked side by
+    // side (`check_many`), then each split. `one_by_one` is the same page without that.
+    let mut g = c.benchmark_group("kpl_page");
+    for (per_agg, aggs) in [(170usize, 40usize), (1000, 8)] {
+        let page: Vec<Vec<u8>> = (0..aggs)
+            .map(|i| build(&trade_jsons(per_agg, 3 + i as u64)))
+            .collect();
+        let refs: Vec<&[u8]> = page.iter().map(|a| a.as_slice()).collect();
+        let bytes: usize = refs.iter().map(|a| a.len()).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        let id = format!("{aggs}x{per_agg}");
+        g.bench_with_input(
+            BenchmarkId::new("deaggregate_page", &id),
+            &refs,
+            |b, refs| {
+                b.iter(|| {
+                    check_many(black_box(refs))
+                        .iter()
+                        .map(|c| match c {
+                            Check::Aggregate(v) => v.records().map_or(0, |r| r.len()),
+                            _ => 0,
+                        })
+                        .sum::<usize>()
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("one_by_one", &id), &refs, |b, refs| {
+            b.iter(|| {
+                black_box(refs)
+                    .iter()
+                    .map(|a| deaggregate(a).map_or(0, |r| r.len()))
+                    .sum::<usize>()
+            })
+        });
+        let bodies: Vec<&[u8]> = refs.iter().map(|a| &a[4..a.len() - 16]).collect();
+        g.bench_with_input(
+            BenchmarkId::new("md5_many_of_bodies", &id),
+            &bodies,
+            |b, bodies| b.iter(|| md5_many(black_box(bodies)).len()),
+        );
+    }
+    g.finish();
 }
 
 criterion_group! {
@@ -48,5 +91,5 @@ criterion_group! {
 fn main() {
     benches();
     tradeflow_benches::criterion().final_summary();
-    export_criterion("kpl", &["kpl"]);
+    export_criterion("kpl", &["kpl", "kpl_page"]);
 }

@@ -48,27 +48,42 @@ impl Poison {
 /// to `out`. A record that carries the KPL magic but fails its digest or protobuf is a
 /// poison record of its own (not silently treated as a trade).
 pub fn decode_record(seq: &SequenceNumber, data: &[u8], out: &mut Vec<DecodedRecord>) {
-    if kpl::has_magic(data) {
-        match kpl::deaggregate(data) {
-            Ok(users) => {
-                for (i, u) in users.iter().enumerate() {
-                    out.push(DecodedRecord {
-                        pos: Position::new(seq.clone(), i as u64),
-                        item: decode_user_record(u.data),
-                    });
-                }
-            }
-            Err(e) => out.push(DecodedRecord {
+    decode_checked(seq, data, kpl::check(data), out);
+}
+
+/// As `decode_record`, with the KPL check already made: the readers check a whole page
+/// at once with `kpl::check_many` (digests side by side), then decode record by record.
+pub fn decode_checked(
+    seq: &SequenceNumber,
+    data: &[u8],
+    check: kpl::Check<'_>,
+    out: &mut Vec<DecodedRecord>,
+) {
+    let users = match check {
+        kpl::Check::Plain => {
+            out.push(DecodedRecord {
                 pos: Position::new(seq.clone(), 0),
-                item: Item::Poison(Poison::new("kpl_aggregate", e.to_string(), data)),
-            }),
+                item: decode_user_record(data),
+            });
+            return;
         }
-        return;
+        kpl::Check::Aggregate(v) => v.records(),
+        kpl::Check::Broken(e) => Err(e),
+    };
+    match users {
+        Ok(users) => {
+            for (i, u) in users.iter().enumerate() {
+                out.push(DecodedRecord {
+                    pos: Position::new(seq.clone(), i as u64),
+                    item: decode_user_record(u.data),
+                });
+            }
+        }
+        Err(e) => out.push(DecodedRecord {
+            pos: Position::new(seq.clone(), 0),
+            item: Item::Poison(Poison::new("kpl_aggregate", e.to_string(), data)),
+        }),
     }
-    out.push(DecodedRecord {
-        pos: Position::new(seq.clone(), 0),
-        item: decode_user_record(data),
-    });
 }
 
 fn decode_user_record(data: &[u8]) -> Item {

@@ -138,7 +138,7 @@ impl Generator {
         };
         s.next_id += 1;
         self.n += 1;
-        let json = if self.old_format_every > 0 && self.n % self.old_format_every == 0 {
+        let json = if self.old_format_every > 0 && self.n.is_multiple_of(self.old_format_every) {
             self.order_id += 1 + (r2 >> 50) % 7;
             old_format_json(&trade, self.order_id, self.order_id + 3)
         } else {

@@ -158,7 +158,7 @@ mod tests {
             qty: Fixed8::parse("2").unwrap(),
             trade_time_ms: 1000 + id,
             event_time_ms: 1000 + id,
-            buyer_is_maker: id % 2 == 0,
+            buyer_is_maker: id.is_multiple_of(2),
         };
         let json = trade.to_json();
         Arc::new(TapeItem::new(trade, json))

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tradeflow_shared::{Position, SequenceNumber};
 
 use super::reader::{error_text, ReadBatch, ReadError, StartPosition};
-use crate::record::decode_record;
+use crate::record::decode_checked;
 
 #[derive(Debug, Clone)]
 pub struct FanOutConfig {
@@ -245,7 +245,10 @@ impl FanOutReader {
             millis_behind_latest: Some(ev.millis_behind_latest()),
             ..Default::default()
         };
-        for r in ev.records() {
+        // Every aggregate's digest of the page checked side by side.
+        let datas: Vec<&[u8]> = ev.records().iter().map(|r| r.data().as_ref()).collect();
+        let checks = tradeflow_shared::kpl::check_many(&datas);
+        for (r, check) in ev.records().iter().zip(checks) {
             let seq = match SequenceNumber::parse(r.sequence_number()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -258,7 +261,7 @@ impl FanOutReader {
             batch.kinesis_records += 1;
             batch.bytes += data.len();
             let first_new = batch.records.len();
-            decode_record(&seq, data, &mut batch.records);
+            decode_checked(&seq, data, check, &mut batch.records);
             let mut kept = first_new;
             for i in first_new..batch.records.len() {
                 if self.progress.is_new(&batch.records[i].pos) {

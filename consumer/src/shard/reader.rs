@@ -11,7 +11,7 @@ use aws_sdk_kinesis::Client;
 use tokio::time::Instant;
 use tradeflow_shared::{Position, SequenceNumber};
 
-use crate::record::{decode_record, DecodedRecord};
+use crate::record::{decode_checked, DecodedRecord};
 
 /// Where to start reading a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,7 +215,10 @@ impl ShardReader {
                 millis_behind_latest: out.millis_behind_latest(),
                 ..Default::default()
             };
-            for r in out.records() {
+            // Every aggregate's digest of the page checked side by side.
+            let datas: Vec<&[u8]> = out.records().iter().map(|r| r.data().as_ref()).collect();
+            let checks = tradeflow_shared::kpl::check_many(&datas);
+            for (r, check) in out.records().iter().zip(checks) {
                 let seq = match SequenceNumber::parse(r.sequence_number()) {
                     Ok(s) => s,
                     Err(e) => {
@@ -230,7 +233,7 @@ impl ShardReader {
                 batch.kinesis_records += 1;
                 batch.bytes += data.len();
                 let first_new = batch.records.len();
-                decode_record(&seq, data, &mut batch.records);
+                decode_checked(&seq, data, check, &mut batch.records);
                 if let Some(skip) = &self.skip_through {
                     // Only records of the resume point's own sequence number (or older)
                     // can be at or before it.

@@ -61,7 +61,7 @@ pub fn trade(sym: &str, id: u64) -> Trade {
         qty: Fixed8(qty),
         trade_time_ms: T0 + id * 250,
         event_time_ms: T0 + id * 250,
-        buyer_is_maker: id % 2 == 0,
+        buyer_is_maker: id.is_multiple_of(2),
     }
 }
 

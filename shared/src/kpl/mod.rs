@@ -8,6 +8,9 @@
 
 use md5::{Digest, Md5};
 
+mod md5_lanes;
+pub use md5_lanes::{md5_many, side_by_side_available};
+
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 const DIGEST_LEN: usize = 16;
 
@@ -36,53 +39,122 @@ pub fn has_magic(data: &[u8]) -> bool {
     data.starts_with(&MAGIC)
 }
 
-/// Splits an aggregate into its user records, in order (the index is the sub-sequence
-/// number).
-pub fn deaggregate(data: &[u8]) -> Result<Vec<UserRecord<'_>>, AggregateError> {
+/// What a Kinesis record's data is, once its digest has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check<'a> {
+    /// No KPL magic: one plain user record.
+    Plain,
+    /// Magic and a matching digest: an aggregate to split.
+    Aggregate(Verified<'a>),
+    /// Magic, but too short or a wrong digest.
+    Broken(AggregateError),
+}
+
+/// An aggregate whose digest matched. Only `check`/`check_many` make one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<'a> {
+    body: &'a [u8],
+}
+
+/// Checks one record's data.
+pub fn check(data: &[u8]) -> Check<'_> {
+    check_with(data, md5_one)
+}
+
+/// Checks the records of a page (a GetRecords answer, a fan-out event) together: their
+/// digests are computed side by side (see `md5_lanes`), several times faster than one
+/// by one. Same answers as `check` on each.
+pub fn check_many<'a>(datas: &[&'a [u8]]) -> Vec<Check<'a>> {
+    let bodies: Vec<&[u8]> = datas.iter().filter_map(|d| framed_body(d).ok()).collect();
+    let mut digests = md5_many(&bodies).into_iter();
+    datas
+        .iter()
+        .map(|d| {
+            check_with(d, |_| {
+                digests
+                    .next()
+                    .expect("one digest for every framed body, in order")
+            })
+        })
+        .collect()
+}
+
+/// The protobuf body between magic and digest, if the data has that frame.
+fn framed_body(data: &[u8]) -> Result<&[u8], AggregateError> {
     if !has_magic(data) {
         return Err(AggregateError::NoMagic);
     }
     if data.len() < MAGIC.len() + DIGEST_LEN {
         return Err(AggregateError::TooShort);
     }
-    let body = &data[MAGIC.len()..data.len() - DIGEST_LEN];
-    let digest = &data[data.len() - DIGEST_LEN..];
-    if Md5::digest(body).as_slice() != digest {
-        return Err(AggregateError::BadDigest);
-    }
-    let mut pks: Vec<&str> = Vec::new();
-    let mut ehks: Vec<&str> = Vec::new();
-    let mut raw: Vec<(u64, Option<u64>, &[u8])> = Vec::new();
-    let mut r = Reader::new(body);
-    while !r.done() {
-        let (field, wire) = r.key()?;
-        match (field, wire) {
-            (1, 2) => pks.push(r.string()?),
-            (2, 2) => ehks.push(r.string()?),
-            (3, 2) => raw.push(parse_record(r.bytes()?)?),
-            _ => r.skip(wire)?,
+    Ok(&data[MAGIC.len()..data.len() - DIGEST_LEN])
+}
+
+fn check_with<'a>(data: &'a [u8], digest_of: impl FnOnce(&[u8]) -> [u8; 16]) -> Check<'a> {
+    match framed_body(data) {
+        Err(AggregateError::NoMagic) => Check::Plain,
+        Err(e) => Check::Broken(e),
+        Ok(body) => {
+            if digest_of(body) == data[data.len() - DIGEST_LEN..] {
+                Check::Aggregate(Verified { body })
+            } else {
+                Check::Broken(AggregateError::BadDigest)
+            }
         }
     }
-    raw.into_iter()
-        .map(|(pk, ehk, data)| {
-            let partition_key = *pks.get(pk as usize).ok_or(AggregateError::BadProtobuf(
-                "partition key index out of range",
-            ))?;
-            let explicit_hash_key = match ehk {
-                Some(i) => Some(
-                    *ehks
-                        .get(i as usize)
-                        .ok_or(AggregateError::BadProtobuf("hash key index out of range"))?,
-                ),
-                None => None,
-            };
-            Ok(UserRecord {
-                partition_key,
-                explicit_hash_key,
-                data,
+}
+
+fn md5_one(body: &[u8]) -> [u8; 16] {
+    Md5::digest(body).into()
+}
+
+/// Splits an aggregate into its user records, in order (the index is the sub-sequence
+/// number).
+pub fn deaggregate(data: &[u8]) -> Result<Vec<UserRecord<'_>>, AggregateError> {
+    match check(data) {
+        Check::Plain => Err(AggregateError::NoMagic),
+        Check::Broken(e) => Err(e),
+        Check::Aggregate(v) => v.records(),
+    }
+}
+
+impl<'a> Verified<'a> {
+    /// The user records, in order (the index is the sub-sequence number).
+    pub fn records(&self) -> Result<Vec<UserRecord<'a>>, AggregateError> {
+        let mut pks: Vec<&str> = Vec::new();
+        let mut ehks: Vec<&str> = Vec::new();
+        let mut raw: Vec<(u64, Option<u64>, &[u8])> = Vec::new();
+        let mut r = Reader::new(self.body);
+        while !r.done() {
+            let (field, wire) = r.key()?;
+            match (field, wire) {
+                (1, 2) => pks.push(r.string()?),
+                (2, 2) => ehks.push(r.string()?),
+                (3, 2) => raw.push(parse_record(r.bytes()?)?),
+                _ => r.skip(wire)?,
+            }
+        }
+        raw.into_iter()
+            .map(|(pk, ehk, data)| {
+                let partition_key = *pks.get(pk as usize).ok_or(AggregateError::BadProtobuf(
+                    "partition key index out of range",
+                ))?;
+                let explicit_hash_key = match ehk {
+                    Some(i) => Some(
+                        *ehks
+                            .get(i as usize)
+                            .ok_or(AggregateError::BadProtobuf("hash key index out of range"))?,
+                    ),
+                    None => None,
+                };
+                Ok(UserRecord {
+                    partition_key,
+                    explicit_hash_key,
+                    data,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 fn parse_record(buf: &[u8]) -> Result<(u64, Option<u64>, &[u8]), AggregateError> {
@@ -231,7 +303,7 @@ impl Aggregator {
         let mut out = Vec::with_capacity(body.len() + MAGIC.len() + DIGEST_LEN);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&body);
-        out.extend_from_slice(&Md5::digest(&body));
+        out.extend_from_slice(&md5_one(&body));
         self.keys.clear();
         self.records.clear();
         self.count = 0;
@@ -331,6 +403,26 @@ mod tests {
             framed.extend_from_slice(&data);
             framed.extend_from_slice(&Md5::digest(&data));
             let _ = deaggregate(&framed);
+        }
+
+        #[test]
+        fn a_page_checked_together_equals_each_alone(pages in proptest::collection::vec(
+            (any::<u8>(), proptest::collection::vec(("[A-Z]{1,4}", proptest::collection::vec(any::<u8>(), 0..300)), 0..12)), 0..20)) {
+            // Good aggregates, corrupted ones, plain data and short frames, mixed.
+            let datas: Vec<Vec<u8>> = pages.iter().map(|(kind, recs)| {
+                let mut a = Aggregator::new();
+                for (k, d) in recs { a.push(k, d); }
+                let mut bytes = a.finish();
+                match kind % 5 {
+                    0 => { let i = bytes.len() / 2; bytes[i] ^= 0x40; bytes }
+                    1 => recs.first().map(|(_, d)| d.clone()).unwrap_or_default(),
+                    2 => MAGIC[..].iter().chain(&[1, 2, 3]).copied().collect(),
+                    _ => bytes,
+                }
+            }).collect();
+            let refs: Vec<&[u8]> = datas.iter().map(|d| d.as_slice()).collect();
+            let alone: Vec<Check> = refs.iter().map(|d| check(d)).collect();
+            prop_assert_eq!(check_many(&refs), alone);
         }
 
         #[test]
