@@ -1,13 +1,14 @@
 //! The consumer's per-batch work without I/O: `apply::fold` of 500 decoded records into
-//! per-symbol deltas, and `record::decode_record` + `fold` together ("decode +
-//! aggregate"), for plain records and for KPL aggregates.
+//! per-symbol deltas, and decoding + `fold` together ("decode + aggregate"), for plain
+//! records and for KPL aggregates. Decoding is the readers' path: the page's KPL digests
+//! checked together (`kpl::check_many`), then `record::decode_checked` per record.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tradeflow_benches::{export_criterion, sequence_number, trade_jsons};
 use tradeflow_consumer::apply::fold;
-use tradeflow_consumer::record::{decode_record, DecodedRecord};
-use tradeflow_shared::kpl::Aggregator;
+use tradeflow_consumer::record::{decode_checked, DecodedRecord};
+use tradeflow_shared::kpl::{check_many, Aggregator};
 use tradeflow_shared::SequenceNumber;
 
 /// Records per GetRecords batch applied at once (the producer's PutRecords size).
@@ -15,8 +16,9 @@ const BATCH: usize = 500;
 
 fn decode_all(records: &[(SequenceNumber, Vec<u8>)]) -> Vec<DecodedRecord> {
     let mut out = Vec::with_capacity(BATCH);
-    for (seq, data) in records {
-        decode_record(seq, data, &mut out);
+    let datas: Vec<&[u8]> = records.iter().map(|(_, d)| d.as_slice()).collect();
+    for ((seq, data), check) in records.iter().zip(check_many(&datas)) {
+        decode_checked(seq, data, check, &mut out);
     }
     out
 }

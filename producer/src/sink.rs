@@ -69,7 +69,13 @@ impl KinesisSink {
             .to_builder()
             .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
             .timeout_config(
-                aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
+                // The client's own bounds (connect, whole operation), with this attempt
+                // bound made explicit: the sink's retry loop relies on it.
+                client
+                    .config()
+                    .timeout_config()
+                    .map(|t| t.to_builder())
+                    .unwrap_or_default()
                     .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             )

@@ -2,7 +2,42 @@
 //! (environment, profile, web identity, ECS, EC2 instance profile) — never from flags.
 //! An endpoint URL is only for local emulators.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+
+/// The SDK bounds only the TCP connect by default: a call on a connection that goes
+/// silent (half-open TCP, a stalled endpoint) would wait for ever and stall a shard or
+/// the lease loop. Every call here is bounded per attempt and overall; a timed-out
+/// attempt is retried by the SDK like any other transient error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// GetRecords may return up to 10 MB: generous.
+const KINESIS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+const KINESIS_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// DynamoDB answers in milliseconds; a lease renewal must fail fast enough to be retried
+/// well within the failover time (default 10 s).
+const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+
+fn timeouts(attempt: Duration, operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
+}
+
+/// For SubscribeToShard: its answer is an event stream that stays open for up to five
+/// minutes, so only the connect is bounded here; the fan-out reader watches the stream
+/// for silence itself.
+pub fn streaming_call_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .disable_operation_attempt_timeout()
+        .disable_operation_timeout()
+        .build()
+}
 
 /// Flags shared by every binary that talks to AWS.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,7 +75,8 @@ pub async fn sdk_config(args: &AwsArgs) -> aws_config::SdkConfig {
 }
 
 pub fn kinesis_client(conf: &aws_config::SdkConfig, args: &AwsArgs) -> aws_sdk_kinesis::Client {
-    let mut b = aws_sdk_kinesis::config::Builder::from(conf);
+    let mut b = aws_sdk_kinesis::config::Builder::from(conf)
+        .timeout_config(timeouts(KINESIS_ATTEMPT_TIMEOUT, KINESIS_OPERATION_TIMEOUT));
     if let Some(url) = &args.kinesis_endpoint {
         b = b.endpoint_url(url);
     }
@@ -54,7 +90,8 @@ pub fn kinesis_client_trusting(
     args: &AwsArgs,
     ca: Option<&PemFile>,
 ) -> aws_sdk_kinesis::Client {
-    let mut b = aws_sdk_kinesis::config::Builder::from(conf);
+    let mut b = aws_sdk_kinesis::config::Builder::from(conf)
+        .timeout_config(timeouts(KINESIS_ATTEMPT_TIMEOUT, KINESIS_OPERATION_TIMEOUT));
     if let Some(url) = &args.kinesis_endpoint {
         b = b.endpoint_url(url);
     }
@@ -83,7 +120,10 @@ fn http_client_trusting(pem: &PemFile) -> aws_sdk_kinesis::config::SharedHttpCli
 }
 
 pub fn dynamodb_client(conf: &aws_config::SdkConfig, args: &AwsArgs) -> aws_sdk_dynamodb::Client {
-    let mut b = aws_sdk_dynamodb::config::Builder::from(conf);
+    let mut b = aws_sdk_dynamodb::config::Builder::from(conf).timeout_config(timeouts(
+        DYNAMODB_ATTEMPT_TIMEOUT,
+        DYNAMODB_OPERATION_TIMEOUT,
+    ));
     if let Some(url) = &args.dynamodb_endpoint {
         b = b.endpoint_url(url);
     }
@@ -93,6 +133,65 @@ pub fn dynamodb_client(conf: &aws_config::SdkConfig, args: &AwsArgs) -> aws_sdk_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that accepts connections and never answers.
+    async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        (url, task)
+    }
+
+    fn local_args(url: &str) -> AwsArgs {
+        AwsArgs {
+            region: "eu-west-1".into(),
+            kinesis_endpoint: Some(url.into()),
+            dynamodb_endpoint: Some(url.into()),
+        }
+    }
+
+    async fn local_sdk_config() -> aws_config::SdkConfig {
+        // Explicit dummy credentials: the default chain could reach for instance metadata.
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .load()
+            .await
+    }
+
+    #[tokio::test]
+    async fn calls_to_a_silent_endpoint_fail_instead_of_hanging() {
+        let (url, server) = silent_server().await;
+        let conf = local_sdk_config().await;
+        let args = local_args(&url);
+        // The outer bound only turns a hang into a failure; the SDK's own timeout must
+        // end the call first (8 s overall).
+        let ddb = dynamodb_client(&conf, &args);
+        let answer = tokio::time::timeout(Duration::from_secs(60), ddb.list_tables().send()).await;
+        assert!(
+            matches!(answer, Ok(Err(_))),
+            "DynamoDB call hung: {answer:?}"
+        );
+        // Kinesis is configured the same way (its 30 s bound is not waited out here).
+        for kinesis in [
+            kinesis_client(&conf, &args),
+            kinesis_client_trusting(&conf, &args, None),
+        ] {
+            let t = kinesis.config().timeout_config().expect("timeouts set");
+            assert_eq!(t.operation_attempt_timeout(), Some(KINESIS_ATTEMPT_TIMEOUT));
+            assert_eq!(t.operation_timeout(), Some(KINESIS_OPERATION_TIMEOUT));
+            assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        }
+        assert_eq!(streaming_call_timeouts().operation_attempt_timeout(), None);
+        server.abort();
+    }
 
     #[test]
     fn pem_flags_must_name_a_certificate_file() {

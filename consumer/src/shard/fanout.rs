@@ -340,6 +340,11 @@ impl FanOutReader {
             .consumer_arn(&self.cfg.consumer_arn)
             .shard_id(&self.shard_id)
             .starting_position(pos)
+            .customize()
+            .config_override(
+                aws_sdk_kinesis::config::Builder::default()
+                    .timeout_config(tradeflow_shared::aws::streaming_call_timeouts()),
+            )
             .send()
             .await;
         match result {
