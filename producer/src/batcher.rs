@@ -10,7 +10,9 @@
 //! Together with one batch in flight per shard and "retry the failed entries before the
 //! next batch", every symbol's trades reach the stream in the order they were queued.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use tradeflow_shared::kpl::Aggregator;
@@ -128,6 +130,9 @@ pub struct Batcher {
     map: ShardMap,
     queues: Vec<Queue>,
     pending: usize,
+    /// Each symbol's shard under `map` (routing hashes the key with MD5: once per
+    /// symbol, not per trade). Cleared with the map.
+    routes: HashMap<Symbol, usize>,
 }
 
 impl Batcher {
@@ -138,6 +143,7 @@ impl Batcher {
             map,
             queues,
             pending: 0,
+            routes: HashMap::new(),
         }
     }
 
@@ -168,12 +174,26 @@ impl Batcher {
         if framed > MAX_BYTES_PER_RECORD {
             return Err(PushError::TooLarge(size));
         }
-        let shard = self.map.route(key);
+        let shard = self.route(p.trade.symbol);
         let q = &mut self.queues[shard];
         q.bytes += size;
         q.items.push_back((p, now));
         self.pending += 1;
         Ok(shard)
+    }
+
+    fn route(&mut self, symbol: Symbol) -> usize {
+        if let Some(&shard) = self.routes.get(&symbol) {
+            return shard;
+        }
+        let shard = self.map.route(symbol.as_str());
+        // Symbols come from the exchange's listing (thousands at most); the bound only
+        // guards against a feed gone mad.
+        if self.routes.len() >= 100_000 {
+            self.routes.clear();
+        }
+        self.routes.insert(symbol, shard);
+        shard
     }
 
     /// Is a batch due on `shard`: full enough, lingered long enough, or flushing?
@@ -304,7 +324,9 @@ impl Batcher {
                     q.bytes -= p.data.len() + key.len();
                     aggs[i].1.push(key, &p.data);
                     aggs[i].2.push(p.trade);
-                    index.insert(sym, Some(i));
+                    if slot.is_none() {
+                        index.insert(sym, Some(i));
+                    }
                 }
                 None => {
                     index.insert(sym, None);
@@ -315,10 +337,13 @@ impl Batcher {
         for item in kept.into_iter().rev() {
             q.items.push_front(item);
         }
+        // Every aggregate of the batch finished together: their digests side by side.
+        let datas = Aggregator::finish_all(aggs.iter_mut().map(|(_, agg, _)| agg));
         aggs.into_iter()
-            .map(|(sym, mut agg, trades)| Entry {
+            .zip(datas)
+            .map(|((sym, _, trades), data)| Entry {
                 partition_key: sym.as_str().to_string(),
-                data: agg.finish(),
+                data,
                 trades,
             })
             .collect()
@@ -329,6 +354,7 @@ impl Batcher {
     pub fn reroute(&mut self, map: ShardMap) {
         let old = std::mem::take(&mut self.queues);
         self.map = map;
+        self.routes.clear();
         self.queues = (0..self.map.len()).map(|_| Queue::default()).collect();
         for q in old {
             for (p, at) in q.items {

@@ -6,7 +6,7 @@
 //! Memory is bounded: one id per symbol, at most `max_symbols` symbols; past that the
 //! least recently seen symbol is forgotten (its next trade is then taken as new).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use tradeflow_shared::Symbol;
 

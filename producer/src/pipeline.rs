@@ -217,6 +217,8 @@ pub async fn run_with(
         report: Report::default(),
         dedupe: Dedupe::new(MAX_SYMBOLS),
         settings,
+        trades_in: counter!(m::TRADES_IN),
+        trades_accepted: counter!(m::TRADES_ACCEPTED),
     };
     // The stream must be known before anything is accepted; wait for it (it may be
     // being created) unless asked to stop.
@@ -267,6 +269,7 @@ pub async fn run_with(
     let mut refresh_needed = false;
     let mut next_refresh = tokio::time::Instant::now() + st.settings.shard_refresh;
     let sink = Arc::new(sink);
+    let mut incoming = Vec::with_capacity(READ_CHUNK);
 
     loop {
         let now = Instant::now();
@@ -372,9 +375,18 @@ pub async fn run_with(
                 let refs: Vec<TradeRef> = rest.iter().map(|p| p.trade).collect();
                 st.lose("still queued", refs.len() as u64, refs.iter());
             }
-            msg = rx.recv(), if can_read => match msg {
-                Some(t) => st.take(t, &mut batcher, buffered),
-                None => rx_open = false,
+            // Trades are taken in chunks: the loop around them (readiness of every
+            // shard, timers) then runs once per chunk, not once per trade. A chunk never
+            // takes the buffer past its limit (the block policy's memory bound).
+            n = rx.recv_many(&mut incoming, read_limit(buffered, &st.settings)), if can_read => {
+                if n == 0 {
+                    rx_open = false;
+                }
+                let at = Instant::now();
+                for t in incoming.drain(..) {
+                    let buffered = batcher.pending() + in_flight_trades;
+                    st.take(t, &mut batcher, buffered, at);
+                }
             },
             _ = tokio::time::sleep_until(linger_at.unwrap_or(far)), if linger_at.is_some() => {}
             _ = tokio::time::sleep_until(next_refresh), if !refresh_needed => {
@@ -407,17 +419,35 @@ fn to_ref(t: &SourceTrade) -> TradeRef {
     }
 }
 
+/// Most trades taken from the source per turn of the loop.
+const READ_CHUNK: usize = 1024;
+
+/// How many trades the next read may take: with the block policy, never more than the
+/// buffer has room for; with drop-newest, `take` judges each trade.
+fn read_limit(buffered: usize, settings: &Settings) -> usize {
+    match settings.overflow {
+        OverflowPolicy::Block => settings
+            .buffer_records
+            .saturating_sub(buffered)
+            .clamp(1, READ_CHUNK),
+        OverflowPolicy::DropNewest => READ_CHUNK,
+    }
+}
+
 struct State {
     report: Report,
     dedupe: Dedupe,
     settings: Settings,
+    // Per-trade counters, looked up in the registry once rather than per trade.
+    trades_in: metrics::Counter,
+    trades_accepted: metrics::Counter,
 }
 
 impl State {
     /// One trade from the source: dedupe, gap check, overflow policy, queue.
-    fn take(&mut self, t: SourceTrade, batcher: &mut Batcher, buffered: usize) {
+    fn take(&mut self, t: SourceTrade, batcher: &mut Batcher, buffered: usize, now: Instant) {
         self.report.received += 1;
-        counter!(m::TRADES_IN).increment(1);
+        self.trades_in.increment(1);
         let (sym, id) = (t.trade.symbol, t.trade.trade_id);
         match self.dedupe.check(sym, id) {
             Verdict::Duplicate { last } => {
@@ -446,10 +476,10 @@ impl State {
             trade: to_ref(&t),
             data: t.json.into_bytes(),
         };
-        match batcher.push(p, Instant::now()) {
+        match batcher.push(p, now) {
             Ok(_) => {
                 self.report.accepted += 1;
-                counter!(m::TRADES_ACCEPTED).increment(1);
+                self.trades_accepted.increment(1);
             }
             Err(e) => {
                 self.report.dropped += 1;

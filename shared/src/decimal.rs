@@ -89,6 +89,18 @@ fn digit(c: u8) -> Result<u64, DecimalError> {
     }
 }
 
+impl Fixed8 {
+    /// Appends the same text as `Display` (`int.8 digits`), without core::fmt.
+    pub fn push_to(&self, out: &mut String) {
+        let mut buf = itoa::Buffer::new();
+        out.push_str(buf.format(self.0 / ONE));
+        out.push('.');
+        let frac = buf.format(self.0 % ONE);
+        out.extend(std::iter::repeat_n('0', 8 - frac.len()));
+        out.push_str(frac);
+    }
+}
+
 impl fmt::Display for Fixed8 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:08}", self.0 / ONE, self.0 % ONE)

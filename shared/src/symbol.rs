@@ -9,7 +9,7 @@ use std::fmt;
 /// may contain non-ASCII letters (e.g. Chinese names), so the limit is in UTF-8 bytes.
 pub const MAX_SYMBOL_BYTES: usize = 32;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Symbol {
     len: u8,
     bytes: [u8; MAX_SYMBOL_BYTES],
@@ -57,6 +57,15 @@ impl Symbol {
     pub fn as_str(&self) -> &str {
         // Built only from a &str in `new`, so always valid UTF-8.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+/// Hashes the used bytes only (not the 32-byte array): symbols key the hot per-trade
+/// maps. Consistent with `Eq`: equal symbols have equal used bytes.
+impl std::hash::Hash for Symbol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.bytes[..self.len as usize]);
+        state.write_u8(0xff);
     }
 }
 

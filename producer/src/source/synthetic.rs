@@ -56,6 +56,9 @@ impl Generator {
     }
 }
 
+/// Trades sent per wait on the channel (well under its capacity).
+const RESERVE_CHUNK: u64 = 256;
+
 /// Sends trades until `count` is reached or `shutdown`. Returns how many were sent.
 pub async fn run(cfg: SyntheticConfig, tx: TradeTx, shutdown: CancellationToken) -> u64 {
     if cfg.symbols.is_empty() {
@@ -83,13 +86,20 @@ pub async fn run(cfg: SyntheticConfig, tx: TradeTx, shutdown: CancellationToken)
             n as u64
         };
         let now = tradeflow_shared::telemetry::now_ms();
-        for _ in 0..n.min(limit - sent) {
-            let trade = gen.next_trade(now);
-            let json = trade.to_json();
-            if tx.send(SourceTrade { trade, json }).await.is_err() {
+        let mut left = n.min(limit - sent);
+        while left > 0 {
+            // Room for a chunk at once: one wait on the channel per chunk, not per trade.
+            let chunk = left.min(RESERVE_CHUNK) as usize;
+            let Ok(permits) = tx.reserve_many(chunk).await else {
                 return sent;
+            };
+            for permit in permits {
+                let trade = gen.next_trade(now);
+                let json = trade.to_json();
+                permit.send(SourceTrade { trade, json });
             }
-            sent += 1;
+            sent += chunk as u64;
+            left -= chunk as u64;
         }
     }
     tracing::info!(sent, "synthetic source finished");

@@ -293,17 +293,36 @@ impl Aggregator {
 
     /// The finished aggregate; the aggregator is emptied.
     pub fn finish(&mut self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.size());
-        for k in &self.keys {
-            put_varint(&mut body, (1 << 3) | 2);
-            put_varint(&mut body, k.len() as u64);
-            body.extend_from_slice(k.as_bytes());
+        let mut out = self.take_framed();
+        let digest = md5_one(&out[MAGIC.len()..]);
+        out.extend_from_slice(&digest);
+        out
+    }
+
+    /// Finishes several aggregates (a PutRecords batch's), their digests computed side
+    /// by side (`md5_many`); same bytes as `finish` on each.
+    pub fn finish_all<'a>(aggs: impl IntoIterator<Item = &'a mut Aggregator>) -> Vec<Vec<u8>> {
+        let mut outs: Vec<Vec<u8>> = aggs.into_iter().map(Aggregator::take_framed).collect();
+        let digests = {
+            let bodies: Vec<&[u8]> = outs.iter().map(|o| &o[MAGIC.len()..]).collect();
+            md5_many(&bodies)
+        };
+        for (out, digest) in outs.iter_mut().zip(digests) {
+            out.extend_from_slice(&digest);
         }
-        body.extend_from_slice(&self.records);
-        let mut out = Vec::with_capacity(body.len() + MAGIC.len() + DIGEST_LEN);
+        outs
+    }
+
+    /// Magic and protobuf body, room left for the digest; the aggregator is emptied.
+    fn take_framed(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&md5_one(&body));
+        for k in &self.keys {
+            put_varint(&mut out, (1 << 3) | 2);
+            put_varint(&mut out, k.len() as u64);
+            out.extend_from_slice(k.as_bytes());
+        }
+        out.extend_from_slice(&self.records);
         self.keys.clear();
         self.records.clear();
         self.count = 0;
@@ -356,6 +375,22 @@ mod tests {
         assert_eq!(recs[1].data, b"two");
         assert_eq!(recs[2].partition_key, "BTCUSDT");
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn finishing_together_gives_the_same_bytes() {
+        let build = |n: usize| {
+            let mut a = Aggregator::new();
+            for i in 0..n {
+                a.push(&format!("K{}", i % 3), format!("record {i}").as_bytes());
+            }
+            a
+        };
+        let sizes = [1, 5, 40, 300, 2];
+        let alone: Vec<Vec<u8>> = sizes.iter().map(|&n| build(n).finish()).collect();
+        let mut aggs: Vec<Aggregator> = sizes.iter().map(|&n| build(n)).collect();
+        assert_eq!(Aggregator::finish_all(aggs.iter_mut()), alone);
+        assert!(aggs.iter().all(Aggregator::is_empty));
     }
 
     #[test]
