@@ -99,6 +99,18 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_MAX_RECORDS", default_value_t = 10_000)]
     pub max_records: i32,
 
+    /// KiB a GetRecords page should hold: each call's record limit follows the shard's
+    /// recent record size to stay near it (2 MiB at 5 calls/s reads 10 MB/s a shard;
+    /// Kinesis serves 2 MB/s).
+    #[arg(long, env = "TRADEFLOW_PAGE_TARGET_KIB", default_value_t = 2048)]
+    pub page_target_kib: usize,
+
+    /// MiB of pages (received, decoded, not yet applied) held at once over all the
+    /// worker's shards; a reader waits for room before its next call. Bounds memory
+    /// when many shards are read at full speed (after an outage, say).
+    #[arg(long, env = "TRADEFLOW_READ_BUDGET_MIB", default_value_t = 32)]
+    pub read_budget_mib: usize,
+
     /// Wait after a GetRecords call that found nothing.
     #[arg(long, env = "TRADEFLOW_IDLE_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub idle_interval: Duration,
@@ -155,6 +167,14 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.max_records) {
             return Err("--max-records must be 1 to 10000".into());
+        }
+        if !(16..=10 * 1024).contains(&self.page_target_kib) {
+            return Err(
+                "--page-target-kib must be 16 to 10240 (GetRecords answers at most 10 MB)".into(),
+            );
+        }
+        if !(1..=64 * 1024).contains(&self.read_budget_mib) {
+            return Err("--read-budget-mib must be 1 to 65536".into());
         }
         if self.failover_time < Duration::from_millis(300) {
             return Err("--failover-time must be at least 300ms".into());
@@ -252,6 +272,13 @@ mod tests {
             .validate()
             .is_err());
         assert!(parse(&["--max-records", "0"]).validate().is_err());
+        assert!(parse(&["--page-target-kib", "8"]).validate().is_err());
+        assert!(parse(&["--read-budget-mib", "0"]).validate().is_err());
+        assert!(
+            parse(&["--page-target-kib", "64", "--read-budget-mib", "1"])
+                .validate()
+                .is_ok()
+        );
         assert!(parse(&[
             "--initial-position",
             "at-timestamp",

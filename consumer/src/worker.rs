@@ -18,6 +18,7 @@ use crate::lease::{
     Checkpoint, HeldLease, InitialPosition, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle,
     LeaseTable,
 };
+use crate::shard::budget::ReadBudget;
 use crate::shard::fanout::{self, FanOutConfig, FanOutReader};
 use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
 use crate::shard::RecordSource;
@@ -111,6 +112,8 @@ pub async fn run(
         leases: leases.clone(),
         reader: ReaderConfig {
             max_records: cfg.max_records,
+            page_target_bytes: cfg.page_target_kib * 1024,
+            budget: ReadBudget::new(cfg.read_budget_mib << 20),
             idle_interval: cfg.idle_interval,
             end_settle: cfg.shard_end_settle,
             ..ReaderConfig::default()

@@ -22,6 +22,8 @@ mod report_prices;
 mod report_redis;
 #[path = "report_web.rs"]
 mod report_web;
+#[path = "shard_reader.rs"]
+mod shard_reader;
 
 // Helpers the files above share, compiled once.
 mod e2e_support;

@@ -255,7 +255,9 @@ pub fn checks(ours: &Phase, agg: Option<&Phase>, base: Option<&Baseline>) -> Vec
         name: format!("producer peak RSS ({rate:.0} trades/s here; goal at 10,000/s)"),
         value: format!("{:.1} MiB", mib(big.producer_rss_kib)),
         goal: "<= 32 MiB".into(),
-        ok: Some(big.producer_rss_kib <= PRODUCER_RSS_GOAL_KIB),
+        // Judged only near the goal's rate: a run as fast as possible holds far more in
+        // flight (the producer bench offers exactly 10,000/s).
+        ok: (rate <= 12_000.0).then_some(big.producer_rss_kib <= PRODUCER_RSS_GOAL_KIB),
     });
     out
 }

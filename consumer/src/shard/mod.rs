@@ -1,6 +1,7 @@
 //! Shards: discovery and lineage (which shards exist, which are children of which),
 //! and the two readers behind one seam: polling (GetRecords) and enhanced fan-out
 //! (SubscribeToShard).
+pub mod budget;
 pub mod discovery;
 pub mod fanout;
 pub mod reader;

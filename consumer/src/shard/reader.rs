@@ -11,6 +11,7 @@ use aws_sdk_kinesis::Client;
 use tokio::time::Instant;
 use tradeflow_shared::{Position, SequenceNumber};
 
+use super::budget::{PageSizer, ReadBudget};
 use crate::record::{decode_checked, DecodedRecord};
 
 /// Where to start reading a shard.
@@ -26,8 +27,13 @@ pub enum StartPosition {
 
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
-    /// Records asked for per GetRecords call (service maximum 10,000).
+    /// Records asked for per GetRecords call at most (service maximum 10,000).
     pub max_records: i32,
+    /// Bytes a page should hold: the call's record limit follows the shard's record
+    /// size to stay near it (see `budget`).
+    pub page_target_bytes: usize,
+    /// Page memory shared by every reader of the worker.
+    pub budget: ReadBudget,
     /// Least time between two calls on one shard (the service allows 5 per second).
     pub min_call_interval: Duration,
     /// Wait after a call that returned nothing.
@@ -47,10 +53,15 @@ pub struct ReaderConfig {
     pub call_timeout: Duration,
 }
 
+pub const DEFAULT_PAGE_TARGET_BYTES: usize = 2 << 20;
+pub const DEFAULT_READ_BUDGET_BYTES: usize = 32 << 20;
+
 impl Default for ReaderConfig {
     fn default() -> Self {
         ReaderConfig {
             max_records: 10_000,
+            page_target_bytes: DEFAULT_PAGE_TARGET_BYTES,
+            budget: ReadBudget::new(DEFAULT_READ_BUDGET_BYTES),
             min_call_interval: Duration::from_millis(200),
             idle_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
@@ -72,6 +83,9 @@ pub struct ReadBatch {
     /// Set when the shard is closed and fully read: its children (from `ChildShards`;
     /// empty when the service did not say, and discovery finds them by parent id).
     pub end: Option<Vec<String>>,
+    /// This page's share of the read budget, given back when the batch is dropped
+    /// (after it was applied).
+    pub reservation: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +116,7 @@ pub struct ShardReader {
     /// confirms it (see [`ReaderConfig::end_settle`]).
     end_reported: Option<Vec<String>>,
     ended: bool,
+    sizer: PageSizer,
 }
 
 impl ShardReader {
@@ -116,6 +131,7 @@ impl ShardReader {
             StartPosition::After(p) => Some(p.clone()),
             _ => None,
         };
+        let sizer = PageSizer::new(cfg.page_target_bytes, cfg.max_records);
         ShardReader {
             client,
             stream: stream.to_string(),
@@ -129,6 +145,7 @@ impl ShardReader {
             next_wait: Duration::ZERO,
             end_reported: None,
             ended: false,
+            sizer,
         }
     }
 
@@ -159,12 +176,15 @@ impl ShardReader {
                     Err(Retry::Never(e)) => return Err(e),
                 },
             };
+            // Room for the page first: pages in flight over all shards stay within the
+            // worker's budget.
+            let reservation = self.cfg.budget.reserve(self.sizer.reservation()).await;
             let started = std::time::Instant::now();
             let call = self
                 .client
                 .get_records()
                 .shard_iterator(iterator)
-                .limit(self.cfg.max_records)
+                .limit(self.sizer.limit())
                 .send();
             let Ok(result) = tokio::time::timeout(self.cfg.call_timeout, call).await else {
                 metrics::counter!("tradeflow_consumer_getrecords_errors_total").increment(1);
@@ -213,10 +233,16 @@ impl ShardReader {
             self.backoff = self.cfg.min_call_interval;
             let mut batch = ReadBatch {
                 millis_behind_latest: out.millis_behind_latest(),
+                reservation: Some(reservation),
                 ..Default::default()
             };
             // Every aggregate's digest of the page checked side by side.
             let datas: Vec<&[u8]> = out.records().iter().map(|r| r.data().as_ref()).collect();
+            self.sizer.observe(
+                datas.len(),
+                datas.iter().map(|d| d.len()).sum(),
+                datas.iter().map(|d| d.len()).max().unwrap_or(0),
+            );
             let checks = tradeflow_shared::kpl::check_many(&datas);
             for (r, check) in out.records().iter().zip(checks) {
                 let seq = match SequenceNumber::parse(r.sequence_number()) {

@@ -14,6 +14,7 @@
 //! - Messages that are not trades are counted (`tradeflow_producer_bad_input_total`,
 //!   `source="binance"`) and logged, never fatal; frames are capped in size.
 
+mod conn;
 mod limits;
 
 use std::future::Future;
@@ -21,14 +22,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use metrics::{counter, gauge};
-use tokio::net::TcpStream;
+use futures_util::StreamExt;
+use metrics::counter;
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tradeflow_shared::{decode_event, Event, Symbol};
 
@@ -38,6 +36,7 @@ pub use limits::{
 };
 
 use super::{SourceTrade, TradeTx};
+use conn::{clip, connect, start_drain, without_userinfo, Conn};
 
 /// Binance's public spot stream endpoint.
 pub const LIVE_URL: &str = "wss://stream.binance.com:9443";
@@ -204,29 +203,7 @@ pub async fn run(
     result
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = Result<Conn, BinanceError>> + Send>>;
-
-/// One open connection.
-struct Conn {
-    ws: Ws,
-    id: u64,
-    opened: Instant,
-    last_rx: Instant,
-    /// SUBSCRIBE replies still expected.
-    acks_pending: usize,
-    got_trade: bool,
-    /// The server announced `serverShutdown`.
-    notice: bool,
-    /// Trades held back while this is the replacement.
-    held: Vec<SourceTrade>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        gauge!(WS_CONNECTIONS).decrement(1.0);
-    }
-}
 
 /// What one received message meant.
 enum Got {
@@ -575,112 +552,5 @@ impl Group {
             // tungstenite answers pings itself, echoing the payload.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Got::Nothing,
         }
-    }
-}
-
-/// Starts the old connection's close handshake; returns the deadline for it.
-async fn start_drain(cur: &mut Conn, limit: Duration) -> Instant {
-    let _ = timeout(limit, cur.ws.close(None)).await;
-    Instant::now() + limit
-}
-
-/// At most 256 bytes of a message, for logs.
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(256);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-async fn connect(
-    cfg: Arc<BinanceConfig>,
-    limiter: Arc<Mutex<AttemptWindow>>,
-    streams: Vec<String>,
-    group: usize,
-    id: u64,
-) -> Result<Conn, BinanceError> {
-    loop {
-        let allowed = limiter
-            .lock()
-            .map_err(|_| BinanceError::Config("attempt limiter poisoned"))?
-            .try_acquire(Instant::now());
-        match allowed {
-            Ok(()) => break,
-            Err(at) => {
-                tracing::warn!(group, wait = ?(at - Instant::now()), "connection attempt limit reached; waiting");
-                sleep_until(at).await;
-            }
-        }
-    }
-    let (url, subscribes) = connection_requests(&cfg.url, &streams, 1);
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(cfg.max_frame_bytes))
-        .max_frame_size(Some(cfg.max_frame_bytes));
-    let (ws, _) = timeout(
-        cfg.connect_timeout,
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true),
-    )
-    .await
-    .map_err(|_| BinanceError::ConnectTimeout)??;
-    gauge!(WS_CONNECTIONS).increment(1.0);
-    let now = Instant::now();
-    let conn = Conn {
-        ws,
-        id,
-        opened: now,
-        last_rx: now,
-        acks_pending: subscribes.len(),
-        got_trade: false,
-        notice: false,
-        held: Vec::new(),
-    };
-    let mut conn = conn;
-    for (i, msg) in subscribes.into_iter().enumerate() {
-        if i > 0 {
-            // Binance allows 5 incoming messages per second, pongs included.
-            tokio::time::sleep(CONTROL_SPACING).await;
-        }
-        conn.ws.send(Message::text(msg)).await?;
-    }
-    tracing::info!(
-        group,
-        conn = id,
-        streams = streams.len(),
-        "websocket connected"
-    );
-    Ok(conn)
-}
-
-/// The URL for logs: any `user:password@` is replaced by `***@` (a proxy or gateway URL
-/// may carry credentials; logs must not).
-fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
-    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map(|i| start + i)
-        .unwrap_or(url.len());
-    match url[start..end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]).into(),
-        None => url.into(),
-    }
-}
-
-#[cfg(test)]
-mod url_tests {
-    use super::without_userinfo;
-
-    #[test]
-    fn userinfo_is_never_shown() {
-        assert_eq!(
-            without_userinfo("wss://u:p4ss@host:9443/ws?x=a@b"),
-            "wss://***@host:9443/ws?x=a@b"
-        );
-        assert_eq!(without_userinfo("ws://:p@127.0.0.1"), "ws://***@127.0.0.1");
-        assert_eq!(
-            without_userinfo("wss://stream.binance.com:9443"),
-            "wss://stream.binance.com:9443"
-        );
-        assert_eq!(without_userinfo("ws://h/p@q"), "ws://h/p@q");
     }
 }
