@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tokio_util::sync::CancellationToken;
 use tradeflow_consumer::lease::{
     Checkpoint, HeldLease, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle, LeaseTable,
+    Write,
 };
 use tradeflow_shared::aws::{dynamodb_client, kinesis_client, sdk_config, AwsArgs};
 use tradeflow_shared::testkit;
@@ -301,6 +302,38 @@ async fn released_leases_move_long_before_the_failover_time() {
     b.shutdown.cancel();
     b.handle.release_all().await.unwrap();
     b.task.await.unwrap();
+}
+
+/// A write of ours that landed without its answer being kept (a renewal dropped half-way
+/// when the release began: the cause of a flake of the test above) must not keep the
+/// release from happening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_goes_through_after_a_write_whose_answer_was_lost() {
+    let e = env("lostanswer", 2).await;
+    let t = LeaseTable::new(e.ddb.clone(), "lostanswer-app");
+    let a = worker(
+        &e,
+        "lostanswer-app",
+        "lostanswer",
+        cfg("lostanswer-app", "a", 60_000),
+    )
+    .await;
+    wait_until("a holds 2", Duration::from_secs(20), || async {
+        a.handle.held_count() == 2
+    })
+    .await;
+    // Bump one lease's counter as a's own renewal would, behind the coordinator's back.
+    let (shard, lease) = owners(&t).await.into_iter().next().unwrap();
+    assert_eq!(lease.as_deref(), Some("a"));
+    let counter = t.get(&shard).await.unwrap().unwrap().counter;
+    assert!(matches!(
+        t.renew(&shard, counter, "a").await.unwrap(),
+        Write::Done { .. }
+    ));
+    a.shutdown.cancel();
+    assert_eq!(a.handle.release_all().await.unwrap(), 2);
+    a.task.await.unwrap();
+    assert!(owners(&t).await.values().all(|o| o.is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,10 +191,17 @@ async fn renewer(shared: Arc<Shared>, shutdown: CancellationToken) {
                 .min()
         };
         let until = deadline.map(tokio::time::Instant::from_std);
-        tokio::select! {
+        let renew = tokio::select! {
             _ = shared.released.cancelled() => return,
-            _ = tick.tick() => renew_all(&shared).await,
-            _ = async { tokio::time::sleep_until(until.expect("guarded")).await }, if until.is_some() => {}
+            _ = tick.tick() => true,
+            _ = async { tokio::time::sleep_until(until.expect("guarded")).await }, if until.is_some() => false,
+        };
+        if renew {
+            // Not raced against the release: a renewal dropped half-way could land in
+            // the table without its new counter being kept, and the release that
+            // follows would then be refused. Each call is bounded by the client's
+            // timeouts; `release_all` waits for it through the lease's counter lock.
+            renew_all(&shared).await;
         }
         expire_unproven(&shared);
         if shutdown.is_cancelled() && shared.held.lock().expect("held map").is_empty() {
@@ -493,12 +500,19 @@ impl LeaseHandle {
         for (shard, h) in held {
             let counter = h.counter.lock().await;
             h.lost.cancel();
-            match self
-                .shared
-                .table
-                .release(&shard, *counter, self.shared.me())
-                .await
-            {
+            let table = &self.shared.table;
+            let mut outcome = table.release(&shard, *counter, self.shared.me()).await;
+            if let Ok(Write::Conflict) = outcome {
+                // Still ours at a later counter: a write of ours (a renewal or a
+                // checkpoint cut short) landed without its answer being kept. Release
+                // at the counter the table holds.
+                if let Ok(Some(l)) = table.get(&shard).await {
+                    if l.owner.as_deref() == Some(self.shared.me()) && l.counter > *counter {
+                        outcome = table.release(&shard, l.counter, self.shared.me()).await;
+                    }
+                }
+            }
+            match outcome {
                 Ok(Write::Done { .. }) => {
                     released += 1;
                     metrics::counter!("tradeflow_consumer_leases_released_total").increment(1);
