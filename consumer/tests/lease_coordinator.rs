@@ -23,6 +23,12 @@ struct Env {
     kin: aws_sdk_kinesis::Client,
 }
 
+/// These tests' timings (steals one per 300 ms pass, releases within a second) assume
+/// the machine is not also running the others: a release was seen to come back empty
+/// (0 of 2) only while two of them ran side by side on two loaded cores — cause not
+/// found (see the closing note). One at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn env(stream: &str, shards: i32) -> Env {
     testkit::local_aws_env();
     let ddb_s = testkit::dynalite();
@@ -137,6 +143,7 @@ fn loads(o: &HashMap<String, Option<String>>) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_balance_then_a_fourth_rebalances_without_churn() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("trades", 8).await;
     let t = LeaseTable::new(e.ddb.clone(), "balance-app");
     let mut ws = Vec::new();
@@ -224,6 +231,7 @@ async fn workers_balance_then_a_fourth_rebalances_without_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_and_renew_after_a_steal_report_lost() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("fence", 2).await;
     let t = LeaseTable::new(e.ddb.clone(), "fence-app");
     let a = worker(&e, "fence-app", "fence", cfg("fence-app", "a", 1500)).await;
@@ -273,6 +281,7 @@ async fn checkpoint_and_renew_after_a_steal_report_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_leases_move_long_before_the_failover_time() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("handover", 4).await;
     let t = LeaseTable::new(e.ddb.clone(), "handover-app");
     // A long failover: if b gets the leases in the wait below, it was the release.
@@ -309,6 +318,7 @@ async fn released_leases_move_long_before_the_failover_time() {
 /// release from happening.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_goes_through_after_a_write_whose_answer_was_lost() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("lostanswer", 2).await;
     let t = LeaseTable::new(e.ddb.clone(), "lostanswer-app");
     let a = worker(
@@ -338,6 +348,7 @@ async fn release_goes_through_after_a_write_whose_answer_was_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("adopt", 2).await;
     let shards: Vec<String> = e
         .kin
@@ -428,6 +439,7 @@ async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_start_only_after_their_parent_ends() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("split", 1).await;
     let t = LeaseTable::new(e.ddb.clone(), "split-app");
     let mut c = cfg("split-app", "w", 1000);
@@ -474,6 +486,7 @@ async fn children_start_only_after_their_parent_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_rows_of_aged_out_shards_are_deleted_and_nothing_else() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     use tradeflow_consumer::lease::InitialPosition;
     use tradeflow_consumer::shard::discovery::sync_leases;
 
