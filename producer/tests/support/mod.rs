@@ -167,12 +167,11 @@ pub struct ReadRecordsAndReport {
 
 /// Runs the reference Python `aws_kinesis_agg` deaggregator over the records; returns
 /// `partition key \t data` per user record. The library is installed with
-/// `pip install --target <repo>/.tools/python-agg aws_kinesis_agg` (done here if missing).
+/// `pip install --target <tools>/python-agg aws_kinesis_agg` (done here if missing).
 pub fn python_deaggregate(records: &[ReadRecord]) -> Vec<String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let root = tradeflow_shared::testkit::workspace_root();
-    let target = root.join(".tools/python-agg");
+    let target = tradeflow_shared::testkit::tools_dir().join("python-agg");
     if !target.join("aws_kinesis_agg").exists() {
         let ok = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "--target"])
