@@ -23,12 +23,6 @@ struct Env {
     kin: aws_sdk_kinesis::Client,
 }
 
-/// These tests' timings (steals one per 300 ms pass, releases within a second) assume
-/// the machine is not also running the others: a release was seen to come back empty
-/// (0 of 2) only while two of them ran side by side on two loaded cores — cause not
-/// found (see the closing note). One at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn env(stream: &str, shards: i32) -> Env {
     testkit::local_aws_env();
     let ddb_s = testkit::dynalite();
@@ -143,7 +137,6 @@ fn loads(o: &HashMap<String, Option<String>>) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_balance_then_a_fourth_rebalances_without_churn() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("trades", 8).await;
     let t = LeaseTable::new(e.ddb.clone(), "balance-app");
     let mut ws = Vec::new();
@@ -231,7 +224,6 @@ async fn workers_balance_then_a_fourth_rebalances_without_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_and_renew_after_a_steal_report_lost() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("fence", 2).await;
     let t = LeaseTable::new(e.ddb.clone(), "fence-app");
     let a = worker(&e, "fence-app", "fence", cfg("fence-app", "a", 1500)).await;
@@ -281,7 +273,6 @@ async fn checkpoint_and_renew_after_a_steal_report_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_leases_move_long_before_the_failover_time() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("handover", 4).await;
     let t = LeaseTable::new(e.ddb.clone(), "handover-app");
     // A long failover: if b gets the leases in the wait below, it was the release.
@@ -314,15 +305,9 @@ async fn released_leases_move_long_before_the_failover_time() {
 }
 
 /// A write of ours that landed without its answer being kept (a renewal dropped half-way
-/// when the release began: the cause of a flake of the test above) must not keep the
-/// release from happening.
-// Ignored: it fails without the fix (1 of 2) and passed every local run with it, but in
-// CI it came back 0 of 2 twice — the unexplained "empty release" also seen once in
-// `released_leases_move_long_before_the_failover_time`. Run with `-- --ignored`.
+/// when the release began) must not keep the release from happening.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "0 of 2 released in CI twice; the empty-release flake is not understood yet"]
 async fn release_goes_through_after_a_write_whose_answer_was_lost() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("lostanswer", 2).await;
     let t = LeaseTable::new(e.ddb.clone(), "lostanswer-app");
     let a = worker(
@@ -352,7 +337,6 @@ async fn release_goes_through_after_a_write_whose_answer_was_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("adopt", 2).await;
     let shards: Vec<String> = e
         .kin
@@ -443,7 +427,6 @@ async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_start_only_after_their_parent_ends() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     let e = env("split", 1).await;
     let t = LeaseTable::new(e.ddb.clone(), "split-app");
     let mut c = cfg("split-app", "w", 1000);
@@ -490,7 +473,6 @@ async fn children_start_only_after_their_parent_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_rows_of_aged_out_shards_are_deleted_and_nothing_else() {
-    let _serial = ONE_AT_A_TIME.lock().await;
     use tradeflow_consumer::lease::InitialPosition;
     use tradeflow_consumer::shard::discovery::sync_leases;
 

@@ -399,11 +399,16 @@ impl LeaseHandle {
     /// next pass instead of after the failover time. Stops taking and renewing.
     /// Returns how many were released; a lease that had already moved is skipped.
     pub async fn release_all(&self) -> Result<usize, LeaseError> {
-        self.shared.released.cancel();
-        // Wait out a take pass in flight; the taker stops after it.
+        // Wait out a take pass in flight, and keep the taker out from here on.
         let _no_pass = self.shared.pass_lock.lock().await;
+        // Take the leases *before* signalling the stop. Once `released` is cancelled the
+        // renewer returns and the coordinator's end-of-life task, on another runtime
+        // thread, drains whatever is still held (to stop its readers) without writing
+        // to the table; when it won that race, nothing was left here to release and the
+        // leases waited out the failover time instead of moving at once.
         let held: Vec<(String, Arc<Held>)> =
             self.shared.held.lock().expect("held map").drain().collect();
+        self.shared.released.cancel();
         self.shared.held_gauge(0);
         let mut released = 0;
         let mut first_err = None;
