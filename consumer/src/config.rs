@@ -32,7 +32,9 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Redis URL: redis://[:password@]host:port[/db] or rediss:// for TLS.
+    /// Redis URL: redis://[:password@]host:port[/db] or rediss:// for TLS; a Redis Cluster
+    /// as redis+cluster://[:password@]host:port[,host:port…] (seed nodes; rediss+cluster://
+    /// for TLS).
     #[arg(
         long,
         env = "TRADEFLOW_REDIS_URL",
@@ -44,6 +46,17 @@ pub struct Config {
     /// private CA; public CAs are trusted without it).
     #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
     pub redis_ca_file: Option<std::path::PathBuf>,
+
+    /// Redis Cluster: replicas of each primary that must hold a batch's writes (WAIT)
+    /// before the shard's position moves past it, so a failover loses none of them.
+    /// 0 turns the wait off (then a failover can lose the last writes: see the README).
+    #[arg(long, env = "TRADEFLOW_REDIS_WAIT_REPLICAS", default_value_t = 1)]
+    pub redis_wait_replicas: usize,
+
+    /// Redis Cluster: how long one WAIT for the replicas may take before the batch is
+    /// retried.
+    #[arg(long, env = "TRADEFLOW_REDIS_WAIT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub redis_wait_timeout: Duration,
 
     /// Prefix of every Redis key except the legacy `symbol:<SYMBOL>` counts.
     #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = "tradeflow:")]
@@ -184,11 +197,20 @@ impl Config {
         {
             return Err("--initial-position at-timestamp needs --initial-timestamp".into());
         }
-        if !(self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://")
-            || self.redis_url.starts_with("unix://"))
+        if ![
+            "redis://",
+            "rediss://",
+            "unix://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        ]
+        .iter()
+        .any(|s| self.redis_url.starts_with(s))
         {
-            return Err("--redis-url must start with redis://, rediss:// or unix://".into());
+            return Err("--redis-url must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://".into());
+        }
+        if self.redis_wait_replicas > 0 && self.redis_wait_timeout.is_zero() {
+            return Err("--redis-wait-timeout must be positive".into());
         }
         if let Some(name) = self.fan_out_consumer() {
             // The service's rule for consumer names.

@@ -178,6 +178,8 @@ async fn connect_sink(
         minute_ttl: cfg.minute_ttl,
         dead_letter_maxlen: cfg.dead_letter_maxlen,
         ca_file: cfg.redis_ca_file.clone(),
+        wait_replicas: cfg.redis_wait_replicas,
+        wait_timeout: cfg.redis_wait_timeout,
     };
     let mut backoff = Duration::from_millis(200);
     loop {

@@ -1,5 +1,12 @@
-//! The Redis key layout, in one place. The Lua script builds the same names from the
-//! prefix (see `apply.lua`); the report reads them through [`Keys`].
+//! The Redis key layout, in one place. The Lua scripts build the same names from the
+//! prefix (see `lua/`); the report reads them through [`Keys`].
+//!
+//! Two layouts. On one Redis the names are those of the README's data model. On a Redis
+//! Cluster every key of a symbol carries the hash tag `{symbol:<SYM>}` — the whole name
+//! of its legacy count key `symbol:<SYM>`, which keeps its name (reporting jobs read it) —
+//! so all of a symbol's keys share that key's slot and one script can update them
+//! atomically; the per-shard positions, the symbols index and the dead-letter stream
+//! share the tag `{meta}`.
 //!
 //! Every key part that comes from data (symbol, stream, shard) is checked here too, even
 //! though symbols are validated at decode time: a name that could break a key, a glob
@@ -21,10 +28,19 @@ pub enum KeyError {
     Part { what: &'static str, value: String },
 }
 
+/// Where the keys live: one Redis, or a Redis Cluster (hash-tagged names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    #[default]
+    Single,
+    Cluster,
+}
+
 /// Names of every key tradeflow writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
+    layout: Layout,
 }
 
 impl Keys {
@@ -37,11 +53,38 @@ impl Keys {
         }
         Ok(Keys {
             prefix: prefix.to_string(),
+            layout: Layout::Single,
         })
+    }
+
+    /// The same names, laid out for `layout`.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The symbol's part of its key names: `SYM`, or `{symbol:SYM}` on a cluster.
+    fn sym(&self, sym: &Symbol) -> String {
+        match self.layout {
+            Layout::Single => sym.as_str().to_string(),
+            Layout::Cluster => format!("{{{COUNT_PREFIX}{sym}}}"),
+        }
+    }
+
+    /// The shard-level keys' part after the prefix: `` or `{meta}:` on a cluster.
+    fn meta(&self) -> &'static str {
+        match self.layout {
+            Layout::Single => "",
+            Layout::Cluster => "{meta}:",
+        }
     }
 
     /// `symbol:<SYM>`: the trade count, a plain integer.
@@ -52,41 +95,45 @@ impl Keys {
     /// `<p>stats:<SYM>` hash: `base` (8 decimals), `quote` (16 decimals), `last_price`,
     /// `last_time_ms`, `last_trade_id`.
     pub fn stats(&self, sym: &Symbol) -> String {
-        format!("{}stats:{sym}", self.prefix)
+        format!("{}stats:{}", self.prefix, self.sym(sym))
     }
 
     /// `<p>dedupe:<SYM>` hash: `hwm` (highest trade id applied), `floor` (highest id of
     /// an evicted gap).
     pub fn dedupe(&self, sym: &Symbol) -> String {
-        format!("{}dedupe:{sym}", self.prefix)
+        format!("{}dedupe:{}", self.prefix, self.sym(sym))
     }
 
     /// `<p>gaps:<SYM>` sorted set: member `lo:hi`, score `lo`: id ranges below `hwm`
     /// never applied.
     pub fn gaps(&self, sym: &Symbol) -> String {
-        format!("{}gaps:{sym}", self.prefix)
+        format!("{}gaps:{}", self.prefix, self.sym(sym))
     }
 
     /// `<p>min:<SYM>:<unix minute>` hash: `count`, `base`, `quote`.
     pub fn minute(&self, sym: &Symbol, minute: u64) -> String {
-        format!("{}min:{sym}:{minute}", self.prefix)
+        format!("{}min:{}:{minute}", self.prefix, self.sym(sym))
     }
 
     /// `<p>symbols` set: every symbol ever applied.
     pub fn symbols(&self) -> String {
-        format!("{}symbols", self.prefix)
+        format!("{}{}symbols", self.prefix, self.meta())
     }
 
     /// `<p>dead_letter` stream: poison records.
     pub fn dead_letter(&self) -> String {
-        format!("{}dead_letter", self.prefix)
+        format!("{}{}dead_letter", self.prefix, self.meta())
     }
 
     /// `<p>pos:<stream>:<shard>` hash: `seq`, `sub` — the highest position applied.
     pub fn position(&self, stream: &str, shard: &str) -> Result<String, KeyError> {
         check_part("stream", stream)?;
         check_part("shard id", shard)?;
-        Ok(format!("{}pos:{stream}:{shard}", self.prefix))
+        Ok(format!(
+            "{}{}pos:{stream}:{shard}",
+            self.prefix,
+            self.meta()
+        ))
     }
 }
 
@@ -94,6 +141,7 @@ impl Default for Keys {
     fn default() -> Self {
         Keys {
             prefix: DEFAULT_PREFIX.to_string(),
+            layout: Layout::Single,
         }
     }
 }
@@ -150,6 +198,23 @@ mod tests {
         assert_eq!(
             k.position("trades", "shardId-000000000001").unwrap(),
             "tradeflow:pos:trades:shardId-000000000001"
+        );
+    }
+
+    #[test]
+    fn cluster_layout_shares_the_count_keys_slot() {
+        let k = Keys::default().with_layout(Layout::Cluster);
+        let s = Symbol::new("BTCUSDT").unwrap();
+        assert_eq!(k.count(&s), "symbol:BTCUSDT");
+        assert_eq!(k.stats(&s), "tradeflow:stats:{symbol:BTCUSDT}");
+        assert_eq!(k.dedupe(&s), "tradeflow:dedupe:{symbol:BTCUSDT}");
+        assert_eq!(k.gaps(&s), "tradeflow:gaps:{symbol:BTCUSDT}");
+        assert_eq!(k.minute(&s, 7), "tradeflow:min:{symbol:BTCUSDT}:7");
+        assert_eq!(k.symbols(), "tradeflow:{meta}:symbols");
+        assert_eq!(k.dead_letter(), "tradeflow:{meta}:dead_letter");
+        assert_eq!(
+            k.position("trades", "shardId-000000000001").unwrap(),
+            "tradeflow:{meta}:pos:trades:shardId-000000000001"
         );
     }
 

@@ -10,7 +10,7 @@
 //! [`fold`] (pure) turns a batch of decoded records into, per symbol, the trades sorted
 //! by id and cut into *segments* (maximal runs of consecutive ids) with their summed
 //! deltas, plus the poison records and the batch's first/last position.
-//! [`RedisSink::apply`] sends it in one `EVALSHA` of `apply.lua`.
+//! [`RedisSink::apply`] sends it in one `EVALSHA` of the batch script (`lua/`).
 //!
 //! # Data model (prefix `P`, default `tradeflow:`, configurable)
 //! | key | type | content |
@@ -70,14 +70,20 @@
 //! symbols *in the batch* only — normally per symbol: `HMGET` dedupe, `HSET` hwm,
 //! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 4 commands per minute bucket,
 //! `SADD`. Gap lookups (`O(log gaps)`) happen only for segments at/below `hwm`.
-//! Not Redis-Cluster safe (keys are built inside the script); one primary is assumed.
+//!
+//! # On a Redis Cluster
+//! Keys carry hash tags ([`keys::Layout::Cluster`]) and a batch takes three steps —
+//! each symbol in its slot, `WAIT` for replicas, then the shard's position — described
+//! in [`redis_sink`] and in the README ("Redis Cluster").
 
+pub mod connection;
 pub mod fold;
 pub mod keys;
 pub mod redact;
 pub mod redis_sink;
 
+pub use connection::{RedisConn, Target};
 pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
-pub use keys::{KeyError, Keys};
+pub use keys::{KeyError, Keys, Layout};
 pub use redact::redact_url;
 pub use redis_sink::{ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL};

@@ -1,6 +1,14 @@
-//! The Redis sink: applies a folded batch with one EVALSHA of `apply.lua` (loaded once
-//! at connect; re-loaded transparently after a Redis restart answers NOSCRIPT), and
-//! reads back the position Redis durably holds for a shard.
+//! The Redis sink: applies a folded batch exactly once and reads back the position
+//! Redis durably holds for a shard.
+//!
+//! On one Redis, a batch is one EVALSHA of the batch script (`lua/batch.lua`; loaded at
+//! connect, re-loaded transparently after a restart answers NOSCRIPT). On a Redis
+//! Cluster no script may span slots, so a batch is applied in three steps (see the
+//! README, "Redis Cluster"): every symbol's part with the symbol script, all at once
+//! (each atomic in its symbol's slot); then `WAIT` until a replica of every primary has
+//! those writes; then the position script advances the shard's position and keeps the
+//! poison records aside. The position therefore only ever covers writes a failover
+//! cannot lose, and a retry of any step is harmless (each is idempotent).
 //!
 //! Errors never show the Redis password: URLs are redacted and server messages are
 //! scrubbed of it before they are stored in a [`SinkError`].
@@ -8,12 +16,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use tradeflow_shared::{Position, SequenceNumber, Symbol};
 
-use super::fold::{self, BatchDelta, Segment};
-use super::keys::{self, KeyError, Keys};
+use super::connection::RedisConn;
+use super::fold::{self, BatchDelta, Segment, SymbolDelta};
+use super::keys::{self, KeyError, Keys, Layout};
 use super::redact::{redact_url, scrub_text, url_password};
 
 /// Gap ranges kept per symbol before the lowest are evicted (a trade arriving later for
@@ -24,7 +32,25 @@ pub const MAX_GAPS_PER_SYMBOL: usize = 1000;
 /// another worker keeps changing the same symbols in between.
 const MAX_SPLIT_ROUNDS: usize = 6;
 
-const APPLY_LUA: &str = include_str!("apply.lua");
+/// One Redis: the whole batch in one script.
+const BATCH_LUA: &str = concat!(
+    include_str!("lua/batch_prologue.lua"),
+    include_str!("lua/pos_cmp.lua"),
+    include_str!("lua/common.lua"),
+    include_str!("lua/batch.lua"),
+);
+/// Redis Cluster: one symbol's part of a batch, in that symbol's slot.
+const SYMBOL_LUA: &str = concat!(
+    include_str!("lua/symbol_prologue.lua"),
+    include_str!("lua/pos_cmp.lua"),
+    include_str!("lua/common.lua"),
+    include_str!("lua/symbol.lua"),
+);
+/// Redis Cluster: the shard's position, dead letters and symbols index (slot `{meta}`).
+const POSITION_LUA: &str = concat!(
+    include_str!("lua/pos_cmp.lua"),
+    include_str!("lua/position.lua"),
+);
 
 /// How to reach Redis and shape what is written.
 #[derive(Clone)]
@@ -40,6 +66,11 @@ pub struct SinkConfig {
     /// PEM file of the CA that signed the server's certificate, for `rediss://` with a
     /// private CA (public CAs are trusted without it).
     pub ca_file: Option<std::path::PathBuf>,
+    /// Cluster only: replicas of each primary that must hold a batch's writes before
+    /// the shard's position moves past it (`WAIT`); 0 turns the wait off.
+    pub wait_replicas: usize,
+    /// Cluster only: how long one `WAIT` may take before the batch is retried.
+    pub wait_timeout: Duration,
 }
 
 impl Default for SinkConfig {
@@ -50,6 +81,8 @@ impl Default for SinkConfig {
             minute_ttl: Duration::from_secs(48 * 3600),
             dead_letter_maxlen: 100_000,
             ca_file: None,
+            wait_replicas: 1,
+            wait_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -62,6 +95,8 @@ impl std::fmt::Debug for SinkConfig {
             .field("minute_ttl", &self.minute_ttl)
             .field("dead_letter_maxlen", &self.dead_letter_maxlen)
             .field("ca_file", &self.ca_file)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
             .finish()
     }
 }
@@ -79,7 +114,8 @@ pub struct ApplyOutcome {
     pub batch_skipped: bool,
     /// Trades for an id range whose gap had been evicted: not applied (see module docs).
     pub late_dropped: u64,
-    /// Round trips used (1 normally; more only on the split path).
+    /// Round trips used, one after the other (1 normally on one Redis, 3 on a cluster;
+    /// more only on the split path).
     pub round_trips: u32,
 }
 
@@ -131,11 +167,14 @@ impl SinkError {
     }
 }
 
-/// A handle on Redis; cheap to clone (one multiplexed, self-reconnecting connection).
+/// A handle on Redis; cheap to clone (one multiplexed, self-reconnecting connection,
+/// or one per cluster node).
 #[derive(Clone)]
 pub struct RedisSink {
-    con: ConnectionManager,
-    script: Arc<Script>,
+    con: RedisConn,
+    scripts: Arc<Scripts>,
+    wait_replicas: usize,
+    wait_timeout: Duration,
     keys: Keys,
     url: Arc<str>,
     password: Option<Arc<str>>,
@@ -158,41 +197,33 @@ impl RedisSink {
                 "dead-letter max length must be positive".into(),
             ));
         }
-        let scrub = |e: RedisError| classify(&url, password.as_deref(), &e);
-        let client = match &cfg.ca_file {
-            None => redis::Client::open(cfg.url.as_str()),
-            Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|e| {
-                    SinkError::Config(format!("Redis CA file {}: {e}", path.display()))
-                })?;
-                redis::Client::build_with_tls(
-                    cfg.url.as_str(),
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                )
-            }
+        if cfg.wait_timeout.is_zero() && cfg.wait_replicas > 0 {
+            // WAIT 0 would block forever.
+            return Err(SinkError::Config(
+                "replica wait timeout must be positive".into(),
+            ));
         }
-        .map_err(|e| {
-            SinkError::Config(format!(
-                "Redis URL {url}: {}",
-                scrub_text(&e.to_string(), password.as_deref())
-            ))
-        })?;
-        let mcfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let mut con = ConnectionManager::new_with_config(client, mcfg)
-            .await
-            .map_err(scrub)?;
-        let script = Script::new(APPLY_LUA);
-        script.load_async(&mut con).await.map_err(scrub)?;
+        let scrub = |e: RedisError| classify(&url, password.as_deref(), &e);
+        let mut con = RedisConn::connect(&cfg.url, cfg.ca_file.as_deref()).await?;
+        let keys = keys.with_layout(con.layout());
+        let scripts = Scripts {
+            batch: Script::new(BATCH_LUA),
+            symbol: Script::new(SYMBOL_LUA),
+            position: Script::new(POSITION_LUA),
+        };
+        // SCRIPT LOAD goes to every node of a cluster.
+        match con.layout() {
+            Layout::Single => scripts.batch.load_async(&mut con).await.map_err(scrub)?,
+            Layout::Cluster => {
+                scripts.symbol.load_async(&mut con).await.map_err(scrub)?;
+                scripts.position.load_async(&mut con).await.map_err(scrub)?
+            }
+        };
         Ok(RedisSink {
             con,
-            script: Arc::new(script),
+            scripts: Arc::new(scripts),
+            wait_replicas: cfg.wait_replicas,
+            wait_timeout: cfg.wait_timeout,
             keys,
             url,
             password,
@@ -218,7 +249,7 @@ impl RedisSink {
     }
 
     /// A clone of the connection, for readers in the same process (the report).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.con.clone()
     }
 
@@ -289,6 +320,19 @@ impl RedisSink {
         expected: Option<&Position>,
         batch: &BatchDelta,
     ) -> Result<ApplyOutcome, SinkError> {
+        match self.keys.layout() {
+            Layout::Single => self.apply_single(stream, shard_id, expected, batch).await,
+            Layout::Cluster => self.apply_cluster(stream, shard_id, expected, batch).await,
+        }
+    }
+
+    async fn apply_single(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        expected: Option<&Position>,
+        batch: &BatchDelta,
+    ) -> Result<ApplyOutcome, SinkError> {
         let pos_key = self.keys.position(stream, shard_id)?;
         let (Some(first), Some(last)) = (&batch.first, &batch.last) else {
             return Ok(ApplyOutcome::default());
@@ -299,7 +343,7 @@ impl RedisSink {
         let mut singles: Vec<Symbol> = Vec::new();
         let mut outcome = ApplyOutcome::default();
         for _ in 0..MAX_SPLIT_ROUNDS {
-            let mut inv = self.script.prepare_invoke();
+            let mut inv = self.scripts.batch.prepare_invoke();
             inv.arg(self.keys.prefix())
                 .arg(&pos_key)
                 .arg(first.seq.as_str())
@@ -352,24 +396,7 @@ impl RedisSink {
                     outcome.batch_skipped = true;
                     return Ok(outcome);
                 }
-                3 => {
-                    let stored = match split.as_slice() {
-                        [seq, sub] if seq.is_empty() => {
-                            let _ = sub;
-                            None
-                        }
-                        [seq, sub] => Some(Position::new(
-                            SequenceNumber::parse(seq).map_err(|e| {
-                                SinkError::Protocol(format!("stored position: {e}"))
-                            })?,
-                            sub.parse().map_err(|_| {
-                                SinkError::Protocol(format!("stored sub-sequence {sub:?}"))
-                            })?,
-                        )),
-                        _ => return Err(SinkError::Protocol(format!("behind reply {split:?}"))),
-                    };
-                    return Err(SinkError::Behind { stored });
-                }
+                3 => return Err(behind(&split)),
                 _ => {
                     let mut grew = false;
                     for name in split {
@@ -401,6 +428,168 @@ impl RedisSink {
         })
     }
 
+    /// A batch on a cluster: symbols (concurrently, each in its slot), `WAIT`, position.
+    async fn apply_cluster(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        expected: Option<&Position>,
+        batch: &BatchDelta,
+    ) -> Result<ApplyOutcome, SinkError> {
+        let pos_key = self.keys.position(stream, shard_id)?;
+        let (Some(_), Some(last)) = (&batch.first, &batch.last) else {
+            return Ok(ApplyOutcome::default());
+        };
+        for s in &batch.symbols {
+            keys::check_symbol(&s.symbol)?;
+        }
+        let mut outcome = ApplyOutcome::default();
+        let started = Instant::now();
+        let parts = futures_util::future::join_all(
+            batch.symbols.iter().map(|s| self.apply_symbol_cluster(s)),
+        )
+        .await;
+        let mut rounds = 0;
+        for part in parts {
+            let (applied, dups, late, r) = part?;
+            outcome.trades_applied += applied;
+            outcome.duplicates += dups;
+            outcome.late_dropped += late;
+            rounds = rounds.max(r);
+        }
+        self.count_round_trips(&mut outcome, rounds);
+        if self.wait_replicas > 0 && !batch.symbols.is_empty() {
+            // To every primary (the client takes the minimum): each counts the replicas
+            // that hold everything this worker's connection to it wrote so far.
+            let mut con = self.con.clone();
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(self.wait_replicas)
+                .arg(self.wait_timeout.as_millis() as u64)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            self.count_round_trips(&mut outcome, 1);
+            if acked < self.wait_replicas as i64 {
+                return Err(SinkError::Unavailable {
+                    url: self.url.to_string(),
+                    kind: "replication",
+                    message: format!(
+                        "{acked} of {} replicas acknowledged the batch within {:?}; retrying it",
+                        self.wait_replicas, self.wait_timeout
+                    ),
+                });
+            }
+        }
+        let mut inv = self.scripts.position.prepare_invoke();
+        inv.key(&pos_key)
+            .key(self.keys.dead_letter())
+            .key(self.keys.symbols())
+            .arg(last.seq.as_str())
+            .arg(last.sub)
+            .arg(self.dead_letter_maxlen)
+            .arg(stream)
+            .arg(shard_id)
+            .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
+            .arg(expected.map(|p| p.sub).unwrap_or(0))
+            .arg(batch.poison.len());
+        for p in &batch.poison {
+            inv.arg(p.pos.seq.as_str())
+                .arg(p.pos.sub)
+                .arg(p.kind)
+                .arg(&p.reason)
+                .arg(&p.data[..]);
+        }
+        inv.arg(batch.symbols.len());
+        for s in &batch.symbols {
+            inv.arg(s.symbol.as_str());
+        }
+        let mut con = self.con.clone();
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.classify(&e))?;
+        self.count_round_trips(&mut outcome, 1);
+        metrics::histogram!("tradeflow_consumer_redis_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let (status, nums, rest) = parse_reply(&reply)?;
+        match status {
+            0 => outcome.poison = nums[2],
+            // The symbols were all duplicates then; nothing else to do.
+            1 => outcome.batch_skipped = outcome.trades_applied == 0,
+            3 => return Err(behind(&rest)),
+            _ => {
+                return Err(SinkError::Protocol(format!(
+                    "position script replied {reply:?}"
+                )))
+            }
+        }
+        outcome.duplicates += batch.in_batch_duplicates;
+        Ok(outcome)
+    }
+
+    /// One symbol's part of a batch on a cluster, re-sent one trade per segment if it
+    /// straddles what was seen. Returns (applied, duplicates, late, round trips).
+    async fn apply_symbol_cluster(
+        &self,
+        s: &SymbolDelta,
+    ) -> Result<(u64, u64, u64, u32), SinkError> {
+        let mut singles = false;
+        for round in 1..=2 {
+            let single_segs;
+            let segs: &[Segment] = if singles {
+                single_segs = fold::single_segments(&s.trades);
+                &single_segs
+            } else {
+                &s.segments
+            };
+            let mut inv = self.scripts.symbol.prepare_invoke();
+            // Every key the script touches is declared (see symbol.lua: migrations).
+            inv.key(self.keys.count(&s.symbol))
+                .key(self.keys.stats(&s.symbol))
+                .key(self.keys.dedupe(&s.symbol))
+                .key(self.keys.gaps(&s.symbol));
+            let mut minutes: Vec<u64> = segs
+                .iter()
+                .flat_map(|g| g.minutes.iter().map(|m| m.minute))
+                .collect();
+            minutes.sort_unstable();
+            minutes.dedup();
+            for m in minutes {
+                inv.key(self.keys.minute(&s.symbol, m));
+            }
+            inv.arg(self.keys.prefix())
+                .arg(self.minute_ttl_s)
+                .arg(self.max_gaps)
+                .arg(s.symbol.as_str());
+            push_segments(&mut inv, segs);
+            let mut con = self.con.clone();
+            let reply: Vec<Value> = inv
+                .invoke_async(&mut con)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            let (status, nums, _) = parse_reply(&reply)?;
+            match status {
+                0 => return Ok((nums[0], nums[1], nums[3], round)),
+                // A single trade never straddles: the second round cannot split.
+                2 if !singles => singles = true,
+                _ => break,
+            }
+        }
+        Err(SinkError::Protocol(format!(
+            "symbol script for {} kept asking to split",
+            s.symbol
+        )))
+    }
+
+    fn count_round_trips(&self, outcome: &mut ApplyOutcome, n: u32) {
+        metrics::counter!("tradeflow_consumer_redis_round_trips_total").increment(n as u64);
+        outcome.round_trips += n;
+    }
+
+    fn classify(&self, e: &RedisError) -> SinkError {
+        classify(&self.url, self.password.as_deref(), e)
+    }
+
     /// The highest position applied for this shard, as Redis durably holds it (after
     /// Redis lost its last writes this is behind the DynamoDB checkpoint: resume here).
     pub async fn stored_position(
@@ -426,6 +615,27 @@ impl RedisSink {
             _ => Ok(None),
         }
     }
+}
+
+/// The scripts, loaded at connect (the batch script on one Redis, the other two on a
+/// cluster).
+struct Scripts {
+    batch: Script,
+    symbol: Script,
+    position: Script,
+}
+
+/// The "behind" reply's stored position (`''` when Redis holds none).
+fn behind(rest: &[String]) -> SinkError {
+    let stored = match rest {
+        [seq, _] if seq.is_empty() => None,
+        [seq, sub] => match (SequenceNumber::parse(seq), sub.parse()) {
+            (Ok(seq), Ok(sub)) => Some(Position::new(seq, sub)),
+            _ => return SinkError::Protocol(format!("stored position {seq:?} {sub:?}")),
+        },
+        _ => return SinkError::Protocol(format!("behind reply {rest:?}")),
+    };
+    SinkError::Behind { stored }
 }
 
 fn push_segments(inv: &mut redis::ScriptInvocation<'_>, segs: &[Segment]) {
@@ -492,6 +702,11 @@ pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> Sin
     } else {
         match kind {
             ErrorKind::Server(ServerErrorKind::BusyLoading) => Some("loading"),
+            // A cluster's redirections that outlasted the client's own retries (nodes
+            // disagree for a moment during a failover or a migration).
+            ErrorKind::Server(ServerErrorKind::Moved) | ErrorKind::Server(ServerErrorKind::Ask) => {
+                Some("redirect")
+            }
             ErrorKind::Server(ServerErrorKind::TryAgain)
             | ErrorKind::Server(ServerErrorKind::MasterDown)
             | ErrorKind::Server(ServerErrorKind::ClusterDown)

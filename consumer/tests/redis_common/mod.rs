@@ -24,7 +24,7 @@ pub fn config(redis: &Service, prefix: &str) -> SinkConfig {
         key_prefix: prefix.to_string(),
         minute_ttl: Duration::from_secs(3600),
         dead_letter_maxlen: 1000,
-        ca_file: None,
+        ..SinkConfig::default()
     }
 }
 

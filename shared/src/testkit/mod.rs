@@ -375,3 +375,6 @@ pub fn local_aws_env() {
     std::env::set_var("AWS_REGION", "eu-west-1");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
 }
+
+mod redis_cluster;
+pub use redis_cluster::RedisCluster;

@@ -8,7 +8,9 @@
 //!    trip (the report's consistent snapshot);
 //! 3. N × 60 `HGET <p>min:<SYM>:<minute> count` — one pipelined round trip.
 //!
-//! So 3 round trips and S + 4 + 60·N commands (N = 5: S + 304).
+//! So 3 round trips and S + 4 + 60·N commands (N = 5: S + 304). On a Redis Cluster also
+//! 3 round trips: step 2 is one small transaction per symbol and step 3 one pipeline per
+//! top symbol, each sent at once (S + 1 + 2·S + 60·N commands).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,9 +21,10 @@ use super::snapshot::{
     anchor_minute, build_snapshot, error_snapshot, minute_window, newest_trade, top_symbols,
     MinuteSeries, SymbolMinutes, WebSnapshot,
 };
-use crate::apply::SinkError;
+use crate::apply::{Layout, SinkError};
 use crate::report::prices::{PriceError, PriceFeed};
 use crate::report::Reader;
+use tradeflow_shared::Symbol;
 
 /// Why a refresh failed: Redis, or the price endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +105,13 @@ impl Source {
             return Ok(r.clone());
         }
         // The connection manager retries a refused connect for seconds; a plain connect
-        // first fails fast and says why (the text names no secret: kind only).
-        let client = redis::Client::open(self.cfg.redis_url.as_str())
+        // (to the first seed node of a cluster) first fails fast and says why (the text
+        // names no secret: kind only).
+        let first = match crate::apply::Target::parse(&self.cfg.redis_url)? {
+            crate::apply::Target::Single(url) => url,
+            crate::apply::Target::Cluster(nodes) => nodes[0].clone(),
+        };
+        let client = redis::Client::open(first.as_str())
             .map_err(|e| SinkError::Config(format!("Redis URL: {:?}", e.kind())))?;
         if let Err(e) = client.get_multiplexed_async_connection().await {
             let why = if e.is_connection_refusal() {
@@ -133,7 +141,8 @@ impl Source {
     }
 }
 
-/// Counts per minute of `symbols` over the hour ending at `anchor`, in one pipeline.
+/// Counts per minute of `symbols` over the hour ending at `anchor`: one pipeline on one
+/// Redis; on a cluster one per symbol (its buckets share its slot), all sent at once.
 async fn read_minutes(
     reader: &Reader,
     symbols: &[String],
@@ -147,19 +156,39 @@ async fn read_minutes(
             series: Vec::new(),
         });
     }
-    let (mut con, keys) = reader.connection();
-    let mut pipe = redis::pipe();
-    for s in symbols {
-        for m in window.clone() {
-            pipe.cmd("HGET")
-                .arg(format!("{}min:{s}:{m}", keys.prefix()))
-                .arg("count");
+    let (con, keys) = reader.connection();
+    let pipeline = |syms: &[String]| -> Result<redis::Pipeline, SinkError> {
+        let mut pipe = redis::pipe();
+        for s in syms {
+            let sym = Symbol::new(s)
+                .map_err(|_| SinkError::Protocol(format!("{s:?} is not a symbol")))?;
+            for m in window.clone() {
+                pipe.cmd("HGET").arg(keys.minute(&sym, m)).arg("count");
+            }
         }
-    }
-    let counts: Vec<Option<u64>> = pipe
-        .query_async(&mut con)
-        .await
-        .map_err(|e| reader.error(e))?;
+        Ok(pipe)
+    };
+    let counts: Vec<Option<u64>> = match keys.layout() {
+        Layout::Single => pipeline(symbols)?
+            .query_async(&mut con.clone())
+            .await
+            .map_err(|e| reader.error(e))?,
+        Layout::Cluster => {
+            let pipes = symbols
+                .iter()
+                .map(|s| pipeline(std::slice::from_ref(s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let reads = pipes.iter().map(|p| {
+                let mut con = con.clone();
+                async move { p.query_async::<Vec<Option<u64>>>(&mut con).await }
+            });
+            let mut all = Vec::new();
+            for r in futures_util::future::join_all(reads).await {
+                all.extend(r.map_err(|e| reader.error(e))?);
+            }
+            all
+        }
+    };
     let per = window.count();
     if counts.len() != per * symbols.len() {
         return Err(SinkError::Protocol(format!(

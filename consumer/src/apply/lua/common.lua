@@ -1,43 +1,13 @@
--- tradeflow: apply one folded batch of one shard, exactly once, atomically.
--- Layout of ARGV (built by redis_sink.rs; see apply/mod.rs for the data model):
---  1 prefix            2 position key        3 first seq   4 first sub
---  5 last seq          6 last sub            7 minute TTL (s)
---  8 dead-letter maxlen 9 stream name        10 shard id   11 max gaps per symbol
---  12 expected seq      13 expected sub: the last position this applier applied to
---     this shard ('' if none); a stored position below it means Redis lost writes
---  14 number of poison records P, then P × {seq, sub, kind, reason, data}
---  then number of symbols S, then S × {symbol, number of segments G,
---    G × {lo, hi, count, base units, quote units, last price, last time ms,
---         number of minutes M, M × {minute, count, base units, quote units}}}
--- Returns {status, applied, duplicates, poison written, late dropped, split symbols...}
---  status 0 = applied, 1 = whole batch at/below the stored position (skipped),
---  2 = some symbols' segments straddle what was seen: nothing written, re-send those
---      symbols one trade per segment,
---  3 = the stored position is behind the expected one (Redis lost its last writes):
---      nothing written; the reply ends with the stored seq and sub ('' if none) and the
---      applier must re-read the shard from there.
+-- tradeflow: what the apply scripts share (one symbol's exactly-once logic). Each
+-- script is <prologue> .. common.lua .. <main>; the prologue defines `prefix`, `ttl`,
+-- `max_gaps` and `sym_part(name)`, the symbol's part of its key names: the bare name
+-- on one Redis, `{symbol:<name>}` on a cluster, so that every key of a symbol hashes to
+-- the slot of its legacy count key `symbol:<name>` and one script can touch them all.
 -- Amounts are added as decimal strings (never as Lua numbers, which are doubles).
 -- Trade ids are below 2^53 (checked in Rust), so they are exact as Lua numbers.
 
-local prefix = ARGV[1]
-local pos_key = ARGV[2]
-local last_seq, last_sub = ARGV[5], ARGV[6]
-local ttl = tonumber(ARGV[7])
-local dl_max = ARGV[8]
-local stream_name, shard = ARGV[9], ARGV[10]
-local max_gaps = tonumber(ARGV[11])
-
 local function fmt(n)
   return string.format('%.0f', n)
-end
-
--- Sequence numbers: decimal strings without leading zeros, compared as big integers.
-local function pos_cmp(seq_a, sub_a, seq_b, sub_b)
-  if #seq_a ~= #seq_b then return (#seq_a < #seq_b) and -1 or 1 end
-  if seq_a ~= seq_b then return (seq_a < seq_b) and -1 or 1 end
-  local x, y = tonumber(sub_a), tonumber(sub_b)
-  if x == y then return 0 end
-  return (x < y) and -1 or 1
 end
 
 -- Exact sum of two non-negative integer strings, in limbs of 7 digits (< 2^53).
@@ -75,28 +45,11 @@ local function add_dec(stored, units, scale)
   return string.sub(s, 1, #s - scale) .. '.' .. string.sub(s, #s - scale + 1)
 end
 
--- Fast path: the whole batch is at or below what this shard already applied.
-local stored = redis.call('HMGET', pos_key, 'seq', 'sub')
-local stored_seq, stored_sub = stored[1], stored[2]
-local exp_seq, exp_sub = ARGV[12], ARGV[13]
-if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
-  return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}
-end
-if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
-  return {1, 0, 0, 0, 0}
-end
-
--- Parse the batch.
-local i = 14
-local n_poison = tonumber(ARGV[i]); i = i + 1
-local poison = {}
-for p = 1, n_poison do
-  poison[p] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
-  i = i + 5
-end
-local n_sym = tonumber(ARGV[i]); i = i + 1
-local symbols = {}
-for s = 1, n_sym do
+-- Parses one symbol of the batch starting at ARGV[i]: {name, segments}; returns the
+-- symbol and the index after it. Layout: symbol, number of segments G,
+-- G × {lo, hi, count, base units, quote units, last price, last time ms,
+--      number of minutes M, M × {minute, count, base units, quote units}}.
+local function parse_symbol(i)
   local sym = {name = ARGV[i], segs = {}}
   local n_seg = tonumber(ARGV[i + 1]); i = i + 2
   for g = 1, n_seg do
@@ -110,15 +63,15 @@ for s = 1, n_sym do
     end
     sym.segs[g] = seg
   end
-  symbols[s] = sym
+  return sym, i
 end
 
 -- Dedupe state of one symbol: hwm (nil before its first trade), floor (highest id of
 -- an evicted gap, nil if none), and its gaps sorted set.
 local function load_state(name)
-  local st = redis.call('HMGET', prefix .. 'dedupe:' .. name, 'hwm', 'floor')
+  local st = redis.call('HMGET', prefix .. 'dedupe:' .. sym_part(name), 'hwm', 'floor')
   return {name = name, hwm = tonumber(st[1]), floor = tonumber(st[2]),
-          dkey = prefix .. 'dedupe:' .. name, gkey = prefix .. 'gaps:' .. name}
+          dkey = prefix .. 'dedupe:' .. sym_part(name), gkey = prefix .. 'gaps:' .. sym_part(name)}
 end
 
 -- The gap containing `lo`, if any: {member, glo, ghi}.
@@ -149,24 +102,12 @@ local function classify(st, lo, hi)
   return 'dup'
 end
 
--- Phase 1 (read only): any straddling segment means nothing is written at all, so a
--- crash can never leave a batch half applied behind an advanced position.
-local split = {}
-local states = {}
-for s = 1, n_sym do
-  local st = load_state(symbols[s].name)
-  states[s] = st
-  for _, seg in ipairs(symbols[s].segs) do
-    if classify(st, seg.lo, seg.hi) == 'split' then
-      split[#split + 1] = symbols[s].name
-      break
-    end
+-- Read only: true if any segment straddles what was seen (nothing may be written then).
+local function needs_split(sym, st)
+  for _, seg in ipairs(sym.segs) do
+    if classify(st, seg.lo, seg.hi) == 'split' then return true end
   end
-end
-if #split > 0 then
-  local r = {2, 0, 0, 0, 0}
-  for _, name in ipairs(split) do r[#r + 1] = name end
-  return r
+  return false
 end
 
 local function add_gap(st, lo, hi)
@@ -186,12 +127,12 @@ end
 
 local function apply_amounts(name, seg)
   redis.call('INCRBY', 'symbol:' .. name, seg.count)
-  local skey = prefix .. 'stats:' .. name
+  local skey = prefix .. 'stats:' .. sym_part(name)
   local cur = redis.call('HMGET', skey, 'base', 'quote')
   redis.call('HSET', skey, 'base', add_dec(cur[1] or nil, seg.base, 8),
              'quote', add_dec(cur[2] or nil, seg.quote, 16))
   for _, m in ipairs(seg.mins) do
-    local mkey = prefix .. 'min:' .. name .. ':' .. m[1]
+    local mkey = prefix .. 'min:' .. sym_part(name) .. ':' .. m[1]
     local mc = redis.call('HMGET', mkey, 'base', 'quote')
     redis.call('HINCRBY', mkey, 'count', m[2])
     redis.call('HSET', mkey, 'base', add_dec(mc[1] or nil, m[3], 8),
@@ -201,13 +142,12 @@ local function apply_amounts(name, seg)
   end
 end
 
--- Phase 2: apply. Classification is redone against the live state (segments of a
--- symbol are ascending and disjoint, so an earlier one never changes a later one's
--- answer except through gap eviction, which can only turn it into `late`).
-local applied, dups, late = 0, 0, 0
-local symbols_key = prefix .. 'symbols'
-for s = 1, n_sym do
-  local sym, st = symbols[s], states[s]
+-- Applies one symbol's segments. Classification is redone against the live state
+-- (segments of a symbol are ascending and disjoint, so an earlier one never changes a
+-- later one's answer except through gap eviction, which can only turn it into `late`).
+-- Returns applied, duplicates, late, and whether anything was written.
+local function apply_symbol(sym, st)
+  local applied, dups, late = 0, 0, 0
   local touched = false
   for _, seg in ipairs(sym.segs) do
     local kind, g = classify(st, seg.lo, seg.hi)
@@ -221,7 +161,7 @@ for s = 1, n_sym do
       end
       st.hwm = seg.hi
       redis.call('HSET', st.dkey, 'hwm', fmt(st.hwm))
-      redis.call('HSET', prefix .. 'stats:' .. sym.name, 'last_price', seg.price,
+      redis.call('HSET', prefix .. 'stats:' .. sym_part(sym.name), 'last_price', seg.price,
                  'last_time_ms', seg.time, 'last_trade_id', fmt(seg.hi))
       apply_amounts(sym.name, seg)
       applied = applied + n; touched = true
@@ -237,21 +177,5 @@ for s = 1, n_sym do
       late = late + n
     end
   end
-  if touched then redis.call('SADD', symbols_key, sym.name) end
+  return applied, dups, late, touched
 end
-
--- Poison records newer than the stored position: kept aside exactly once.
-local written = 0
-local dl_key = prefix .. 'dead_letter'
-for _, p in ipairs(poison) do
-  -- HMGET gives false (not nil) for a shard with no position yet.
-  if not stored_seq or pos_cmp(p[1], p[2], stored_seq, stored_sub) > 0 then
-    redis.call('XADD', dl_key, 'MAXLEN', '~', dl_max, '*', 'stream', stream_name,
-               'shard', shard, 'seq', p[1], 'sub', p[2], 'kind', p[3], 'reason', p[4],
-               'data', p[5])
-    written = written + 1
-  end
-end
-
-redis.call('HSET', pos_key, 'seq', last_seq, 'sub', last_sub)
-return {0, applied, dups, written, late}

@@ -1,0 +1,205 @@
+//! One way to reach Redis for the sink and the readers: a single server through a
+//! self-reconnecting [`ConnectionManager`], or a Redis Cluster through the `redis`
+//! crate's own cluster client (slot routing, MOVED/ASK redirections, TRYAGAIN and
+//! failover retries are the crate's, not ours).
+//!
+//! A cluster is named by `redis+cluster://[user:password@]host:port[,host:port…]` (or
+//! `rediss+cluster://` for TLS): the seed nodes, from which the client learns the rest.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+use super::keys::Layout;
+use super::redact::{redact_url, scrub_text, url_password};
+use super::redis_sink::{classify, SinkError};
+
+/// What `--redis-url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `redis://…` or `rediss://…`: one server.
+    Single(String),
+    /// `redis+cluster://…`: seed node URLs, each `redis[s]://[user:password@]host:port`.
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, SinkError> {
+        let bad = |why: &str| {
+            SinkError::Config(format!(
+                "Redis URL {}: {why}",
+                scrub_text(&redact_url(url), url_password(url).as_deref())
+            ))
+        };
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("redis+cluster", rest)) => ("redis", rest),
+            Some(("rediss+cluster", rest)) => ("rediss", rest),
+            Some(_) => return Ok(Target::Single(url.to_string())),
+            None => return Err(bad("no scheme (redis://, rediss://, redis+cluster://)")),
+        };
+        // Credentials apply to every node; a path (database) has no meaning on a cluster.
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let hosts = hosts.trim_end_matches('/');
+        if hosts.contains('/') || hosts.contains('?') {
+            return Err(bad("a cluster URL takes no database or options"));
+        }
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{auth}{h}"))
+            .collect();
+        if nodes.is_empty() {
+            return Err(bad("no seed node"));
+        }
+        Ok(Target::Cluster(nodes))
+    }
+
+    pub fn layout(&self) -> Layout {
+        match self {
+            Target::Single(_) => Layout::Single,
+            Target::Cluster(_) => Layout::Cluster,
+        }
+    }
+}
+
+/// A connection to one Redis or to a cluster; cheap to clone (both are multiplexed).
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl RedisConn {
+    /// Connects (errors redacted); `ca_file` trusts a private CA for `rediss`.
+    pub async fn connect(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<RedisConn, SinkError> {
+        let redacted = redact_url(url);
+        let password = url_password(url);
+        let config_err = |e: RedisError| {
+            SinkError::Config(format!(
+                "Redis URL {redacted}: {}",
+                scrub_text(&e.to_string(), password.as_deref())
+            ))
+        };
+        let certs = match ca_file {
+            None => None,
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    SinkError::Config(format!("Redis CA file {}: {e}", path.display()))
+                })?),
+            }),
+        };
+        match Target::parse(url)? {
+            Target::Single(url) => {
+                let client = match certs {
+                    None => redis::Client::open(url.as_str()),
+                    Some(c) => redis::Client::build_with_tls(url.as_str(), c),
+                }
+                .map_err(config_err)?;
+                let mcfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(2));
+                let con = ConnectionManager::new_with_config(client, mcfg)
+                    .await
+                    .map_err(|e| classify(&redacted, password.as_deref(), &e))?;
+                Ok(RedisConn::Single(con))
+            }
+            Target::Cluster(nodes) => {
+                // Redirections and failovers are retried by the client; its default
+                // backoff starts at 1.28 s, far too slow for a failover of a few seconds.
+                let mut b = ClusterClientBuilder::new(nodes)
+                    .connection_timeout(Duration::from_secs(5))
+                    .response_timeout(Duration::from_secs(10))
+                    .overall_response_timeout(Some(Duration::from_secs(30)))
+                    .retries(12)
+                    .min_retry_wait(50)
+                    .max_retry_wait(2_000);
+                if let Some(c) = certs {
+                    b = b.certs(c);
+                }
+                let client = b.build().map_err(config_err)?;
+                let con = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| classify(&redacted, password.as_deref(), &e))?;
+                Ok(RedisConn::Cluster(con))
+            }
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        match self {
+            RedisConn::Single(_) => Layout::Single,
+            RedisConn::Cluster(_) => Layout::Cluster,
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls() {
+        assert_eq!(
+            Target::parse("redis://h:1/2").unwrap(),
+            Target::Single("redis://h:1/2".into())
+        );
+        assert_eq!(
+            Target::parse("redis+cluster://a:1,b:2").unwrap(),
+            Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+        assert_eq!(
+            Target::parse("rediss+cluster://u:p@w@a:1, b:2/").unwrap(),
+            Target::Cluster(vec![
+                "rediss://u:p@w@a:1".into(),
+                "rediss://u:p@w@b:2".into()
+            ])
+        );
+        for bad in ["redis+cluster://", "redis+cluster://a:1/0", "h:1"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        let e = Target::parse("redis+cluster://:secret@a:1/3").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+}

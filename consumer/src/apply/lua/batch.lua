@@ -1,0 +1,70 @@
+
+local pos_key = ARGV[2]
+local last_seq, last_sub = ARGV[5], ARGV[6]
+local dl_max = ARGV[8]
+local stream_name, shard = ARGV[9], ARGV[10]
+
+-- Fast path: the whole batch is at or below what this shard already applied.
+local stored = redis.call('HMGET', pos_key, 'seq', 'sub')
+local stored_seq, stored_sub = stored[1], stored[2]
+local exp_seq, exp_sub = ARGV[12], ARGV[13]
+if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
+  return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}
+end
+if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
+  return {1, 0, 0, 0, 0}
+end
+
+-- Parse the batch.
+local i = 14
+local n_poison = tonumber(ARGV[i]); i = i + 1
+local poison = {}
+for p = 1, n_poison do
+  poison[p] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
+  i = i + 5
+end
+local n_sym = tonumber(ARGV[i]); i = i + 1
+local symbols = {}
+for s = 1, n_sym do
+  symbols[s], i = parse_symbol(i)
+end
+
+-- Phase 1 (read only): any straddling segment means nothing is written at all, so a
+-- crash can never leave a batch half applied behind an advanced position.
+local split = {}
+local states = {}
+for s = 1, n_sym do
+  local st = load_state(symbols[s].name)
+  states[s] = st
+  if needs_split(symbols[s], st) then split[#split + 1] = symbols[s].name end
+end
+if #split > 0 then
+  local r = {2, 0, 0, 0, 0}
+  for _, name in ipairs(split) do r[#r + 1] = name end
+  return r
+end
+
+-- Phase 2: apply.
+local applied, dups, late = 0, 0, 0
+local symbols_key = prefix .. 'symbols'
+for s = 1, n_sym do
+  local a, d, l, touched = apply_symbol(symbols[s], states[s])
+  applied, dups, late = applied + a, dups + d, late + l
+  if touched then redis.call('SADD', symbols_key, symbols[s].name) end
+end
+
+-- Poison records newer than the stored position: kept aside exactly once.
+local written = 0
+local dl_key = prefix .. 'dead_letter'
+for _, p in ipairs(poison) do
+  -- HMGET gives false (not nil) for a shard with no position yet.
+  if not stored_seq or pos_cmp(p[1], p[2], stored_seq, stored_sub) > 0 then
+    redis.call('XADD', dl_key, 'MAXLEN', '~', dl_max, '*', 'stream', stream_name,
+               'shard', shard, 'seq', p[1], 'sub', p[2], 'kind', p[3], 'reason', p[4],
+               'data', p[5])
+    written = written + 1
+  end
+end
+
+redis.call('HSET', pos_key, 'seq', last_seq, 'sub', last_sub)
+return {0, applied, dups, written, late}

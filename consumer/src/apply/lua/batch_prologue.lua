@@ -1,0 +1,23 @@
+-- tradeflow: apply one folded batch of one shard, exactly once, atomically, on one
+-- Redis (every key of the batch on one server).
+-- Layout of ARGV (built by redis_sink.rs; see apply/mod.rs for the data model):
+--  1 prefix            2 position key        3 first seq   4 first sub
+--  5 last seq          6 last sub            7 minute TTL (s)
+--  8 dead-letter maxlen 9 stream name        10 shard id   11 max gaps per symbol
+--  12 expected seq      13 expected sub: the last position this applier applied to
+--     this shard ('' if none); a stored position below it means Redis lost writes
+--  14 number of poison records P, then P × {seq, sub, kind, reason, data}
+--  then number of symbols S, then S symbols (layout: parse_symbol in common.lua)
+-- Returns {status, applied, duplicates, poison written, late dropped, split symbols...}
+--  status 0 = applied, 1 = whole batch at/below the stored position (skipped),
+--  2 = some symbols' segments straddle what was seen: nothing written, re-send those
+--      symbols one trade per segment,
+--  3 = the stored position is behind the expected one (Redis lost its last writes):
+--      nothing written; the reply ends with the stored seq and sub ('' if none) and the
+--      applier must re-read the shard from there.
+
+local prefix = ARGV[1]
+local ttl = tonumber(ARGV[7])
+local max_gaps = tonumber(ARGV[11])
+local function sym_part(name) return name end
+

@@ -1,0 +1,43 @@
+-- tradeflow (Redis Cluster): after every symbol of a batch is applied (and replicated,
+-- see redis_sink.rs), advance the shard's position, keep the batch's poison records
+-- aside exactly once and register its symbols. KEYS (one slot, hash tag {meta}):
+-- 1 position hash, 2 dead-letter stream, 3 symbols set.
+-- ARGV: 1 last seq, 2 last sub, 3 dead-letter maxlen, 4 stream, 5 shard, 6 expected
+-- seq ('' if none), 7 expected sub, 8 number of poison records P, P × {seq, sub, kind,
+-- reason, data}, then number of symbols S, S × symbol.
+-- Returns {status, 0, 0, poison written, 0[, stored seq, stored sub]} with the statuses
+-- of batch.lua: 0 advanced, 1 at/below the stored position (nothing to do), 3 the
+-- stored position is behind the expected one (this node lost writes: re-read from it).
+
+local pos_key, dl_key, symbols_key = KEYS[1], KEYS[2], KEYS[3]
+local last_seq, last_sub = ARGV[1], ARGV[2]
+local stored = redis.call('HMGET', pos_key, 'seq', 'sub')
+local stored_seq, stored_sub = stored[1], stored[2]
+local exp_seq, exp_sub = ARGV[6], ARGV[7]
+if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
+  return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}
+end
+
+local i = 8
+local n_poison = tonumber(ARGV[i]); i = i + 1
+local poison_start = i
+i = i + 5 * n_poison
+local n_sym = tonumber(ARGV[i]); i = i + 1
+-- Registered even when the batch is old: its symbols were applied before this call.
+for s = 0, n_sym - 1 do redis.call('SADD', symbols_key, ARGV[i + s]) end
+
+if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
+  return {1, 0, 0, 0, 0}
+end
+local written = 0
+for p = 0, n_poison - 1 do
+  local j = poison_start + 5 * p
+  if not stored_seq or pos_cmp(ARGV[j], ARGV[j + 1], stored_seq, stored_sub) > 0 then
+    redis.call('XADD', dl_key, 'MAXLEN', '~', ARGV[3], '*', 'stream', ARGV[4],
+               'shard', ARGV[5], 'seq', ARGV[j], 'sub', ARGV[j + 1], 'kind', ARGV[j + 2],
+               'reason', ARGV[j + 3], 'data', ARGV[j + 4])
+    written = written + 1
+  end
+end
+redis.call('HSET', pos_key, 'seq', last_seq, 'sub', last_sub)
+return {0, 0, 0, written, 0}

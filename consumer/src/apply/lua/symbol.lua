@@ -1,0 +1,26 @@
+
+local sym = parse_symbol(4)
+
+-- Every key this script touches must be declared: a slot being migrated then answers
+-- TRYAGAIN (or ASK) unless all of them are on this node, and the script never runs
+-- with part of a symbol's state gone (it would write some keys and then fail on a
+-- moved one, with no rollback).
+local declared = {}
+for _, k in ipairs(KEYS) do declared[k] = true end
+local function must_be_declared(k)
+  if not declared[k] then error('undeclared key ' .. k) end
+end
+must_be_declared('symbol:' .. sym.name)
+for _, kind in ipairs({'stats:', 'dedupe:', 'gaps:'}) do
+  must_be_declared(prefix .. kind .. sym_part(sym.name))
+end
+for _, seg in ipairs(sym.segs) do
+  for _, m in ipairs(seg.mins) do
+    must_be_declared(prefix .. 'min:' .. sym_part(sym.name) .. ':' .. m[1])
+  end
+end
+
+local st = load_state(sym.name)
+if needs_split(sym, st) then return {2, 0, 0, 0, 0} end
+local applied, dups, late = apply_symbol(sym, st)
+return {0, applied, dups, 0, late}

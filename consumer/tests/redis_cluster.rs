@@ -1,0 +1,242 @@
+//! The exactly-once sink and the report on a real Redis Cluster (3 primaries, 1 replica
+//! each, AOF on, `redis-server` nodes on free loopback ports): every trade counted once
+//! while four shards are applied concurrently — with redeliveries — through a slot
+//! migration (`redis-cli --cluster reshard`) and a primary killed and replaced by its
+//! replica, both mid-run.
+
+#[path = "redis_common/mod.rs"]
+mod redis_common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis_common::*;
+use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
+use tradeflow_consumer::record::DecodedRecord;
+use tradeflow_consumer::report::Reader;
+use tradeflow_shared::testkit::RedisCluster;
+use tradeflow_shared::{Position, Trade};
+
+const P: &str = "tradeflow:";
+const SHARDS: usize = 4;
+const SYMBOLS: usize = 48;
+const TRADES_PER_SYMBOL: u64 = 600;
+
+fn shard_name(i: usize) -> String {
+    format!("shardId-{i:012}")
+}
+
+/// Per shard, its symbols' trades interleaved (ids consecutive per symbol).
+fn workload() -> (Vec<Trade>, Vec<Vec<DecodedRecord>>) {
+    let mut all = Vec::new();
+    let mut per_shard: Vec<Vec<Trade>> = vec![Vec::new(); SHARDS];
+    for id in 1..=TRADES_PER_SYMBOL {
+        for s in 0..SYMBOLS {
+            let t = trade(&format!("S{s:02}USDT"), 10_000 + id);
+            per_shard[s % SHARDS].push(t);
+            all.push(t);
+        }
+    }
+    (all, per_shard.iter().map(|t| shard_of(t)).collect())
+}
+
+async fn cluster_sink(url: &str) -> RedisSink {
+    RedisSink::connect(&SinkConfig {
+        url: url.to_string(),
+        key_prefix: P.into(),
+        minute_ttl: Duration::from_secs(3600),
+        dead_letter_maxlen: 1000,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("connect to the cluster")
+}
+
+/// Applies one batch until it goes through: a failover or migration answers errors
+/// for a few seconds, and every retry is harmless.
+async fn apply_until_done(
+    sink: &RedisSink,
+    shard: &str,
+    recs: &[DecodedRecord],
+    errors: &AtomicU64,
+) -> u64 {
+    let batch = fold(recs);
+    for _ in 0..600 {
+        match sink.apply(STREAM, shard, &batch).await {
+            Ok(o) => return o.trades_applied,
+            Err(e) if e.is_retryable() => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("apply failed: {e}"),
+        }
+    }
+    panic!("batch of {shard} never applied");
+}
+
+/// A primary's index for a symbol's slot (its count key).
+fn owner(c: &RedisCluster, sym: &str) -> usize {
+    c.primary_of_slot(c.key_slot(&format!("symbol:{sym}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_counts_through_a_slot_migration_and_a_failover() {
+    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let sink = cluster_sink(&url).await;
+    let (all, shards) = workload();
+    let names: Vec<String> = (0..SYMBOLS).map(|s| format!("S{s:02}USDT")).collect();
+    let before: BTreeMap<String, usize> = names
+        .iter()
+        .map(|n| (n.clone(), owner(&cluster, n)))
+        .collect();
+
+    // Four appliers, one per shard, batches of 37 records, every third batch delivered
+    // twice (a redelivery), slowed down while the faults run so that they land mid-run:
+    // each applier must apply batches before, during and after them.
+    let errors = Arc::new(AtomicU64::new(0));
+    let phase = Arc::new(AtomicU64::new(0)); // 0 before, 1 during, 2 after the faults
+    let mut tasks = Vec::new();
+    for (i, recs) in shards.iter().enumerate() {
+        let (sink, recs, errors, phase) =
+            (sink.clone(), recs.clone(), errors.clone(), phase.clone());
+        tasks.push(tokio::spawn(async move {
+            let shard = shard_name(i);
+            let mut applied = 0;
+            let mut per_phase = [0u32; 3];
+            for (n, chunk) in recs.chunks(37).enumerate() {
+                per_phase[phase.load(Ordering::SeqCst) as usize] += 1;
+                applied += apply_until_done(&sink, &shard, chunk, &errors).await;
+                if n % 3 == 0 {
+                    assert_eq!(apply_until_done(&sink, &shard, chunk, &errors).await, 0);
+                }
+                let pause = if phase.load(Ordering::SeqCst) == 2 {
+                    0
+                } else {
+                    60
+                };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            (applied, per_phase)
+        }));
+    }
+
+    // Faults, in a thread (they run redis-cli and wait): a migration of a third of
+    // the first primary's slots to the second, then the second primary killed.
+    let faults = phase.clone();
+    let cluster = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        faults.store(1, Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        let p = cluster.primaries();
+        let out = cluster.reshard(p[0], p[1], 1800);
+        assert!(!out.contains("[ERR]"), "reshard:\n{out}");
+        let migrated = t.elapsed();
+        let promoted = cluster.fail_over(p[1]);
+        assert_ne!(promoted, p[1]);
+        println!(
+            "cluster: migration {migrated:?}, then failover {:?}",
+            t.elapsed() - migrated
+        );
+        faults.store(2, Ordering::SeqCst);
+        cluster
+    })
+    .await
+    .unwrap();
+
+    let mut applied = 0;
+    for t in tasks {
+        let (n, per_phase) = t.await.expect("applier");
+        assert!(
+            per_phase.iter().all(|&b| b > 0),
+            "batches before/during/after the faults: {per_phase:?}"
+        );
+        applied += n;
+    }
+    // A reply lost with its node (the write had reached the replica) makes the retry
+    // answer "duplicate": the appliers may see fewer than all, never more. Redis's
+    // totals below are the real check.
+    assert!(
+        applied <= all.len() as u64,
+        "{applied} applied of {}",
+        all.len()
+    );
+    let after: BTreeMap<String, usize> = names
+        .iter()
+        .map(|n| (n.clone(), owner(&cluster, n)))
+        .collect();
+    let moved = names.iter().filter(|n| before[*n] != after[*n]).count();
+    assert!(
+        moved > 0,
+        "no symbol changed node: the faults missed the data"
+    );
+    println!(
+        "cluster: {} trades, {applied} answered as applied, {moved} of {SYMBOLS} symbols moved node, {} retried errors",
+        all.len(),
+        errors.load(Ordering::Relaxed)
+    );
+
+    // The report reads it back without KEYS: exact.
+    let reader = Reader::connect(&url, P).await.expect("reader");
+    let snap = reader.snapshot().await.expect("snapshot");
+    let got: BTreeMap<String, Totals> = snap
+        .iter()
+        .map(|t| {
+            (
+                t.symbol.clone(),
+                Totals {
+                    count: t.count,
+                    base: t.base.clone(),
+                    quote: t.quote.clone(),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(got, expected(&all));
+    // Every shard's position is its last record.
+    for (i, recs) in shards.iter().enumerate() {
+        let stored = sink.stored_position(STREAM, &shard_name(i)).await.unwrap();
+        assert_eq!(stored, Some(recs.last().unwrap().pos.clone()));
+    }
+    // A replay of everything after both faults changes nothing.
+    let replayed = AtomicU64::new(0);
+    for (i, recs) in shards.iter().enumerate() {
+        for chunk in recs.chunks(101) {
+            let n = apply_until_done(&sink, &shard_name(i), chunk, &replayed).await;
+            assert_eq!(n, 0);
+        }
+    }
+    assert_eq!(reader.snapshot().await.unwrap().len(), SYMBOLS);
+
+    // reset zeroes counts and volumes and keeps the dedupe state: a replay stays 0.
+    assert_eq!(reader.reset().await.unwrap(), SYMBOLS as u64);
+    let zeroed = reader.snapshot().await.unwrap();
+    assert!(zeroed
+        .iter()
+        .all(|t| t.count == 0 && t.base == "0.00000000"));
+    let n = apply_until_done(&sink, &shard_name(0), &shards[0], &replayed).await;
+    assert_eq!(n, 0);
+    // New trades after the reset count from zero.
+    let fresh: Vec<DecodedRecord> = (0..5)
+        .map(|k| DecodedRecord {
+            pos: Position::new(seq(1_000_000 + k), 0),
+            item: tradeflow_consumer::record::Item::Trade(trade("S00USDT", 20_000 + k)),
+        })
+        .collect();
+    assert_eq!(
+        apply_until_done(&sink, &shard_name(0), &fresh, &replayed).await,
+        5
+    );
+    let s00 = reader
+        .snapshot()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.symbol == "S00USDT")
+        .unwrap();
+    assert_eq!(s00.count, 5);
+}
