@@ -201,6 +201,23 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
     } else {
         None
     };
+    // The aggregated pass again, counting into a Redis Cluster (3 primaries, a replica
+    // each): its own stack, since a cluster has one database.
+    let cluster = {
+        let stack = Stack::start_cluster();
+        let (c, counts) = run::run_phase(
+            &stack,
+            paths,
+            &PhaseSpec {
+                label: "aggregated, Redis Cluster",
+                stream: "e2e-cluster".into(),
+                ..spec("aggregated", "e2e-agg", true, o.trades, 0)
+            },
+        )?;
+        same_counts("one Redis vs a Redis Cluster", &agg_counts, &counts)?;
+        print!("{}", report::render_cluster(&agg, &c));
+        c
+    };
     let checks = report::checks(&plain, Some(&agg), base.as_ref());
     print!("{}", report::render_checks(&checks));
     println!(
@@ -210,6 +227,7 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
     Ok(json!({
         "aggregated": agg.to_json(),
         "plain": plain.to_json(),
+        "redis_cluster": cluster.to_json(),
         "baseline": base.as_ref().map(report::Baseline::to_json),
         "checks": checks.iter().map(|c| json!({
             "name": c.name, "value": c.value, "goal": c.goal, "ok": c.ok,

@@ -40,11 +40,22 @@ fn seq_gt(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
 }
 
-/// Reads the whole stream; `None` if it could not be read.
-pub async fn stream_counts(k: &Client, stream: &str) -> Option<StreamAudit> {
+/// Reads the whole stream, or says why it could not.
+pub async fn stream_counts(k: &Client, stream: &str) -> Result<StreamAudit, String> {
+    let why = |call: &str, e: &dyn std::fmt::Debug| format!("{call}: {e:?}");
     let mut seen = BTreeSet::new();
     let mut past_end = 0;
-    let shards = k.list_shards().stream_name(stream).send().await.ok()?;
+    let shards = k
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .map_err(|e| {
+            why(
+                "ListShards",
+                &aws_sdk_kinesis::error::DisplayErrorContext(e),
+            )
+        })?;
     for s in shards.shards() {
         let end = s
             .sequence_number_range()
@@ -57,7 +68,12 @@ pub async fn stream_counts(k: &Client, stream: &str) -> Option<StreamAudit> {
             .shard_iterator_type(ShardIteratorType::TrimHorizon)
             .send()
             .await
-            .ok()?
+            .map_err(|e| {
+                why(
+                    "GetShardIterator",
+                    &aws_sdk_kinesis::error::DisplayErrorContext(e),
+                )
+            })?
             .shard_iterator
             .map(|s| s.to_string());
         while let Some(cur) = it.take() {
@@ -67,7 +83,12 @@ pub async fn stream_counts(k: &Client, stream: &str) -> Option<StreamAudit> {
                 .limit(10_000)
                 .send()
                 .await
-                .ok()?;
+                .map_err(|e| {
+                    why(
+                        "GetRecords",
+                        &aws_sdk_kinesis::error::DisplayErrorContext(e),
+                    )
+                })?;
             for r in out.records() {
                 if end
                     .as_deref()
@@ -87,7 +108,7 @@ pub async fn stream_counts(k: &Client, stream: &str) -> Option<StreamAudit> {
     for (sym, _) in seen {
         *counts.entry(sym).or_insert(0) += 1;
     }
-    Some(StreamAudit { counts, past_end })
+    Ok(StreamAudit { counts, past_end })
 }
 
 #[cfg(test)]

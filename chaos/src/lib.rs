@@ -7,6 +7,7 @@ pub mod gaps;
 pub mod plan;
 pub mod procs;
 pub mod proxy;
+pub mod redis_side;
 pub mod run;
 pub mod truth;
 pub mod verify;

@@ -46,6 +46,10 @@ struct Cli {
     /// Keep the processes' logs (always kept when the run fails).
     #[arg(long)]
     keep_logs: bool,
+    /// Count into a Redis Cluster (3 primaries with a replica each, on loopback) instead
+    /// of one Redis; the Redis fault becomes a slot migration, then a primary failover.
+    #[arg(long)]
+    redis_cluster: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         bin_dir: cli.bin_dir.unwrap_or_else(default_bin_dir),
         keep_logs: cli.keep_logs,
         stall_timeout: cli.stall_timeout,
+        redis_cluster: cli.redis_cluster,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,7 +16,8 @@ use crate::gaps::{self, Gap, WorkerDown};
 use crate::plan::{self, Fault, PlanConfig, Step, KINDS};
 use crate::procs::{metrics_addr, scrape, Proc};
 use crate::proxy::CutProxy;
-use crate::verify::{self, Observed, Verdict};
+use crate::redis_side::RedisUnderTest;
+use crate::verify::{self, Verdict};
 
 const STREAM: &str = "chaos";
 const APP: &str = "tradeflow-chaos";
@@ -64,6 +65,9 @@ pub struct RunConfig {
     pub stall_timeout: Duration,
     /// Fault kinds left out (indexes into [`KINDS`]).
     pub exclude: Vec<usize>,
+    /// Count into a Redis Cluster (3 primaries, a replica each) instead of one Redis;
+    /// the Redis fault is then a slot migration followed by a primary failover.
+    pub redis_cluster: bool,
 }
 
 /// What the run did and found.
@@ -91,6 +95,15 @@ pub struct Report {
     pub producer_missing: u64,
     pub producer_duplicates: u64,
     pub exchange_lagged_closes: u64,
+    /// Bytes of torn emulator log entries cut before restarts (testkit::cut_torn_wal).
+    pub torn_wal_bytes: u64,
+    /// Redis faults by what they were (restart; failover or slot migration on a cluster).
+    pub redis_faults: BTreeMap<&'static str, u64>,
+    /// Counted into a Redis Cluster.
+    pub redis_cluster: bool,
+    /// Faults of the Kinesis emulator itself (came back DOWN, stream unreadable): when
+    /// not empty, trades missing from Redis are not the product's doing.
+    pub emulator_faults: Vec<String>,
     pub elapsed: Duration,
     pub drain: Duration,
     pub log_dir: Option<PathBuf>,
@@ -99,7 +112,16 @@ pub struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let v = &self.verdict;
-        writeln!(f, "chaos run, seed {}", self.seed)?;
+        writeln!(
+            f,
+            "chaos run, seed {}{}",
+            self.seed,
+            if self.redis_cluster {
+                ", Redis Cluster (3 primaries, 1 replica each)"
+            } else {
+                ""
+            }
+        )?;
         writeln!(
             f,
             "  {:<42} {:>12}",
@@ -156,6 +178,19 @@ impl std::fmt::Display for Report {
         for (metric, n) in &self.consumer_counters {
             writeln!(f, "  {metric:<56} {n:>8}")?;
         }
+        if self.torn_wal_bytes > 0 {
+            writeln!(
+                f,
+                "  {:<42} {:>12}",
+                "emulator: torn log bytes cut at restarts", self.torn_wal_bytes
+            )?;
+        }
+        for (what, n) in &self.redis_faults {
+            writeln!(f, "  {:<42} {:>12}", format!("redis: {what}"), n)?;
+        }
+        for e in &self.emulator_faults {
+            writeln!(f, "  EMULATOR FAULT {e}")?;
+        }
         writeln!(f, "  faults injected (skipped):")?;
         for (name, (done, skipped)) in KINDS.iter().zip(self.faults) {
             writeln!(f, "    {name:<40} {done:>8} ({skipped})")?;
@@ -189,7 +224,7 @@ impl std::fmt::Display for Report {
 }
 
 struct Servers {
-    redis: Service,
+    redis: RedisUnderTest,
     dynamo: Service,
     kinesis: Service,
 }
@@ -198,10 +233,7 @@ fn env(s: &Servers, kinesis_endpoint: &str) -> Vec<(String, String)> {
     vec![
         ("TRADEFLOW_KINESIS_ENDPOINT".into(), kinesis_endpoint.into()),
         ("TRADEFLOW_DYNAMODB_ENDPOINT".into(), s.dynamo.endpoint()),
-        (
-            "TRADEFLOW_REDIS_URL".into(),
-            format!("redis://127.0.0.1:{}", s.redis.port),
-        ),
+        ("TRADEFLOW_REDIS_URL".into(), s.redis.url()),
         // Placeholders the emulators accept; never real credentials.
         ("AWS_ACCESS_KEY_ID".into(), "local".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
@@ -271,7 +303,7 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
     // for seconds once a few hundred MB are held (restarts replay the WAL).
     let kinesis_args = ["--create-stream-ms", "0", "--snapshot-interval-secs", "0"];
     let mut servers = tokio::task::block_in_place(|| Servers {
-        redis: testkit::redis(),
+        redis: RedisUnderTest::start(cfg.redis_cluster),
         dynamo: testkit::dynalite(),
         kinesis: if restarts_kinesis {
             testkit::ferrokinesis(&kinesis_args)
@@ -403,6 +435,9 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         producer_metrics: &producer_metrics,
         downs: Vec::new(),
         faults: [(0, 0); KINDS.len()],
+        torn_wal_bytes: 0,
+        redis_faults: BTreeMap::new(),
+        emulator_faults: Vec::new(),
     };
     for step in &steps {
         let due = t0 + step.at;
@@ -415,7 +450,14 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
             if ok { "" } else { " (skipped)" }
         ));
     }
-    let Ctx { downs, faults, .. } = ctx;
+    let Ctx {
+        downs,
+        faults,
+        torn_wal_bytes,
+        redis_faults,
+        mut emulator_faults,
+        ..
+    } = ctx;
 
     tokio::time::timeout(play + Duration::from_secs(600), exchange.wait_finished())
         .await
@@ -427,10 +469,9 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
     ));
 
     // Drained: Redis equals the truth, or nothing moved for `stall_timeout`.
-    let redis_url = format!("redis://127.0.0.1:{}", servers.redis.port);
     let mut last = (u64::MAX, Instant::now());
     let verdict = loop {
-        let v = verify::verify(&truth, &read_redis(&redis_url, &truth).await);
+        let v = verify::verify(&truth, &servers.redis.read(&truth).await);
         if v.exact() {
             break v;
         }
@@ -466,6 +507,18 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         consumer_counters.push((metric, sum));
     }
     let stream = crate::audit::stream_counts(&kinesis, STREAM).await;
+    if let Err(why) = &stream {
+        emulator_faults.push(format!("the stream could not be read back: {why}"));
+    }
+    if restarts_kinesis {
+        let up = tokio::task::block_in_place(|| {
+            testkit::wait_ferrokinesis_up(&servers.kinesis, Duration::ZERO)
+        });
+        if let Err(why) = up {
+            emulator_faults.push(format!("ferrokinesis DOWN at the end: {why}"));
+        }
+    }
+    let stream = stream.ok();
     let past_end = stream.as_ref().map(|a| a.past_end);
     let in_stream = stream.as_ref().map(|a| a.counts.values().sum::<u64>());
     let not_in_stream = stream.as_ref().map(|a| {
@@ -494,12 +547,11 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
     let keep = cfg.keep_logs || !verdict.exact();
     let log_dir = if keep {
         // Logs of servers live in their own temp folders, removed on drop; copy them.
-        for (name, s) in [
-            ("redis", &servers.redis),
-            ("dynalite", &servers.dynamo),
-            ("ferrokinesis", &servers.kinesis),
-        ] {
-            let _ = std::fs::write(dir.path().join(format!("{name}.log")), s.log());
+        let mut logs = servers.redis.logs();
+        logs.push(("dynalite".into(), servers.dynamo.log()));
+        logs.push(("ferrokinesis".into(), servers.kinesis.log()));
+        for (name, log) in logs {
+            let _ = std::fs::write(dir.path().join(format!("{name}.log")), log);
         }
         Some(dir.keep())
     } else {
@@ -519,6 +571,10 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         producer_missing,
         producer_duplicates,
         exchange_lagged_closes: stats.lagged_closes,
+        torn_wal_bytes,
+        redis_faults,
+        emulator_faults,
+        redis_cluster: cfg.redis_cluster,
         elapsed: started.elapsed(),
         drain,
         log_dir,
@@ -542,51 +598,6 @@ where
     }
 }
 
-/// Redis's totals for every symbol of the truth and every symbol Redis knows.
-async fn read_redis(
-    url: &str,
-    truth: &BTreeMap<String, tradeflow_exchange::SymbolTotals>,
-) -> BTreeMap<String, Observed> {
-    let mut out = BTreeMap::new();
-    let Ok(client) = redis::Client::open(url) else {
-        return out;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return out;
-    };
-    let known: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("tradeflow:symbols")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    let all: std::collections::BTreeSet<String> = truth.keys().cloned().chain(known).collect();
-    for sym in all {
-        let count: Option<u64> = redis::cmd("GET")
-            .arg(format!("symbol:{sym}"))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or(None);
-        let (base, quote): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(format!("tradeflow:stats:{sym}"))
-            .arg("base")
-            .arg("quote")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or((None, None));
-        if count.is_some() || truth.contains_key(&sym) {
-            out.insert(
-                sym,
-                Observed {
-                    count: count.unwrap_or(0),
-                    base,
-                    quote,
-                },
-            );
-        }
-    }
-    out
-}
-
 struct Ctx<'a> {
     servers: &'a mut Servers,
     consumers: &'a mut Vec<Proc>,
@@ -596,6 +607,12 @@ struct Ctx<'a> {
     producer_metrics: &'a str,
     downs: Vec<WorkerDown>,
     faults: [(u64, u64); KINDS.len()],
+    /// Bytes of torn log entries cut before emulator restarts.
+    torn_wal_bytes: u64,
+    /// Redis faults by what they were (restart; failover or slot migration on a cluster).
+    redis_faults: BTreeMap<&'static str, u64>,
+    /// What went wrong with the Kinesis emulator itself (not the product).
+    emulator_faults: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -643,7 +660,9 @@ impl Ctx<'_> {
             Fault::SplitShard { pick } => split(self.kinesis, pick).await,
             Fault::MergeShards { pick } => merge(self.kinesis, pick).await,
             Fault::RestartRedis => {
-                tokio::task::block_in_place(|| self.servers.redis.restart());
+                let pick = self.faults[step.fault.kind()].0 as usize;
+                let what = tokio::task::block_in_place(|| self.servers.redis.fault(pick));
+                *self.redis_faults.entry(what).or_default() += 1;
                 true
             }
             Fault::RestartDynamo => {
@@ -652,12 +671,30 @@ impl Ctx<'_> {
             }
             Fault::RestartKinesis => {
                 // kill -9 (its write-ahead log survives it); a SIGTERM waits 10 s for
-                // idle keep-alive connections to drain.
-                tokio::task::block_in_place(|| {
-                    self.servers.kinesis.kill();
-                    self.servers.kinesis.start();
+                // idle keep-alive connections to drain. The emulator's own recovery bug
+                // (a torn last log entry breaks the start after next: testkit::cut_torn_wal)
+                // is repaired first, and its health is checked: an emulator that comes
+                // back DOWN is reported as such, never as the product losing trades.
+                let fault = tokio::task::block_in_place(|| {
+                    let k = &mut self.servers.kinesis;
+                    k.kill();
+                    let cut = testkit::cut_torn_wal(&testkit::ferrokinesis_wal(k));
+                    k.start();
+                    let up = testkit::wait_ferrokinesis_up(k, Duration::from_secs(120));
+                    (cut, up)
                 });
-                true
+                match fault {
+                    (Ok(n), Ok(())) => {
+                        self.torn_wal_bytes += n;
+                        true
+                    }
+                    (cut, up) => {
+                        self.emulator_faults.push(format!(
+                            "ferrokinesis restart: log repair {cut:?}, health {up:?}"
+                        ));
+                        true
+                    }
+                }
             }
             Fault::DropWebsocket => self.drop_websocket().await,
             Fault::CutKinesis { down } => {

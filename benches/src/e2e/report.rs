@@ -331,6 +331,49 @@ pub fn phase_lines(p: &Phase) -> Vec<(String, String)> {
     ]
 }
 
+/// One Redis beside a Redis Cluster (3 primaries, a replica each), same trades.
+pub fn render_cluster(one: &Phase, cluster: &Phase) -> String {
+    let rows: Vec<(String, String, String)> = vec![
+        (
+            "end-to-end throughput, trades/s".into(),
+            format!("{:.0}", one.trades_per_sec()),
+            format!("{:.0}", cluster.trades_per_sec()),
+        ),
+        (
+            "Redis round trips per million trades".into(),
+            format!("{:.0}", one.redis_round_trips_per_m()),
+            format!("{:.0}", cluster.redis_round_trips_per_m()),
+        ),
+        (
+            "Redis commands per million trades".into(),
+            format!("{:.0}", one.redis_commands_per_m()),
+            format!("{:.0}", cluster.redis_commands_per_m()),
+        ),
+        (
+            "consumer CPU s per million trades".into(),
+            format!("{:.2}", one.consumer_cpu_per_m()),
+            format!("{:.2}", cluster.consumer_cpu_per_m()),
+        ),
+        (
+            "Redis CPU s per million (all nodes)".into(),
+            format!("{:.2}", per_million(one.redis_cpu, one.trades as f64)),
+            format!(
+                "{:.2}",
+                per_million(cluster.redis_cpu, cluster.trades as f64)
+            ),
+        ),
+    ];
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let mut s = format!(
+        "\n== one Redis vs a Redis Cluster (aggregated, {} trades) ==\n{:<w$}  {:>12}  {:>12}\n",
+        cluster.trades, "", "one Redis", "cluster 3x2"
+    );
+    for (k, a, b) in rows {
+        s.push_str(&format!("{k:<w$}  {a:>12}  {b:>12}\n"));
+    }
+    s
+}
+
 /// `(name, value)` rows as an aligned two-column block.
 pub fn render_pairs(title: &str, rows: &[(String, String)]) -> String {
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tradeflow_shared::testkit::{self, Service};
+use tradeflow_shared::testkit::{self, RedisCluster, Service};
 
 use super::procstat::Tracker;
 use super::prom;
@@ -68,18 +68,34 @@ impl Paths {
     }
 }
 
-/// redis-server, dynalite and ferrokinesis for one configuration.
+/// Where the consumers count: one redis-server, or a Redis Cluster.
+pub enum RedisSide {
+    Single(Service),
+    /// 3 primaries with a replica each (the consumers `WAIT` for the replicas).
+    Cluster(RedisCluster),
+}
+
+/// Redis, dynalite and ferrokinesis for one configuration.
 pub struct Stack {
-    pub redis: Service,
+    pub redis: RedisSide,
     pub dynalite: Service,
     pub kinesis: Service,
 }
 
 impl Stack {
     pub fn start() -> Self {
+        Self::start_with(RedisSide::Single(testkit::redis()))
+    }
+
+    /// The same stack counting into a Redis Cluster of 3 primaries, a replica each.
+    pub fn start_cluster() -> Self {
+        Self::start_with(RedisSide::Cluster(RedisCluster::start(3, 1)))
+    }
+
+    fn start_with(redis: RedisSide) -> Self {
         testkit::local_aws_env();
         Stack {
-            redis: testkit::redis(),
+            redis,
             dynalite: testkit::dynalite(),
             // In memory: its write-ahead log (records as JSON number arrays) grew to
             // 18 GB over a 1M-trade run and bounded its throughput. No periodic
@@ -97,11 +113,34 @@ impl Stack {
     }
 
     fn redis_url(&self, db: u32) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.redis.port)
+        match &self.redis {
+            RedisSide::Single(r) => format!("redis://127.0.0.1:{}/{db}", r.port),
+            // A cluster has database 0 only: a phase on a cluster gets a stack of its own.
+            RedisSide::Cluster(c) => {
+                assert_eq!(db, 0, "a Redis Cluster has database 0 only");
+                c.url()
+            }
+        }
     }
 
-    fn trackers(&self) -> [Tracker; 3] {
-        [&self.kinesis, &self.dynalite, &self.redis].map(|s| Tracker::new(s.pid().unwrap_or(0)))
+    /// The emulators, then every Redis process (one, or each node of a cluster).
+    fn trackers(&self) -> Vec<Tracker> {
+        let redis: Vec<&Service> = match &self.redis {
+            RedisSide::Single(r) => vec![r],
+            RedisSide::Cluster(c) => c.nodes.iter().collect(),
+        };
+        [&self.kinesis, &self.dynalite]
+            .into_iter()
+            .chain(redis)
+            .map(|s| Tracker::new(s.pid().unwrap_or(0)))
+            .collect()
+    }
+
+    fn open_redis(&self, db: u32) -> Result<Redis> {
+        match &self.redis {
+            RedisSide::Single(_) => Redis::open(&self.redis_url(db)),
+            RedisSide::Cluster(c) => Redis::open_cluster(c),
+        }
     }
 }
 
@@ -128,8 +167,18 @@ pub fn create_stream(endpoint: &str, name: &str, shards: u32) -> Result<()> {
 /// Our own Redis connection (counts and INFO), counting the commands it sends so they
 /// can be taken out of the server's total.
 struct Redis {
-    con: redis::Connection,
+    con: Con,
     sent: u64,
+}
+
+enum Con {
+    Single(redis::Connection),
+    /// The cluster client (KEYS fans out to every primary, MGET splits by slot) and a
+    /// direct connection to each primary for its INFO.
+    Cluster {
+        con: Box<redis::cluster::ClusterConnection>,
+        primaries: Vec<redis::Connection>,
+    },
 }
 
 impl Redis {
@@ -137,24 +186,56 @@ impl Redis {
         let con = redis::Client::open(url)
             .and_then(|c| c.get_connection())
             .map_err(setup)?;
-        Ok(Redis { con, sent: 0 })
+        Ok(Redis {
+            con: Con::Single(con),
+            sent: 0,
+        })
+    }
+
+    fn open_cluster(c: &RedisCluster) -> Result<Self> {
+        let url = |i: usize| format!("redis://127.0.0.1:{}", c.nodes[i].port);
+        let all: Vec<String> = (0..c.nodes.len()).map(url).collect();
+        let con = redis::cluster::ClusterClient::new(all)
+            .and_then(|cl| cl.get_connection())
+            .map_err(setup)?;
+        let primaries = c
+            .primaries()
+            .into_iter()
+            .map(|i| {
+                redis::Client::open(url(i))
+                    .and_then(|cl| cl.get_connection())
+                    .map_err(setup)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Redis {
+            con: Con::Cluster {
+                con: Box::new(con),
+                primaries,
+            },
+            sent: 0,
+        })
+    }
+
+    /// Sends one of our own commands (counted on one Redis; on a cluster our kinds are
+    /// taken out by name, see `commands_processed`).
+    fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T> {
+        match &mut self.con {
+            Con::Single(c) => {
+                self.sent += 1;
+                cmd.query(c)
+            }
+            Con::Cluster { con, .. } => cmd.query(con.as_mut()),
+        }
+        .map_err(setup)
     }
 
     /// `symbol:<SYMBOL>` counts (the seed's key family) of this db.
     fn counts(&mut self) -> Result<BTreeMap<String, u64>> {
-        self.sent += 1;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("symbol:*")
-            .query(&mut self.con)
-            .map_err(setup)?;
+        let keys: Vec<String> = self.query(redis::cmd("KEYS").arg("symbol:*"))?;
         if keys.is_empty() {
             return Ok(BTreeMap::new());
         }
-        self.sent += 1;
-        let vals: Vec<Option<u64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query(&mut self.con)
-            .map_err(setup)?;
+        let vals: Vec<Option<u64>> = self.query(redis::cmd("MGET").arg(&keys))?;
         Ok(keys
             .into_iter()
             .zip(vals)
@@ -162,17 +243,38 @@ impl Redis {
             .collect())
     }
 
+    /// Commands the server(s) processed for others. One Redis: its total less ours. A
+    /// cluster: the primaries' totals less the calls of our own kinds (KEYS, MGET and
+    /// INFO reach several nodes each, so they are not counted one by one).
     fn commands_processed(&mut self) -> Result<f64> {
-        self.sent += 1;
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query(&mut self.con)
-            .map_err(setup)?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("total_commands_processed:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0))
+        let field = |info: &str, key: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().trim_start_matches("calls=").parse().ok())
+                .unwrap_or(0.0)
+        };
+        match &mut self.con {
+            Con::Single(c) => {
+                self.sent += 1;
+                let info: String = redis::cmd("INFO").arg("stats").query(c).map_err(setup)?;
+                Ok(field(&info, "total_commands_processed:"))
+            }
+            Con::Cluster { primaries, .. } => {
+                let mut n = 0.0;
+                for c in primaries {
+                    let info: String = redis::cmd("INFO")
+                        .arg("everything")
+                        .query(c)
+                        .map_err(setup)?;
+                    n += field(&info, "total_commands_processed:");
+                    for ours in ["cmdstat_keys:", "cmdstat_mget:", "cmdstat_info:"] {
+                        n -= field(&info, ours);
+                    }
+                }
+                Ok(n)
+            }
+        }
     }
 }
 
@@ -292,7 +394,7 @@ pub fn run_phase(
 ) -> Result<(Phase, BTreeMap<String, u64>)> {
     create_stream(&stack.kinesis.endpoint(), &spec.stream, spec.shards)?;
     let url = stack.redis_url(spec.redis_db);
-    let mut rds = Redis::open(&url)?;
+    let mut rds = stack.open_redis(spec.redis_db)?;
     let cmds_before = rds.commands_processed()?;
     let sent_before = rds.sent;
     let mut servers = stack.trackers();
@@ -464,7 +566,7 @@ pub fn run_phase(
         consumer_seconds,
         emulator_cpu: servers[0].cpu_used(),
         dynamodb_emulator_cpu: servers[1].cpu_used(),
-        redis_cpu: servers[2].cpu_used(),
+        redis_cpu: servers[2..].iter().map(Tracker::cpu_used).sum(),
         redis_round_trips: m("tradeflow_consumer_redis_round_trips_total", ""),
         redis_commands: cmds,
         getrecords_calls: m("tradeflow_consumer_getrecords_total", ""),
