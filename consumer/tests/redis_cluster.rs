@@ -197,6 +197,28 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         })
         .collect();
     assert_eq!(got, expected(&all));
+    // The web view (`serve`) reads it too: totals and the per-minute chart, whose
+    // buckets live in each symbol's slot.
+    let web = web_source(&url);
+    let page = web.snapshot().await;
+    assert!(page.ok, "{:?}", page.error);
+    assert_eq!(page.total_trades, all.len() as u64);
+    assert_eq!(page.symbols.len(), SYMBOLS);
+    let charted: u64 = page
+        .minutes
+        .series
+        .iter()
+        .map(|s| s.counts.iter().sum::<u64>())
+        .sum();
+    let top: Vec<&str> = page
+        .minutes
+        .series
+        .iter()
+        .map(|s| s.symbol.as_str())
+        .collect();
+    assert_eq!(top.len(), 5);
+    // A symbol's trades span 2.5 minutes, inside the chart's hour: all of the top 5's.
+    assert_eq!(charted, 5 * TRADES_PER_SYMBOL, "{top:?}");
     // Every shard's position is its last record.
     for (i, recs) in shards.iter().enumerate() {
         let stored = sink.stored_position(STREAM, &shard_name(i)).await.unwrap();
@@ -239,4 +261,72 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         .find(|t| t.symbol == "S00USDT")
         .unwrap();
     assert_eq!(s00.count, 5);
+}
+
+fn web_source(url: &str) -> tradeflow_consumer::report::web::Source {
+    use tradeflow_consumer::report::{web::SourceConfig, PriceArgs, PriceFeed, PriceSource};
+    let args = PriceArgs {
+        prices: PriceSource::Redis,
+        binance_rest_url: "http://127.0.0.1:9".into(),
+        binance_timeout: Duration::from_secs(1),
+        prices_refresh: Duration::from_secs(30),
+    };
+    tradeflow_consumer::report::web::Source::new(SourceConfig {
+        redis_url: url.to_string(),
+        key_prefix: P.into(),
+        top_series: 5,
+        min_interval: Duration::ZERO,
+        timeout: Duration::from_secs(20),
+        prices: PriceFeed::new(&args, Duration::from_secs(30)).unwrap(),
+    })
+}
+
+/// A cluster whose nodes require a password: the password in the URL reaches every
+/// node; a wrong one is a clear error that never shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_protected_cluster() {
+    const SECRET: &str = "s3cret-cluster-pw";
+    let cluster =
+        tokio::task::spawn_blocking(|| RedisCluster::start_with_password(3, 0, Some(SECRET)))
+            .await
+            .unwrap();
+    let url = cluster.url();
+    assert!(url.contains(SECRET));
+    let sink = RedisSink::connect(&SinkConfig {
+        url: url.clone(),
+        key_prefix: P.into(),
+        // No replicas in this cluster.
+        wait_replicas: 0,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("connect with the password");
+    let trades: Vec<Trade> = (1..=40)
+        .map(|i| trade(&format!("S{:02}USDT", i % 8), 100 + i))
+        .collect();
+    let errors = AtomicU64::new(0);
+    apply_until_done(&sink, "shardId-000000000000", &shard_of(&trades), &errors).await;
+    let snap = Reader::connect(&url, P)
+        .await
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snap.iter().map(|t| t.count).sum::<u64>(), 40);
+
+    let wrong = url.replace(SECRET, "wrong-pw");
+    let err = RedisSink::connect(&SinkConfig {
+        url: wrong,
+        key_prefix: P.into(),
+        ..SinkConfig::default()
+    })
+    .await
+    .err()
+    .expect("a wrong password must fail");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("wrong-pw") && !shown.contains(SECRET),
+        "{shown}"
+    );
+    assert!(!err.is_retryable(), "{shown}");
 }

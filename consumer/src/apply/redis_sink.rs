@@ -693,7 +693,12 @@ pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> Sin
     let url = url.to_string();
     let kind = e.kind();
     let code = e.code().unwrap_or("");
-    let retry_kind: Option<&'static str> = if e.is_io_error()
+    // The cluster client reports a refused password while connecting as an I/O error
+    // ("Failed to create initial connections … AuthenticationFailed"): never retryable.
+    let auth_refused = message.contains("AuthenticationFailed") || code == "WRONGPASS";
+    let retry_kind: Option<&'static str> = if auth_refused {
+        None
+    } else if e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
@@ -719,6 +724,7 @@ pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> Sin
         Some(kind) => SinkError::Unavailable { url, kind, message },
         None => {
             let kind = match kind {
+                _ if auth_refused => "auth",
                 ErrorKind::AuthenticationFailed => "auth",
                 ErrorKind::Server(ServerErrorKind::NoPerm) => "auth",
                 ErrorKind::Server(ServerErrorKind::NoScript) => "noscript",

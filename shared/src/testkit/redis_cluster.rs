@@ -24,6 +24,7 @@ pub struct NodeInfo {
 pub struct RedisCluster {
     pub nodes: Vec<Service>,
     cli: std::path::PathBuf,
+    password: Option<String>,
 }
 
 impl RedisCluster {
@@ -31,14 +32,28 @@ impl RedisCluster {
     /// everysec`, as the README assumes) and a 2 s node timeout so a failover takes a
     /// few seconds. Panics (with the logs) if the cluster does not come up.
     pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        Self::start_with_password(primaries, replicas, None)
+    }
+
+    /// The same, every node requiring `password` (`requirepass`, and `masterauth` for
+    /// its replication).
+    pub fn start_with_password(
+        primaries: usize,
+        replicas: usize,
+        password: Option<&str>,
+    ) -> RedisCluster {
         assert!(
             primaries >= 3,
             "redis-cli --cluster create needs 3 primaries"
         );
         let n = primaries * (replicas + 1);
-        let nodes: Vec<Service> = (0..n).map(|_| cluster_node()).collect();
+        let nodes: Vec<Service> = (0..n).map(|_| cluster_node(password)).collect();
         let cli = which("redis-cli");
-        let c = RedisCluster { nodes, cli };
+        let c = RedisCluster {
+            nodes,
+            cli,
+            password: password.map(str::to_string),
+        };
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(c.nodes.iter().map(|s| format!("127.0.0.1:{}", s.port)));
         args.extend([
@@ -57,23 +72,29 @@ impl RedisCluster {
         c
     }
 
-    /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,…` over every node (seed list).
+    /// `redis+cluster://[:password@]127.0.0.1:p1,127.0.0.1:p2,…` over every node.
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self
             .nodes
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!(":{p}@"));
+        format!("redis+cluster://{auth}{}", seeds.join(","))
     }
 
     /// Runs `redis-cli -p <port> <args…>` and returns what it printed (stdout + stderr).
     pub fn cli_at(&self, port: u16, args: &[String]) -> String {
-        let out = Command::new(&self.cli)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let mut cmd = Command::new(&self.cli);
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some(p) = &self.password {
+            // From the environment, so it is not on a command line.
+            cmd.env("REDISCLI_AUTH", p);
+        }
+        let out = cmd.args(args).output().expect("run redis-cli");
         let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
         s.push_str(&String::from_utf8_lossy(&out.stderr));
         s
@@ -260,7 +281,7 @@ impl RedisCluster {
     }
 }
 
-fn cluster_node() -> Service {
+fn cluster_node(password: Option<&str>) -> Service {
     let port = free_port();
     let bus = loop {
         let p = free_port();
@@ -297,6 +318,13 @@ fn cluster_node() -> Service {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let mut args = args;
+    if let Some(p) = password {
+        for flag in ["--requirepass", "--masterauth"] {
+            args.push(flag.into());
+            args.push(p.into());
+        }
+    }
     launch(Spec {
         name: "redis-cluster-node",
         program: which("redis-server"),
