@@ -16,7 +16,7 @@ use redis_common::*;
 use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
 use tradeflow_consumer::record::DecodedRecord;
 use tradeflow_consumer::report::Reader;
-use tradeflow_shared::testkit::RedisCluster;
+use tradeflow_shared::testkit::{ClusterSecurity, RedisCluster};
 use tradeflow_shared::{Position, Trade};
 
 const P: &str = "tradeflow:";
@@ -281,52 +281,74 @@ fn web_source(url: &str) -> tradeflow_consumer::report::web::Source {
     })
 }
 
-/// A cluster whose nodes require a password: the password in the URL reaches every
-/// node; a wrong one is a clear error that never shows it.
+/// A cluster on TLS only (clients, replication, bus) whose nodes require a password:
+/// `rediss+cluster://` with the password reaches every node, trusting the private CA
+/// given as `ca_file`; without the CA, or with a wrong password, a clear error that
+/// never shows the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_protected_cluster() {
+async fn tls_and_password_protected_cluster() {
     const SECRET: &str = "s3cret-cluster-pw";
-    let cluster =
-        tokio::task::spawn_blocking(|| RedisCluster::start_with_password(3, 0, Some(SECRET)))
-            .await
-            .unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    tradeflow_shared::testkit::tls_certificates(certs.path());
+    let security = ClusterSecurity {
+        password: Some(SECRET.into()),
+        tls: Some(certs.path().to_path_buf()),
+    };
+    let cluster = tokio::task::spawn_blocking(move || RedisCluster::start_secured(3, 0, security))
+        .await
+        .unwrap();
     let url = cluster.url();
-    assert!(url.contains(SECRET));
-    let sink = RedisSink::connect(&SinkConfig {
+    assert!(url.starts_with("rediss+cluster://") && url.contains(SECRET));
+    let cfg = SinkConfig {
         url: url.clone(),
         key_prefix: P.into(),
+        ca_file: Some(certs.path().join("ca.pem")),
         // No replicas in this cluster.
         wait_replicas: 0,
         ..SinkConfig::default()
-    })
-    .await
-    .expect("connect with the password");
+    };
+    let sink = RedisSink::connect(&cfg)
+        .await
+        .expect("connect over TLS with the password");
     let trades: Vec<Trade> = (1..=40)
         .map(|i| trade(&format!("S{:02}USDT", i % 8), 100 + i))
         .collect();
     let errors = AtomicU64::new(0);
     apply_until_done(&sink, "shardId-000000000000", &shard_of(&trades), &errors).await;
-    let snap = Reader::connect(&url, P)
-        .await
-        .unwrap()
-        .snapshot()
+    let reader = RedisSink::connect(&cfg).await.unwrap();
+    let stored = reader
+        .stored_position(STREAM, "shardId-000000000000")
         .await
         .unwrap();
-    assert_eq!(snap.iter().map(|t| t.count).sum::<u64>(), 40);
+    assert_eq!(stored, Some(shard_of(&trades).last().unwrap().pos.clone()));
 
-    let wrong = url.replace(SECRET, "wrong-pw");
-    let err = RedisSink::connect(&SinkConfig {
-        url: wrong,
-        key_prefix: P.into(),
-        ..SinkConfig::default()
-    })
-    .await
-    .err()
-    .expect("a wrong password must fail");
-    let shown = format!("{err} {err:?}");
-    assert!(
-        !shown.contains("wrong-pw") && !shown.contains(SECRET),
-        "{shown}"
-    );
-    assert!(!err.is_retryable(), "{shown}");
+    for (what, bad) in [
+        (
+            "a wrong password",
+            SinkConfig {
+                url: url.replace(SECRET, "wrong-pw"),
+                ..cfg.clone()
+            },
+        ),
+        (
+            "no CA",
+            SinkConfig {
+                ca_file: None,
+                ..cfg.clone()
+            },
+        ),
+    ] {
+        let err = RedisSink::connect(&bad)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what} must fail"));
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("wrong-pw") && !shown.contains(SECRET),
+            "{what}: {shown}"
+        );
+        if what == "a wrong password" {
+            assert!(!err.is_retryable(), "a refused password is final: {shown}");
+        }
+    }
 }

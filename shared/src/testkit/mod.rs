@@ -280,6 +280,68 @@ fn ferrokinesis_with(durable: bool, extra: &[&str]) -> Service {
     })
 }
 
+/// Writes `ca.pem` (a CA made for this test only), and `server.pem`/`server.key` signed
+/// by it for IP 127.0.0.1, into `dir` (openssl, which scripts/install-tools installs).
+pub fn tls_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/install-tools installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tradeflow test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext.cnf");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+}
+
 /// Where a durable ferrokinesis keeps its write-ahead log.
 pub fn ferrokinesis_wal(service: &Service) -> PathBuf {
     service.state_dir().join("state").join("wal.log")
@@ -469,7 +531,7 @@ pub fn local_aws_env() {
 }
 
 mod redis_cluster;
-pub use redis_cluster::RedisCluster;
+pub use redis_cluster::{ClusterSecurity, RedisCluster};
 
 #[cfg(test)]
 mod tests {

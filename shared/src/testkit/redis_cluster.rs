@@ -25,6 +25,17 @@ pub struct RedisCluster {
     pub nodes: Vec<Service>,
     cli: std::path::PathBuf,
     password: Option<String>,
+    /// TLS only (client, replication and bus): the folder of `tls_certificates`.
+    tls: Option<std::path::PathBuf>,
+}
+
+/// How the nodes are reached.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSecurity {
+    /// Every node requires it (`requirepass`, and `masterauth` for replication).
+    pub password: Option<String>,
+    /// TLS everywhere, certificates from `super::tls_certificates` in this folder.
+    pub tls: Option<std::path::PathBuf>,
 }
 
 impl RedisCluster {
@@ -32,27 +43,27 @@ impl RedisCluster {
     /// everysec`, as the README assumes) and a 2 s node timeout so a failover takes a
     /// few seconds. Panics (with the logs) if the cluster does not come up.
     pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
-        Self::start_with_password(primaries, replicas, None)
+        Self::start_secured(primaries, replicas, ClusterSecurity::default())
     }
 
-    /// The same, every node requiring `password` (`requirepass`, and `masterauth` for
-    /// its replication).
-    pub fn start_with_password(
+    /// The same, with a password and/or TLS on every node.
+    pub fn start_secured(
         primaries: usize,
         replicas: usize,
-        password: Option<&str>,
+        security: ClusterSecurity,
     ) -> RedisCluster {
         assert!(
             primaries >= 3,
             "redis-cli --cluster create needs 3 primaries"
         );
         let n = primaries * (replicas + 1);
-        let nodes: Vec<Service> = (0..n).map(|_| cluster_node(password)).collect();
+        let nodes: Vec<Service> = (0..n).map(|_| cluster_node(&security)).collect();
         let cli = which("redis-cli");
         let c = RedisCluster {
             nodes,
             cli,
-            password: password.map(str::to_string),
+            password: security.password,
+            tls: security.tls,
         };
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(c.nodes.iter().map(|s| format!("127.0.0.1:{}", s.port)));
@@ -83,7 +94,12 @@ impl RedisCluster {
             .password
             .as_ref()
             .map_or(String::new(), |p| format!(":{p}@"));
-        format!("redis+cluster://{auth}{}", seeds.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        format!("{scheme}://{auth}{}", seeds.join(","))
     }
 
     /// Runs `redis-cli -p <port> <args…>` and returns what it printed (stdout + stderr).
@@ -93,6 +109,9 @@ impl RedisCluster {
         if let Some(p) = &self.password {
             // From the environment, so it is not on a command line.
             cmd.env("REDISCLI_AUTH", p);
+        }
+        if let Some(dir) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(dir.join("ca.pem"));
         }
         let out = cmd.args(args).output().expect("run redis-cli");
         let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -281,7 +300,7 @@ impl RedisCluster {
     }
 }
 
-fn cluster_node(password: Option<&str>) -> Service {
+fn cluster_node(security: &ClusterSecurity) -> Service {
     let port = free_port();
     let bus = loop {
         let p = free_port();
@@ -319,11 +338,33 @@ fn cluster_node(password: Option<&str>) -> Service {
     .map(|s| s.to_string())
     .collect();
     let mut args = args;
-    if let Some(p) = password {
+    if let Some(p) = &security.password {
         for flag in ["--requirepass", "--masterauth"] {
             args.push(flag.into());
-            args.push(p.into());
+            args.push(p.clone());
         }
+    }
+    if let Some(tls) = &security.tls {
+        // The client port speaks TLS only; so do replication and the cluster bus.
+        let file = |f: &str| tls.join(f).display().to_string();
+        let port_at = args.iter().position(|a| a == "--port").expect("--port") + 1;
+        args[port_at] = "0".into();
+        args.extend([
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cluster".into(),
+            "yes".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+            "--tls-cert-file".into(),
+            file("server.pem"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]);
     }
     launch(Spec {
         name: "redis-cluster-node",
