@@ -9,77 +9,16 @@ mod e2e_support;
 mod fleet_support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use e2e_support::{create_stream, Stack, STREAM};
 use fleet_support::*;
 use tradeflow_shared::testkit;
 
-/// A CA and a server certificate for 127.0.0.1/localhost signed by it, in kinesis-mock's
-/// `server.json` shape; returns (server.json path, CA PEM path).
+/// The test CA and server certificate (testkit), in kinesis-mock's `server.json` shape;
+/// returns (server.json path, CA PEM path).
 fn make_certs(dir: &Path) -> (String, String) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tradeflow test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    testkit::tls_certificates(dir);
     let key = std::fs::read_to_string(dir.join("server.key")).unwrap();
     let cert = std::fs::read_to_string(dir.join("server.pem")).unwrap();
     let json = serde_json::json!({ "server": { "key": key, "cert": cert } });

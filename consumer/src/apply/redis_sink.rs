@@ -356,15 +356,8 @@ impl RedisSink {
                 .arg(shard_id)
                 .arg(self.max_gaps)
                 .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
-                .arg(expected.map(|p| p.sub).unwrap_or(0))
-                .arg(batch.poison.len());
-            for p in &batch.poison {
-                inv.arg(p.pos.seq.as_str())
-                    .arg(p.pos.sub)
-                    .arg(p.kind)
-                    .arg(&p.reason)
-                    .arg(&p.data[..]);
-            }
+                .arg(expected.map(|p| p.sub).unwrap_or(0));
+            push_poison(&mut inv, batch);
             inv.arg(batch.symbols.len());
             for s in &batch.symbols {
                 inv.arg(s.symbol.as_str());
@@ -490,15 +483,8 @@ impl RedisSink {
             .arg(stream)
             .arg(shard_id)
             .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
-            .arg(expected.map(|p| p.sub).unwrap_or(0))
-            .arg(batch.poison.len());
-        for p in &batch.poison {
-            inv.arg(p.pos.seq.as_str())
-                .arg(p.pos.sub)
-                .arg(p.kind)
-                .arg(&p.reason)
-                .arg(&p.data[..]);
-        }
+            .arg(expected.map(|p| p.sub).unwrap_or(0));
+        push_poison(&mut inv, batch);
         inv.arg(batch.symbols.len());
         for s in &batch.symbols {
             inv.arg(s.symbol.as_str());
@@ -636,6 +622,19 @@ fn behind(rest: &[String]) -> SinkError {
         _ => return SinkError::Protocol(format!("behind reply {rest:?}")),
     };
     SinkError::Behind { stored }
+}
+
+/// The poison records, as both apply scripts take them: count P, then P × {seq, sub,
+/// kind, reason, data}.
+fn push_poison(inv: &mut redis::ScriptInvocation<'_>, batch: &BatchDelta) {
+    inv.arg(batch.poison.len());
+    for p in &batch.poison {
+        inv.arg(p.pos.seq.as_str())
+            .arg(p.pos.sub)
+            .arg(p.kind)
+            .arg(&p.reason)
+            .arg(&p.data[..]);
+    }
 }
 
 fn push_segments(inv: &mut redis::ScriptInvocation<'_>, segs: &[Segment]) {

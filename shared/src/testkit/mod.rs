@@ -281,7 +281,8 @@ fn ferrokinesis_with(durable: bool, extra: &[&str]) -> Service {
 }
 
 /// Writes `ca.pem` (a CA made for this test only), and `server.pem`/`server.key` signed
-/// by it for IP 127.0.0.1, into `dir` (openssl, which scripts/install-tools installs).
+/// by it for IP 127.0.0.1 and DNS localhost, into `dir` (openssl, which
+/// scripts/install-tools installs).
 pub fn tls_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -322,7 +323,11 @@ pub fn tls_certificates(dir: &Path) {
         "-out",
         "server.csr",
     ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext.cnf");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext.cnf");
     openssl(&[
         "x509",
         "-req",
