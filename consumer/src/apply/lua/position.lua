@@ -1,5 +1,5 @@
 -- tradeflow (Redis Cluster): after every symbol of a batch is applied (and replicated,
--- see redis_sink.rs), advance the shard's position, keep the batch's poison records
+-- see redis_sink/cluster.rs), advance the shard's position, keep the batch's poison records
 -- aside exactly once and register its symbols. KEYS (one slot, hash tag {meta}):
 -- 1 position hash, 2 dead-letter stream, 3 symbols set.
 -- ARGV: 1 last seq, 2 last sub, 3 dead-letter maxlen, 4 stream, 5 shard, 6 expected

@@ -1,0 +1,160 @@
+//! The Redis Cluster path of [`RedisSink::apply`]: every symbol's part of a batch at once
+//! (each atomic in its slot), `WAIT` for the replicas, then the shard's position (see
+//! the parent module and the README's "Redis Cluster").
+
+use std::time::Instant;
+
+use redis::Value;
+use tradeflow_shared::Position;
+
+use super::{behind, parse_reply, push_poison, push_segments, ApplyOutcome, RedisSink, SinkError};
+use crate::apply::fold::{self, BatchDelta, Segment, SymbolDelta};
+use crate::apply::keys;
+
+impl RedisSink {
+    /// A batch on a cluster: symbols (concurrently, each in its slot), `WAIT`, position.
+    pub(super) async fn apply_cluster(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        expected: Option<&Position>,
+        batch: &BatchDelta,
+    ) -> Result<ApplyOutcome, SinkError> {
+        let pos_key = self.keys.position(stream, shard_id)?;
+        let (Some(_), Some(last)) = (&batch.first, &batch.last) else {
+            return Ok(ApplyOutcome::default());
+        };
+        for s in &batch.symbols {
+            keys::check_symbol(&s.symbol)?;
+        }
+        let mut outcome = ApplyOutcome::default();
+        let started = Instant::now();
+        let parts = futures_util::future::join_all(
+            batch.symbols.iter().map(|s| self.apply_symbol_cluster(s)),
+        )
+        .await;
+        let mut rounds = 0;
+        for part in parts {
+            let (applied, dups, late, r) = part?;
+            outcome.trades_applied += applied;
+            outcome.duplicates += dups;
+            outcome.late_dropped += late;
+            rounds = rounds.max(r);
+        }
+        self.count_round_trips(&mut outcome, rounds);
+        if self.wait_replicas > 0 && !batch.symbols.is_empty() {
+            // To every primary (the client takes the minimum): each counts the replicas
+            // that hold everything this worker's connection to it wrote so far.
+            let mut con = self.con.clone();
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(self.wait_replicas)
+                .arg(self.wait_timeout.as_millis() as u64)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            self.count_round_trips(&mut outcome, 1);
+            if acked < self.wait_replicas as i64 {
+                return Err(SinkError::Unavailable {
+                    url: self.url.to_string(),
+                    kind: "replication",
+                    message: format!(
+                        "{acked} of {} replicas acknowledged the batch within {:?}; retrying it",
+                        self.wait_replicas, self.wait_timeout
+                    ),
+                });
+            }
+        }
+        let mut inv = self.scripts.position.prepare_invoke();
+        inv.key(&pos_key)
+            .key(self.keys.dead_letter())
+            .key(self.keys.symbols())
+            .arg(last.seq.as_str())
+            .arg(last.sub)
+            .arg(self.dead_letter_maxlen)
+            .arg(stream)
+            .arg(shard_id)
+            .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
+            .arg(expected.map(|p| p.sub).unwrap_or(0));
+        push_poison(&mut inv, batch);
+        inv.arg(batch.symbols.len());
+        for s in &batch.symbols {
+            inv.arg(s.symbol.as_str());
+        }
+        let mut con = self.con.clone();
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.classify(&e))?;
+        self.count_round_trips(&mut outcome, 1);
+        metrics::histogram!("tradeflow_consumer_redis_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let (status, nums, rest) = parse_reply(&reply)?;
+        match status {
+            0 => outcome.poison = nums[2],
+            // The symbols were all duplicates then; nothing else to do.
+            1 => outcome.batch_skipped = outcome.trades_applied == 0,
+            3 => return Err(behind(&rest)),
+            _ => {
+                return Err(SinkError::Protocol(format!(
+                    "position script replied {reply:?}"
+                )))
+            }
+        }
+        outcome.duplicates += batch.in_batch_duplicates;
+        Ok(outcome)
+    }
+
+    /// One symbol's part of a batch on a cluster, re-sent one trade per segment if it
+    /// straddles what was seen. Returns (applied, duplicates, late, round trips).
+    async fn apply_symbol_cluster(
+        &self,
+        s: &SymbolDelta,
+    ) -> Result<(u64, u64, u64, u32), SinkError> {
+        let mut singles = false;
+        for round in 1..=2 {
+            let single_segs;
+            let segs: &[Segment] = if singles {
+                single_segs = fold::single_segments(&s.trades);
+                &single_segs
+            } else {
+                &s.segments
+            };
+            let mut inv = self.scripts.symbol.prepare_invoke();
+            // Every key the script touches is declared (see symbol.lua: migrations).
+            inv.key(self.keys.count(&s.symbol))
+                .key(self.keys.stats(&s.symbol))
+                .key(self.keys.dedupe(&s.symbol))
+                .key(self.keys.gaps(&s.symbol));
+            let mut minutes: Vec<u64> = segs
+                .iter()
+                .flat_map(|g| g.minutes.iter().map(|m| m.minute))
+                .collect();
+            minutes.sort_unstable();
+            minutes.dedup();
+            for m in minutes {
+                inv.key(self.keys.minute(&s.symbol, m));
+            }
+            inv.arg(self.keys.prefix())
+                .arg(self.minute_ttl_s)
+                .arg(self.max_gaps)
+                .arg(s.symbol.as_str());
+            push_segments(&mut inv, segs);
+            let mut con = self.con.clone();
+            let reply: Vec<Value> = inv
+                .invoke_async(&mut con)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            let (status, nums, _) = parse_reply(&reply)?;
+            match status {
+                0 => return Ok((nums[0], nums[1], nums[3], round)),
+                // A single trade never straddles: the second round cannot split.
+                2 if !singles => singles = true,
+                _ => break,
+            }
+        }
+        Err(SinkError::Protocol(format!(
+            "symbol script for {} kept asking to split",
+            s.symbol
+        )))
+    }
+}
