@@ -771,40 +771,76 @@ async fn open_shards(k: &Kinesis) -> Vec<(String, u128, u128)> {
     v
 }
 
-async fn split(k: &Kinesis, pick: u64) -> bool {
-    let open = open_shards(k).await;
-    if open.is_empty() {
-        return false;
+/// A reshard is refused while the stream is still UPDATING from the last one (faults
+/// can come back to back, e.g. after a long Redis failover): wait for ACTIVE and try a
+/// few times before calling it skipped.
+async fn reshard_when_active<F, Fut>(k: &Kinesis, mut attempt: F) -> bool
+where
+    F: FnMut(Vec<(String, u128, u128)>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..5 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let active = k
+                .describe_stream_summary()
+                .stream_name(STREAM)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.stream_description_summary().cloned())
+                .is_some_and(|d| d.stream_status().as_str() == "ACTIVE");
+            if active {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if attempt(open_shards(k).await).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let (id, lo, hi) = &open[(pick % open.len() as u64) as usize];
-    let mid = lo + (hi - lo) / 2 + 1;
-    k.split_shard()
-        .stream_name(STREAM)
-        .shard_to_split(id)
-        .new_starting_hash_key(mid.to_string())
-        .send()
-        .await
-        .is_ok()
+    false
+}
+
+async fn split(k: &Kinesis, pick: u64) -> bool {
+    reshard_when_active(k, |open| async move {
+        if open.is_empty() {
+            return false;
+        }
+        let (id, lo, hi) = &open[(pick % open.len() as u64) as usize];
+        let mid = lo + (hi - lo) / 2 + 1;
+        k.split_shard()
+            .stream_name(STREAM)
+            .shard_to_split(id)
+            .new_starting_hash_key(mid.to_string())
+            .send()
+            .await
+            .is_ok()
+    })
+    .await
 }
 
 async fn merge(k: &Kinesis, pick: u64) -> bool {
-    let open = open_shards(k).await;
-    let pairs: Vec<(&String, &String)> = open
-        .windows(2)
-        .filter(|w| w[0].2 + 1 == w[1].1)
-        .map(|w| (&w[0].0, &w[1].0))
-        .collect();
-    if pairs.is_empty() {
-        return false;
-    }
-    let (a, b) = pairs[(pick % pairs.len() as u64) as usize];
-    k.merge_shards()
-        .stream_name(STREAM)
-        .shard_to_merge(a)
-        .adjacent_shard_to_merge(b)
-        .send()
-        .await
-        .is_ok()
+    reshard_when_active(k, |open| async move {
+        let pairs: Vec<(&String, &String)> = open
+            .windows(2)
+            .filter(|w| w[0].2 + 1 == w[1].1)
+            .map(|w| (&w[0].0, &w[1].0))
+            .collect();
+        if pairs.is_empty() {
+            return false;
+        }
+        let (a, b) = pairs[(pick % pairs.len() as u64) as usize];
+        k.merge_shards()
+            .stream_name(STREAM)
+            .shard_to_merge(a)
+            .adjacent_shard_to_merge(b)
+            .send()
+            .await
+            .is_ok()
+    })
+    .await
 }
 
 /// The folder the running binary is in (where cargo also puts the other binaries).
