@@ -6,10 +6,11 @@
 //! A cluster is named by `redis+cluster://[user:password@]host:port[,host:port…]` (or
 //! `rediss+cluster://` for TLS): the seed nodes, from which the client learns the rest.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
@@ -69,11 +70,59 @@ impl Target {
     }
 }
 
+/// A cluster call that makes no progress for this long is abandoned and the cluster
+/// connection rebuilt. After a failover the crate's cluster client was once seen to send
+/// nothing for minutes, every request ending in its own timeout and the next one stuck
+/// again; a fresh client learns the topology anew. Longer than the client's own retry
+/// sequence during a migration (~15 s), shorter than its overall timeout (30 s).
+const CLUSTER_STUCK_AFTER: Duration = Duration::from_secs(20);
+
 /// A connection to one Redis or to a cluster; cheap to clone (both are multiplexed).
 #[derive(Clone)]
 pub enum RedisConn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<ClusterHandle>),
+}
+
+/// The cluster connection in use, and the client to make a new one with.
+pub struct ClusterHandle {
+    client: ClusterClient,
+    con: Mutex<ClusterConnection>,
+}
+
+impl ClusterHandle {
+    fn current(&self) -> ClusterConnection {
+        self.con.lock().expect("cluster connection").clone()
+    }
+
+    /// Runs one call on the current connection; when it makes no progress, replaces the
+    /// connection and fails the call (retryable: every caller retries).
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        match tokio::time::timeout(CLUSTER_STUCK_AFTER, f).await {
+            Ok(r) => r,
+            Err(_) => {
+                metrics::counter!("tradeflow_consumer_redis_reconnects_total").increment(1);
+                match self.client.get_async_connection().await {
+                    Ok(fresh) => {
+                        *self.con.lock().expect("cluster connection") = fresh;
+                        tracing::warn!(
+                            "Redis Cluster call made no progress for {CLUSTER_STUCK_AFTER:?}; cluster connection rebuilt"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Redis Cluster reconnect failed; will retry")
+                    }
+                }
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "Redis Cluster call made no progress; connection rebuilt",
+                )))
+            }
+        }
+    }
 }
 
 impl RedisConn {
@@ -134,7 +183,10 @@ impl RedisConn {
                     .get_async_connection()
                     .await
                     .map_err(|e| classify(&redacted, password.as_deref(), &e))?;
-                Ok(RedisConn::Cluster(con))
+                Ok(RedisConn::Cluster(Arc::new(ClusterHandle {
+                    client,
+                    con: Mutex::new(con),
+                })))
             }
         }
     }
@@ -151,7 +203,13 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(h) => {
+                let h = h.clone();
+                Box::pin(async move {
+                    let mut c = h.current();
+                    h.call(c.req_packed_command(cmd)).await
+                })
+            }
         }
     }
 
@@ -163,14 +221,20 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(h) => {
+                let h = h.clone();
+                Box::pin(async move {
+                    let mut c = h.current();
+                    h.call(c.req_packed_commands(pipeline, offset, count)).await
+                })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             RedisConn::Single(c) => c.get_db(),
-            RedisConn::Cluster(c) => c.get_db(),
+            RedisConn::Cluster(h) => h.current().get_db(),
         }
     }
 }
