@@ -4,11 +4,13 @@ pub mod aws;
 pub mod decimal;
 pub mod kpl;
 pub mod rest;
+pub mod retry;
 pub mod seqnum;
 pub mod shutdown;
 pub mod symbol;
 pub mod telemetry;
 pub mod trade;
+pub mod watchdog;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -13,6 +13,8 @@ use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::watchdog::Watchdog;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -31,6 +33,11 @@ pub struct TelemetryArgs {
     /// Address of the /metrics, /healthz and /readyz endpoints. Empty disables them.
     #[arg(long, env = "TRADEFLOW_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// A part with work pending and no progress for this long is reported stalled:
+    /// /readyz fails naming it, `tradeflow_<binary>_stalled{part}` counts it, a log line
+    /// says so.
+    #[arg(long, env = "TRADEFLOW_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
 }
 
 /// Starts logging to stderr. Safe to call twice (the second call is ignored).
@@ -70,6 +77,8 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 pub struct Health {
     ready: AtomicBool,
     last_progress_ms: AtomicU64,
+    /// Parts with work pending and no progress make the process not ready.
+    watchdog: std::sync::OnceLock<Arc<Watchdog>>,
 }
 
 impl Health {
@@ -82,12 +91,32 @@ impl Health {
     pub fn progress(&self) {
         self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
     }
-    /// Ready when connected and the heartbeat is younger than `stale`.
+    /// Ready when connected, the heartbeat is younger than `stale` and no watched part
+    /// is stalled.
     pub fn is_ready(&self, stale: Duration) -> bool {
+        self.readiness(stale).is_ok()
+    }
+
+    /// As `is_ready`, saying why not.
+    pub fn readiness(&self, stale: Duration) -> Result<(), String> {
         let last = self.last_progress_ms.load(Ordering::Relaxed);
-        self.ready.load(Ordering::Relaxed)
-            && last > 0
-            && now_ms().saturating_sub(last) <= stale.as_millis() as u64
+        if !self.ready.load(Ordering::Relaxed) || last == 0 {
+            return Err("not connected".into());
+        }
+        if now_ms().saturating_sub(last) > stale.as_millis() as u64 {
+            return Err(format!("no heartbeat for more than {} s", stale.as_secs()));
+        }
+        if let Some(stalled) = self.watchdog.get().map(|w| w.stalled()) {
+            if !stalled.is_empty() {
+                return Err(format!("stalled: {}", stalled.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `watchdog`'s stalls part of readiness (once; later calls are ignored).
+    pub fn watch_with(&self, watchdog: Arc<Watchdog>) {
+        let _ = self.watchdog.set(watchdog);
     }
 }
 
@@ -125,10 +154,12 @@ pub async fn serve(
         .route(
             "/readyz",
             get(|State(s): State<HttpState>| async move {
-                if s.health.is_ready(s.stale) {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                match s.health.readiness(s.stale) {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                    Err(why) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    ),
                 }
             }),
         )

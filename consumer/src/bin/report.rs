@@ -12,6 +12,7 @@ async fn main() -> anyhow::Result<()> {
         log_format: LogFormat::Text,
         log: std::env::var("TRADEFLOW_LOG").unwrap_or_else(|_| "warn".into()),
         metrics_addr: None,
+        stall_timeout: std::time::Duration::from_secs(60),
     });
     run(args, tradeflow_shared::shutdown::on_signals()).await
 }
