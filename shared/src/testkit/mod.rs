@@ -535,6 +535,7 @@ pub fn local_aws_env() {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
 }
 
+pub mod api_faults;
 mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
 
