@@ -11,7 +11,9 @@ use metrics::counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tradeflow_shared::retry::{Next, Policy, Retry};
 use tradeflow_shared::telemetry::Health;
+use tradeflow_shared::watchdog::Watchdog;
 
 use crate::batcher::{Batcher, Limits, Pending, TradeRef};
 use crate::config::{BackfillMode, Config, ConfigError, OverflowPolicy, SourceKind};
@@ -34,6 +36,9 @@ pub struct Settings {
     pub retry: RetryPolicy,
     pub shard_refresh: Duration,
     pub drain_timeout: Duration,
+    /// Buffered trades with no write for this long: the watchdog says the producer is
+    /// stalled (`/readyz`, `tradeflow_producer_stalled`).
+    pub stall_timeout: Duration,
 }
 
 impl Settings {
@@ -55,6 +60,7 @@ impl Settings {
             },
             shard_refresh: c.shard_refresh,
             drain_timeout: c.drain_timeout,
+            stall_timeout: c.telemetry.stall_timeout,
         }
     }
 }
@@ -220,22 +226,28 @@ pub async fn run_with(
         trades_in: counter!(m::TRADES_IN),
         trades_accepted: counter!(m::TRADES_ACCEPTED),
     };
+    let dog = Watchdog::new("tradeflow_producer_stalled", st.settings.stall_timeout);
+    health.watch_with(dog.clone());
+    let dog_stop = CancellationToken::new();
+    let _dog_stop_guard = dog_stop.clone().drop_guard();
+    tokio::spawn(dog.clone().run(Duration::from_secs(1), dog_stop));
+    let watch_put = dog.watch("kinesis_put", "");
+    let watch_map = dog.watch("shard_map", "");
+    // Listing shards is a control-plane call (100/s per stream, shared with every
+    // consumer): its retries back off like every other, never once per trade.
+    let list_policy = Policy::forever(st.settings.retry.base, st.settings.retry.max);
+    let mut list_retry = Retry::new("producer.list_shards", list_policy);
     // The stream must be known before anything is accepted; wait for it (it may be
     // being created) unless asked to stop.
+    watch_map.busy();
     let map = {
-        let mut attempt = 0;
         loop {
             match sink.list_shards().await {
                 Ok(map) => break map,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot list the stream's shards yet; retrying");
-                    let wait = crate::put_result::backoff(
-                        attempt,
-                        st.settings.retry.base,
-                        st.settings.retry.max,
-                        rand::random(),
-                    );
-                    attempt += 1;
+                    let Next::RetryIn(wait) = list_retry.failed(sink.stream(), &e) else {
+                        unreachable!("retried forever");
+                    };
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.cancelled() => {
@@ -252,6 +264,8 @@ pub async fn run_with(
             }
         }
     };
+    list_retry.succeeded(sink.stream());
+    watch_map.idle();
     tracing::info!(
         stream = sink.stream(),
         shards = map.len(),
@@ -266,7 +280,13 @@ pub async fn run_with(
     let abort = CancellationToken::new();
     let mut rx_open = true;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
+    // A refresh is due (periodic) or needed (a sign the map is stale). Only a stale map
+    // holds deliveries back until ListShards answers; a periodic refresh that fails
+    // keeps the old map. Either way a failed ListShards is retried on a timer of its
+    // own: nothing else may be coming to wake the loop (a full buffer stops reading).
     let mut refresh_needed = false;
+    let mut map_stale = false;
+    let mut refresh_retry_at: Option<tokio::time::Instant> = None;
     let mut next_refresh = tokio::time::Instant::now() + st.settings.shard_refresh;
     let sink = Arc::new(sink);
     let mut incoming = Vec::with_capacity(READ_CHUNK);
@@ -274,11 +294,14 @@ pub async fn run_with(
     loop {
         let now = Instant::now();
         let flush = !rx_open || drain_deadline.is_some();
-        if refresh_needed && in_flight.is_empty() && !abort.is_cancelled() {
+        let retry_due = refresh_retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
+        if refresh_needed && retry_due && in_flight.is_empty() && !abort.is_cancelled() {
             // Reshard barrier: nothing in flight, so no symbol can have records on two
             // shards at once.
             match sink.list_shards().await {
                 Ok(map) => {
+                    list_retry.succeeded(sink.stream());
+                    watch_map.idle();
                     if &map != batcher.map() {
                         tracing::info!(
                             shards = map.len(),
@@ -288,12 +311,26 @@ pub async fn run_with(
                         busy = vec![false; batcher.shards()];
                     }
                     refresh_needed = false;
+                    map_stale = false;
+                    refresh_retry_at = None;
+                    next_refresh = tokio::time::Instant::now() + st.settings.shard_refresh;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "shard map refresh failed; keeping the old map")
+                    let Next::RetryIn(wait) = list_retry.failed(sink.stream(), &e) else {
+                        unreachable!("retried forever");
+                    };
+                    let at = tokio::time::Instant::now() + wait;
+                    if map_stale {
+                        // Deliveries wait for the new map: retry on the timer.
+                        watch_map.busy();
+                        refresh_retry_at = Some(at);
+                    } else {
+                        // Keep writing with the old map; refresh again soon.
+                        refresh_needed = false;
+                        next_refresh = at;
+                    }
                 }
             }
-            next_refresh = tokio::time::Instant::now() + st.settings.shard_refresh;
         }
         if !refresh_needed && !abort.is_cancelled() {
             for (shard, is_busy) in busy.iter_mut().enumerate() {
@@ -314,6 +351,7 @@ pub async fn run_with(
         }
         let buffered = batcher.pending() + in_flight_trades;
         m::buffer(buffered);
+        watch_put.set_pending(buffered > 0);
         if !rx_open && batcher.pending() == 0 && in_flight.is_empty() {
             break;
         }
@@ -352,6 +390,10 @@ pub async fn run_with(
                 }
                 if d.stale_map {
                     refresh_needed = true;
+                    map_stale = true;
+                }
+                if d.written_trades > 0 {
+                    watch_put.progress();
                 }
                 health.progress();
             }
@@ -391,6 +433,9 @@ pub async fn run_with(
             _ = tokio::time::sleep_until(linger_at.unwrap_or(far)), if linger_at.is_some() => {}
             _ = tokio::time::sleep_until(next_refresh), if !refresh_needed => {
                 refresh_needed = true;
+            }
+            _ = tokio::time::sleep_until(refresh_retry_at.unwrap_or(far)), if refresh_needed && refresh_retry_at.is_some() => {
+                refresh_retry_at = None;
             }
         }
     }

@@ -1,8 +1,6 @@
 //! What to do with a PutRecords answer: which entries were written and which failed
-//! (only those are resent, before the shard's next batch), and how long to wait
-//! between attempts.
-
-use std::time::Duration;
+//! (only those are resent, before the shard's next batch). How long to wait between
+//! attempts is the house's one retry policy (`tradeflow_shared::retry`).
 
 use crate::batcher::Entry;
 
@@ -39,14 +37,6 @@ pub fn split_results(entries: Vec<Entry>, results: &[EntryResult], expected_shar
         }
     }
     split
-}
-
-/// Exponential backoff with jitter: between half and all of `base·2^attempt`, capped.
-/// `jitter` is a uniform draw in [0, 1).
-pub fn backoff(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(20));
-    let capped = exp.min(max);
-    capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -86,15 +76,5 @@ mod tests {
         let short = split_results(entries.clone(), &results[..1], "other");
         assert_eq!(short.failed.len(), 3);
         assert!(short.misrouted);
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        assert_eq!(backoff(0, base, max, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff(0, base, max, 0.0), Duration::from_millis(50));
-        assert_eq!(backoff(3, base, max, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff(30, base, max, 1.0), max);
     }
 }

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{payload_units, Batch, Entry};
 use crate::metrics;
-use crate::put_result::{backoff, split_results, EntryResult};
+use crate::put_result::{split_results, EntryResult};
 use crate::shard_map::{ShardMap, ShardMapError, ShardRange};
+use tradeflow_shared::retry::{Next, Policy, Retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -237,7 +238,12 @@ pub async fn deliver(
         ..Delivery::default()
     };
     let mut remaining = batch.entries;
-    let mut attempt: u32 = 0;
+    // Forever: giving up would lose accepted trades. The drain deadline (`abort`) is
+    // the only end; the retry's metric and log, and the watchdog, make a long wait seen.
+    let mut retry = Retry::new(
+        "producer.put_records",
+        Policy::forever(policy.base, policy.max),
+    );
     loop {
         if abort.is_cancelled() {
             d.unwritten = remaining;
@@ -252,7 +258,7 @@ pub async fn deliver(
             }
         };
         let secs = started.elapsed().as_secs_f64();
-        let mut last_code = String::new();
+        let last_code: String;
         match answer {
             Ok(results) => {
                 let split = split_results(remaining, &results, &batch.shard_id);
@@ -261,6 +267,7 @@ pub async fn deliver(
                 metrics::put_call(if all_ok { "ok" } else { "partial" }, secs);
                 account_written(&mut d, &split.written);
                 if all_ok {
+                    retry.succeeded(&batch.shard_id);
                     return d;
                 }
                 for (_, code) in &split.failed {
@@ -284,12 +291,12 @@ pub async fn deliver(
                 };
                 metrics::put_call(outcome, secs);
                 metrics::entries_retried(e.code(), remaining.len() as u64);
-                tracing::warn!(stream = sink.stream(), shard = %batch.shard_id, entries = remaining.len(), attempt, error = %e, "PutRecords failed; retrying");
+                last_code = e.to_string();
             }
         }
-        let wait = backoff(attempt, policy.base, policy.max, rand::random::<f64>());
-        attempt = attempt.saturating_add(1);
-        tracing::debug!(shard = %batch.shard_id, entries = remaining.len(), attempt, ?wait, code = %last_code, "retrying failed entries");
+        let Next::RetryIn(wait) = retry.failed(&batch.shard_id, &last_code) else {
+            unreachable!("retried forever");
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = abort.cancelled() => {

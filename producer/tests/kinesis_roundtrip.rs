@@ -35,6 +35,7 @@ fn settings(aggregate: Option<usize>) -> Settings {
         },
         shard_refresh: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(10),
+        stall_timeout: Duration::from_secs(60),
     }
 }
 
