@@ -2,6 +2,8 @@
 //! (read → decode → fold → apply to Redis → checkpoint), and on shutdown finishes the
 //! batch in hand, checkpoints and gives its leases up.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,9 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
 use tradeflow_shared::telemetry::Health;
+use tradeflow_shared::watchdog::Watchdog;
 use tradeflow_shared::{aws, Position};
 
 use crate::apply::{fold, RedisSink, SinkConfig, SinkError};
@@ -22,6 +26,15 @@ use crate::shard::budget::ReadBudget;
 use crate::shard::fanout::{self, FanOutConfig, FanOutReader};
 use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
 use crate::shard::RecordSource;
+
+/// Waiting for Redis or DynamoDB at start: as long as it takes, observable.
+const STARTUP_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
+/// Redis unavailable under a shard: as long as it takes (giving up would only move the
+/// same wait to another worker), observable.
+const REDIS_RETRY: Policy = Policy::forever(Duration::from_millis(100), Duration::from_secs(5));
+/// Times a batch refused by Redis (not unavailable: a script error, a permission) is
+/// tried before the shard task fails and gives its lease up.
+const REFUSED_APPLY_ATTEMPTS: u32 = 5;
 
 /// Why a shard task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +59,16 @@ struct Ctx {
     fan_out: Option<FanOutConfig>,
     checkpoint_interval: Duration,
     health: Arc<Health>,
+    watchdog: Arc<Watchdog>,
+    hooks: Hooks,
+}
+
+/// A seam for tests that must fail a part of the worker from inside (there is no
+/// input that makes a shard task panic; a bug would). Production passes the default.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Called with the shard id at the start of every shard task.
+    pub on_shard_start: Option<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 
 /// Runs a worker until `shutdown` is cancelled, then drains and releases its leases.
@@ -53,6 +76,16 @@ pub async fn run(
     cfg: Config,
     health: Arc<Health>,
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_hooks(cfg, health, shutdown, Hooks::default()).await
+}
+
+/// `run`, with test hooks.
+pub async fn run_with_hooks(
+    cfg: Config,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     let worker_id = cfg.worker_id();
@@ -92,16 +125,34 @@ pub async fn run(
     // The coordinator runs until told to stop after the shard tasks have drained, so
     // it keeps renewing while they finish their last batch.
     let coordinator_stop = CancellationToken::new();
-    let (leases, coordinator) = LeaseCoordinator::start(
-        table,
-        kinesis.clone(),
-        cfg.stream.clone(),
-        lease_cfg,
-        coordinator_stop.clone(),
-    )
-    .await
-    .context("starting the lease coordinator")?;
+    // A DynamoDB fault at start (throttling, 5xx, a timeout) is waited out like any
+    // other; only a refusal a retry cannot fix ends the process.
+    let mut retry = Retry::new("consumer.lease_table_start", STARTUP_RETRY);
+    let (leases, coordinator) = loop {
+        match LeaseCoordinator::start(
+            table.clone(),
+            kinesis.clone(),
+            cfg.stream.clone(),
+            lease_cfg.clone(),
+            coordinator_stop.clone(),
+        )
+        .await
+        {
+            Ok(started) => break started,
+            Err(e) if e.is_retryable() => {
+                if !retry.wait_after(&cfg.application_name, &e, &shutdown).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e).context("starting the lease coordinator"),
+        }
+    };
     tracing::info!(worker = %worker_id, stream = %cfg.stream, table = %cfg.application_name, "worker started");
+    let watchdog = Watchdog::new("tradeflow_consumer_stalled", cfg.telemetry.stall_timeout);
+    health.watch_with(watchdog.clone());
+    let watchdog_stop = CancellationToken::new();
+    let _watchdog_stop = watchdog_stop.clone().drop_guard();
+    tokio::spawn(watchdog.clone().run(Duration::from_secs(1), watchdog_stop));
     health.set_ready(true);
     health.progress();
 
@@ -121,9 +172,11 @@ pub async fn run(
         fan_out,
         checkpoint_interval: cfg.checkpoint_interval,
         health: health.clone(),
+        watchdog,
+        hooks,
     });
 
-    let mut tasks: JoinSet<(String, ShardExit)> = JoinSet::new();
+    let mut tasks = ShardTasks::default();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -132,18 +185,15 @@ pub async fn run(
                 Some(held) => {
                     let ctx = ctx.clone();
                     let stop = shutdown.clone();
-                    tasks.spawn(async move {
-                        let shard = held.shard_id.clone();
-                        let exit = process_shard(&ctx, held, stop).await;
-                        (shard, exit)
-                    });
+                    let shard = held.shard_id.clone();
+                    tasks.spawn(shard, async move { process_shard(&ctx, held, stop).await });
                 }
                 None => {
                     tracing::error!("lease coordinator stopped; shutting down");
                     break;
                 }
             },
-            Some(done) = tasks.join_next() => log_exit(&leases, done),
+            Some(done) = tasks.join_next() => end_of_task(&leases, done).await,
             _ = heartbeat.tick() => {
                 // An idle worker (no lease, or idle shards) is still healthy.
                 if tasks.is_empty() { health.progress(); }
@@ -154,7 +204,7 @@ pub async fn run(
     tracing::info!(shards = tasks.len(), "draining shard tasks");
     health.set_ready(false);
     while let Some(done) = tasks.join_next().await {
-        log_exit(&leases, done);
+        end_of_task(&leases, done).await;
     }
     match leases.release_all().await {
         Ok(n) => tracing::info!(released = n, "leases released"),
@@ -181,20 +231,17 @@ async fn connect_sink(
         wait_replicas: cfg.redis_wait_replicas,
         wait_timeout: cfg.redis_wait_timeout,
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut retry = Retry::new("consumer.redis_connect", STARTUP_RETRY);
     loop {
         match RedisSink::connect(&sink_cfg).await {
             Ok(s) => return Ok(Some(s)),
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "Redis not reachable yet; retrying");
+                if !retry.wait_after("", &e, shutdown).await {
+                    return Ok(None);
+                }
             }
             Err(e) => return Err(anyhow::anyhow!("Redis: {e}")),
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -208,21 +255,67 @@ fn initial_position(cfg: &Config) -> InitialPosition {
     }
 }
 
-fn log_exit(leases: &LeaseHandle, done: Result<(String, ShardExit), tokio::task::JoinError>) {
-    if let Ok((shard, _)) = &done {
-        // A worker that no longer reads a shard must not keep exporting its last lag: the
-        // gauge would sit there for months (the exporter cannot drop one series) and
-        // `max by (shard)` would alert on it. 0 never wins that max over the new owner.
-        metrics::gauge!("tradeflow_consumer_millis_behind_latest", "shard" => shard.clone())
-            .set(0.0);
+/// The running shard tasks, each known by its shard even when it panics (a
+/// `JoinError` carries only the task's id).
+#[derive(Default)]
+struct ShardTasks {
+    set: JoinSet<ShardExit>,
+    shards: HashMap<tokio::task::Id, String>,
+}
+
+impl ShardTasks {
+    fn spawn(&mut self, shard: String, task: impl Future<Output = ShardExit> + Send + 'static) {
+        let handle = self.set.spawn(task);
+        self.shards.insert(handle.id(), shard);
     }
-    match done {
-        Ok((shard, ShardExit::Failed(why))) => {
-            tracing::error!(%shard, reason = %why, "shard task failed; the lease will expire and be retaken");
-            leases.reader_stopped(&shard);
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// The next task to end: its shard and how it ended (`Err`: it panicked or was
+    /// cancelled).
+    async fn join_next(&mut self) -> Option<(String, Result<ShardExit, String>)> {
+        let done = self.set.join_next_with_id().await?;
+        let (id, exit) = match done {
+            Ok((id, exit)) => (id, Ok(exit)),
+            Err(e) => (e.id(), Err(e.to_string())),
+        };
+        let shard = self.shards.remove(&id).unwrap_or_default();
+        Some((shard, exit))
+    }
+}
+
+/// A shard task ended. One that failed or panicked gives its lease up at once (a
+/// lease still renewed with nobody reading would hold the shard for ever).
+async fn end_of_task(leases: &LeaseHandle, (shard, exit): (String, Result<ShardExit, String>)) {
+    // A worker that no longer reads a shard must not keep exporting its last lag: the
+    // gauge would sit there for months (the exporter cannot drop one series) and
+    // `max by (shard)` would alert on it. 0 never wins that max over the new owner.
+    metrics::gauge!("tradeflow_consumer_millis_behind_latest", "shard" => shard.clone()).set(0.0);
+    let why = match exit {
+        Ok(ShardExit::Failed(why)) => why,
+        Err(panic) => {
+            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "panic")
+                .increment(1);
+            format!("shard task panicked: {panic}")
         }
-        Ok((shard, exit)) => tracing::info!(%shard, ?exit, "shard task ended"),
-        Err(e) => tracing::error!(error = %e, "shard task panicked"),
+        Ok(exit) => {
+            tracing::info!(%shard, ?exit, "shard task ended");
+            return;
+        }
+    };
+    tracing::error!(%shard, reason = %why, "shard task failed; giving its lease up for another reader");
+    match leases.give_up(&shard).await {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(%shard, "the lease had already moved"),
+        Err(e) => {
+            tracing::warn!(%shard, error = %e, "could not release the lease; it expires after the failover time")
+        }
     }
 }
 
@@ -247,20 +340,29 @@ fn start_position(held: &Checkpoint, in_redis: Option<Position>) -> Option<Start
 
 async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) -> ShardExit {
     let shard = held.shard_id.clone();
+    if let Some(hook) = &ctx.hooks.on_shard_start {
+        hook(&shard);
+    }
     let lost = held.lost.clone();
+    let reading = ctx.watchdog.watch("read", shard.clone());
+    let applying = ctx.watchdog.watch("apply", shard.clone());
+    let mut retry = Retry::new("consumer.redis_position", REDIS_RETRY);
+    applying.busy();
     let in_redis = loop {
         tokio::select! {
             _ = lost.cancelled() => return ShardExit::LeaseLost,
             _ = shutdown.cancelled() => return ShardExit::Requested,
             r = ctx.sink.stored_position(&ctx.stream, &shard) => match r {
                 Ok(p) => break p,
-                Err(e) => {
-                    tracing::warn!(%shard, error = %e, "cannot read the shard's position from Redis; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                Err(e) if e.is_retryable() => {
+                    let Next::RetryIn(wait) = retry.failed(&shard, &e) else { unreachable!("retried forever") };
+                    tokio::time::sleep(wait).await;
                 }
+                Err(e) => return ShardExit::Failed(format!("reading the shard's position from Redis: {e}")),
             }
         }
     };
+    applying.idle();
     let Some(start) = start_position(&held.checkpoint, in_redis.clone()) else {
         // Already finished; make sure the children are known and stop.
         return finish_shard(ctx, &shard, &[]).await;
@@ -274,17 +376,20 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
     let mut unsaved: Option<Position> = None;
     let mut last_checkpoint = Instant::now();
     loop {
+        reading.busy();
         let batch = tokio::select! {
             biased;
             _ = lost.cancelled() => return ShardExit::LeaseLost,
             _ = shutdown.cancelled() => break,
             b = reader.next_batch() => b,
         };
+        reading.idle();
         let batch = match batch {
             Ok(b) => b,
             Err(e) => return ShardExit::Failed(e.to_string()),
         };
         if !batch.records.is_empty() {
+            applying.busy();
             let delta = fold(&batch.records);
             match apply_until_done(
                 ctx,
@@ -297,10 +402,12 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
             .await
             {
                 Applied::Done => {
+                    applying.idle();
                     unsaved = batch.records.last().map(|r| r.pos.clone());
                     applied_through.clone_from(&unsaved);
                 }
                 Applied::Rewind(stored) => {
+                    applying.idle();
                     // Redis lost writes (restart under appendfsync everysec, failover):
                     // re-read from what it holds. Positions beyond it are not saved.
                     metrics::counter!("tradeflow_consumer_redis_rewinds_total").increment(1);
@@ -382,25 +489,48 @@ async fn apply_until_done(
     lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Applied {
-    let mut backoff = Duration::from_millis(100);
+    // Redis unavailable: wait for it as long as it takes (the shard is paused, the
+    // watchdog and the retry metric say so). Refused work (a script error, a permission)
+    // is tried a few times, then the shard task fails and gives its lease up.
+    let mut unavailable = Retry::new("consumer.redis_apply", REDIS_RETRY);
+    let mut refused = Retry::new(
+        "consumer.redis_apply_refused",
+        Policy::new(
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            GiveUp::Attempts(REFUSED_APPLY_ATTEMPTS),
+        ),
+    );
     loop {
-        match ctx
+        let error = match ctx
             .sink
             .apply_after(&ctx.stream, shard, applied_through, delta)
             .await
         {
-            Ok(_) => return Applied::Done,
-            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
-            Err(e) => {
-                tracing::warn!(%shard, error = %e, backoff_ms = backoff.as_millis() as u64, "Redis apply failed; shard paused, retrying");
+            Ok(_) => {
+                unavailable.succeeded(shard);
+                return Applied::Done;
             }
-        }
+            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
+            Err(e) => e,
+        };
+        let next = if error.is_retryable() {
+            unavailable.failed(shard, &error)
+        } else {
+            refused.failed(shard, &error)
+        };
+        let Next::RetryIn(wait) = next else {
+            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "redis_refused")
+                .increment(1);
+            return Applied::Stopped(ShardExit::Failed(format!(
+                "Redis refused the batch {REFUSED_APPLY_ATTEMPTS} times: {error}"
+            )));
+        };
         tokio::select! {
             _ = lost.cancelled() => return Applied::Stopped(ShardExit::LeaseLost),
             _ = shutdown.cancelled() => return Applied::Stopped(ShardExit::Requested),
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -426,8 +556,15 @@ async fn checkpoint_then(
 }
 
 async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit {
-    let mut backoff = Duration::from_millis(200);
-    for _ in 0..10 {
+    let mut retry = Retry::new(
+        "consumer.shard_end_checkpoint",
+        Policy::new(
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            GiveUp::Attempts(10),
+        ),
+    );
+    loop {
         match ctx.leases.shard_ended(shard, children).await {
             Ok(()) => {
                 metrics::counter!("tradeflow_consumer_shards_ended_total").increment(1);
@@ -435,10 +572,11 @@ async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit 
                 return ShardExit::ShardEnd;
             }
             Err(LeaseError::Lost { .. }) => return ShardExit::LeaseLost,
-            Err(e) => tracing::warn!(%shard, error = %e, "SHARD_END checkpoint failed; retrying"),
+            Err(e) => match retry.failed(shard, &e) {
+                Next::RetryIn(wait) => tokio::time::sleep(wait).await,
+                Next::GiveUp => break,
+            },
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     // The lease stays ours without SHARD_END; it will be retaken and finished, so the
     // children are never stuck.

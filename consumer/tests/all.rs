@@ -24,6 +24,8 @@ mod report_redis;
 mod report_web;
 #[path = "shard_reader.rs"]
 mod shard_reader;
+#[path = "worker_faults.rs"]
+mod worker_faults;
 
 // Helpers the files above share, compiled once.
 mod e2e_support;

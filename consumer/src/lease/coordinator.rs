@@ -46,6 +46,8 @@ struct Shared {
     cfg: LeaseConfig,
     table: LeaseTable,
     held: Mutex<HashMap<String, Arc<Held>>>,
+    /// Shards whose reader failed here: left to other workers until then.
+    avoid: Mutex<HashMap<String, Instant>>,
     /// Wakes the taker for an extra pass; `sync_requested` makes it list shards too.
     wake_taker: Notify,
     sync_requested: AtomicBool,
@@ -62,6 +64,13 @@ impl Shared {
 
     fn get(&self, shard: &str) -> Option<Arc<Held>> {
         self.held.lock().expect("held map").get(shard).cloned()
+    }
+
+    /// True while `shard` is left to other workers after its reader failed here.
+    fn avoided(&self, shard: &str, now: Instant) -> bool {
+        let mut avoid = self.avoid.lock().expect("avoid map");
+        avoid.retain(|_, until| *until > now);
+        avoid.contains_key(shard)
     }
 
     fn held_gauge(&self, n: usize) {
@@ -143,6 +152,7 @@ impl LeaseCoordinator {
             cfg,
             table,
             held: Mutex::new(HashMap::new()),
+            avoid: Mutex::new(HashMap::new()),
             wake_taker: Notify::new(),
             sync_requested: AtomicBool::new(false),
             released: CancellationToken::new(),
@@ -268,7 +278,7 @@ async fn take_pass(
     });
     let by_key: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
     for action in plan.actions {
-        if shared.get(&action.shard_id).is_some() {
+        if shared.get(&action.shard_id).is_some() || shared.avoided(&action.shard_id, now) {
             continue;
         }
         let Some(lease) = by_key.get(action.shard_id.as_str()) else {
@@ -413,31 +423,10 @@ impl LeaseHandle {
         let mut released = 0;
         let mut first_err = None;
         for (shard, h) in held {
-            let counter = h.counter.lock().await;
-            h.lost.cancel();
-            let table = &self.shared.table;
-            let mut outcome = table.release(&shard, *counter, self.shared.me()).await;
-            if let Ok(Write::Conflict) = outcome {
-                // Still ours at a later counter: a write of ours (a renewal or a
-                // checkpoint cut short) landed without its answer being kept. Release
-                // at the counter the table holds.
-                if let Ok(Some(l)) = table.get(&shard).await {
-                    if l.owner.as_deref() == Some(self.shared.me()) && l.counter > *counter {
-                        outcome = table.release(&shard, l.counter, self.shared.me()).await;
-                    }
-                }
-            }
-            match outcome {
-                Ok(Write::Done { .. }) => {
-                    released += 1;
-                    metrics::counter!("tradeflow_consumer_leases_released_total").increment(1);
-                    tracing::info!(shard, worker = self.shared.me(), "lease released");
-                }
-                Ok(Write::Conflict) => {
-                    tracing::info!(shard, "lease had already moved; nothing to release")
-                }
+            match self.release_one(&shard, &h).await {
+                Ok(true) => released += 1,
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(shard, error = %e, "lease release failed; it will expire");
                     first_err.get_or_insert(e);
                 }
             }
@@ -445,6 +434,61 @@ impl LeaseHandle {
         match first_err {
             Some(e) => Err(e),
             None => Ok(released),
+        }
+    }
+
+    /// Gives up one lease whose reader stopped for good (it failed or panicked): forgets
+    /// it (no more renewals) and releases it in the table, so another worker reads the
+    /// shard at its next take pass rather than after the failover time. This worker
+    /// leaves the shard alone for one failover time, then may take it again (a fleet
+    /// of one retries it). Returns whether the table was released; when the write fails the
+    /// lease still expires after the failover time.
+    pub async fn give_up(&self, shard: &str) -> Result<bool, LeaseError> {
+        // Another worker gets the first chance: the failure may be this worker's own.
+        self.shared.avoid.lock().expect("avoid map").insert(
+            shard.to_string(),
+            Instant::now() + self.shared.cfg.failover_time,
+        );
+        let Some(h) = self.shared.get(shard) else {
+            return Ok(false);
+        };
+        if !self.shared.forget(shard, &h) {
+            return Ok(false);
+        }
+        h.lost.cancel();
+        self.release_one(shard, &h).await
+    }
+
+    /// The conditional release of one lease we held (already forgotten).
+    async fn release_one(&self, shard: &str, h: &Held) -> Result<bool, LeaseError> {
+        let counter = h.counter.lock().await;
+        h.lost.cancel();
+        let table = &self.shared.table;
+        let mut outcome = table.release(shard, *counter, self.shared.me()).await;
+        if let Ok(Write::Conflict) = outcome {
+            // Still ours at a later counter: a write of ours (a renewal or a
+            // checkpoint cut short) landed without its answer being kept. Release
+            // at the counter the table holds.
+            if let Ok(Some(l)) = table.get(shard).await {
+                if l.owner.as_deref() == Some(self.shared.me()) && l.counter > *counter {
+                    outcome = table.release(shard, l.counter, self.shared.me()).await;
+                }
+            }
+        }
+        match outcome {
+            Ok(Write::Done { .. }) => {
+                metrics::counter!("tradeflow_consumer_leases_released_total").increment(1);
+                tracing::info!(shard, worker = self.shared.me(), "lease released");
+                Ok(true)
+            }
+            Ok(Write::Conflict) => {
+                tracing::info!(shard, "lease had already moved; nothing to release");
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "lease release failed; it will expire");
+                Err(e)
+            }
         }
     }
 

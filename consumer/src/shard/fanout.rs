@@ -4,6 +4,7 @@
 //! polling reader, so the worker treats both alike.
 
 use std::time::Duration;
+use tradeflow_shared::retry::{Next, Policy, Retry};
 
 use aws_sdk_kinesis::types::{
     ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
@@ -131,7 +132,9 @@ pub struct FanOutReader {
     cfg: FanOutConfig,
     progress: Progress,
     events: Option<(Events, Instant)>,
-    backoff: Duration,
+    /// Failed subscriptions and broken event streams in a row: backoff with jitter, for
+    /// as long as the lease is held (observable).
+    retry: Retry,
     ended: bool,
     /// Consecutive events without records (see `probe_end`).
     idle_events: u32,
@@ -152,7 +155,10 @@ impl FanOutReader {
             client,
             stream: stream.to_string(),
             shard_id: shard_id.to_string(),
-            backoff: cfg.min_backoff,
+            retry: Retry::new(
+                "consumer.subscribe_to_shard",
+                Policy::forever(cfg.min_backoff, cfg.max_backoff),
+            ),
             cfg,
             progress: Progress::new(start),
             events: None,
@@ -221,7 +227,7 @@ impl FanOutReader {
                     continue;
                 }
             };
-            self.backoff = self.cfg.min_backoff;
+            self.retry.succeeded(&self.shard_id);
             let mut batch = self.batch_of(&event);
             if batch.kinesis_records > 0 || batch.end.is_some() {
                 self.idle_events = 0;
@@ -394,9 +400,10 @@ impl FanOutReader {
 
     async fn failed(&mut self, kind: &'static str, why: &str) {
         metrics::counter!("tradeflow_consumer_fanout_errors_total", "kind" => kind).increment(1);
-        tracing::warn!(shard = %self.shard_id, backoff_ms = self.backoff.as_millis() as u64, "{why}; resubscribing");
-        tokio::time::sleep(self.backoff).await;
-        self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+        let shard = self.shard_id.clone();
+        if let Next::RetryIn(wait) = self.retry.failed(&shard, &why) {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

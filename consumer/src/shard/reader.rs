@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use tokio::time::Instant;
+use tradeflow_shared::retry::{self, Next, Policy};
 use tradeflow_shared::{Position, SequenceNumber};
 
 use super::budget::{PageSizer, ReadBudget};
@@ -111,7 +112,12 @@ pub struct ShardReader {
     skip_through: Option<Position>,
     last_call: Option<Instant>,
     next_wait: Duration,
-    backoff: Duration,
+    /// Throttling, transient errors and expired iterators in a row: backoff with
+    /// jitter, retried for as long as the lease is held (observable).
+    retry: retry::Retry,
+    /// Expired iterators in a row: the second one backs off (a fresh iterator that
+    /// expires at once again would otherwise loop without a pause).
+    expired_in_a_row: u32,
     /// The children named when the end was first reported, until a second look
     /// confirms it (see [`ReaderConfig::end_settle`]).
     end_reported: Option<Vec<String>>,
@@ -136,7 +142,14 @@ impl ShardReader {
             client,
             stream: stream.to_string(),
             shard_id: shard_id.to_string(),
-            backoff: cfg.min_call_interval,
+            retry: retry::Retry::new(
+                "consumer.get_records",
+                Policy::forever(
+                    cfg.min_call_interval.max(Duration::from_millis(50)),
+                    cfg.max_backoff,
+                ),
+            ),
+            expired_in_a_row: 0,
             cfg,
             start,
             iterator: None,
@@ -208,6 +221,10 @@ impl ShardReader {
                             .increment(1);
                         tracing::info!(shard = %self.shard_id, "shard iterator expired; getting a new one");
                         self.iterator = None;
+                        self.expired_in_a_row += 1;
+                        if self.expired_in_a_row > 1 {
+                            self.retry_later("the shard iterator expired again");
+                        }
                         continue;
                     }
                     if svc.is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) {
@@ -230,7 +247,8 @@ impl ShardReader {
                     continue;
                 }
             };
-            self.backoff = self.cfg.min_call_interval;
+            self.retry.succeeded(&self.shard_id);
+            self.expired_in_a_row = 0;
             let mut batch = ReadBatch {
                 millis_behind_latest: out.millis_behind_latest(),
                 reservation: Some(reservation),
@@ -341,10 +359,12 @@ impl ShardReader {
     }
 
     fn retry_later(&mut self, why: &str) {
-        tracing::warn!(shard = %self.shard_id, backoff_ms = self.backoff.as_millis() as u64, "{why}; retrying");
-        self.next_wait = self.backoff;
+        let shard = self.shard_id.clone();
+        let Next::RetryIn(wait) = self.retry.failed(&shard, &why) else {
+            unreachable!("retried forever")
+        };
+        self.next_wait = wait;
         self.last_call = Some(Instant::now());
-        self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
     }
 
     fn fatal(&self, message: String) -> ReadError {
