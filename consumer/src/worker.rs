@@ -68,8 +68,11 @@ struct Ctx {
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Called with the shard id at the start of every shard task.
-    pub on_shard_start: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub on_shard_start: Option<ShardHook>,
 }
+
+/// A hook called with a shard id.
+pub type ShardHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Runs a worker until `shutdown` is cancelled, then drains and releases its leases.
 pub async fn run(

@@ -71,7 +71,7 @@ async fn a_panicking_shard_task_gives_its_lease_to_another_worker() {
     let kinesis = tradeflow_shared::aws::kinesis_client(&conf, &args);
     let table = LeaseTable::new(
         tradeflow_shared::aws::dynamodb_client(&conf, &args),
-        &format!("{stream}-app"),
+        format!("{stream}-app"),
     );
     testkit::create_active_stream(&kinesis, stream, 1)
         .await
