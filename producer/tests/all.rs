@@ -5,6 +5,8 @@
 //! file: add it here, or as a `[[test]]` in Cargo.toml (`autotests = false`). Tests here
 //! share one process: no global recorder or subscriber installs.
 
+#[path = "backfill_hostile_rest.rs"]
+mod backfill_hostile_rest;
 #[path = "connection_spread.rs"]
 mod connection_spread;
 #[path = "kinesis_faults.rs"]
