@@ -9,6 +9,8 @@
 mod backfill_hostile_rest;
 #[path = "connection_spread.rs"]
 mod connection_spread;
+#[path = "file_sources_hostile.rs"]
+mod file_sources_hostile;
 #[path = "kinesis_faults.rs"]
 mod kinesis_faults;
 #[path = "kinesis_roundtrip.rs"]
