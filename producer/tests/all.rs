@@ -19,6 +19,8 @@ mod kinesis_roundtrip;
 mod pipeline_sigterm;
 #[path = "pipeline_tail.rs"]
 mod pipeline_tail;
+#[path = "rotation_held_limit.rs"]
+mod rotation_held_limit;
 #[path = "websocket_source.rs"]
 mod websocket_source;
 
