@@ -100,6 +100,10 @@ pub fn describe() {
             ws::WS_CONNECT_FAILURES,
             "Failed websocket connection attempts"
         );
+        describe_counter!(
+            ws::WS_HELD_LIMIT,
+            "Rotations where the replacement held its limit of trades, by action taken"
+        );
         counter!(ws::WS_CONNECT_FAILURES).absolute(0);
         gauge!(ws::WS_CONNECTIONS).set(0.0);
     }

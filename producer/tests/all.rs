@@ -7,8 +7,12 @@
 
 #[path = "api_faults.rs"]
 mod api_faults;
+#[path = "backfill_hostile_rest.rs"]
+mod backfill_hostile_rest;
 #[path = "connection_spread.rs"]
 mod connection_spread;
+#[path = "file_sources_hostile.rs"]
+mod file_sources_hostile;
 #[path = "kinesis_faults.rs"]
 mod kinesis_faults;
 #[path = "kinesis_roundtrip.rs"]
@@ -17,6 +21,8 @@ mod kinesis_roundtrip;
 mod pipeline_sigterm;
 #[path = "pipeline_tail.rs"]
 mod pipeline_tail;
+#[path = "rotation_held_limit.rs"]
+mod rotation_held_limit;
 #[path = "websocket_source.rs"]
 mod websocket_source;
 

@@ -15,6 +15,8 @@ use tradeflow_producer::source::binance::{self, BinanceConfig};
 use tradeflow_producer::source::SourceTrade;
 use tradeflow_shared::{Symbol, SEED_SYMBOLS};
 
+use crate::support::rest_front::{backfill_run, dedupe, ids_by_symbol, Answer, BackfillRun, Plan};
+
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Harness {
@@ -97,24 +99,6 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The pipeline's dedupe: per symbol, drop trade ids ≤ the last one kept.
-fn dedupe(trades: &[SourceTrade]) -> Vec<SourceTrade> {
-    let mut last: HashMap<Symbol, u64> = HashMap::new();
-    trades
-        .iter()
-        .filter(|t| {
-            let l = last.entry(t.trade.symbol).or_insert(0);
-            if t.trade.trade_id > *l {
-                *l = t.trade.trade_id;
-                true
-            } else {
-                false
-            }
-        })
-        .cloned()
-        .collect()
 }
 
 impl Harness {
@@ -268,146 +252,28 @@ async fn bad_config_is_refused_before_any_io() {
         .is_err());
 }
 
-/// A REST front for the exchange that fails on purpose: the first `fail_first`
-/// requests get a 500, the next one a 429 with `Retry-After: 1`, the rest are passed to
-/// the exchange — or, with `fail_first == u64::MAX`, every request fails.
-async fn flaky_rest(exchange: std::net::SocketAddr, fail_first: u64) -> std::net::SocketAddr {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let upstream = tradeflow_shared::rest::RestClient::new(
-        &format!("http://{exchange}"),
-        Duration::from_secs(5),
-        1 << 24,
-        "flaky-rest",
-    )
-    .unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let (upstream, seen) = (upstream.clone(), seen.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let i = seen.fetch_add(1, Ordering::SeqCst);
-                let (status, extra, body) = if fail_first == u64::MAX || i < fail_first {
-                    (
-                        "500 Internal Server Error",
-                        "",
-                        "{\"code\":-1000}".to_string(),
-                    )
-                } else if i == fail_first {
-                    (
-                        "429 Too Many Requests",
-                        "Retry-After: 1\r\n",
-                        "{\"code\":-1003}".to_string(),
-                    )
-                } else {
-                    let r = upstream.get(&path).await.unwrap();
-                    ("200 OK", "", String::from_utf8_lossy(&r.body).to_string())
-                };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(reply.as_bytes()).await;
-            });
+/// The first `fail_first` requests get a 500, the next one a 429 with `Retry-After: 1`,
+/// the rest are passed to the exchange — or, with `fail_first == u64::MAX`, every
+/// request fails.
+fn flaky(fail_first: u64) -> Plan {
+    Arc::new(move |i| {
+        if fail_first == u64::MAX || i < fail_first {
+            Answer::reply("500 Internal Server Error", "", "{\"code\":-1000}")
+        } else if i == fail_first {
+            Answer::reply(
+                "429 Too Many Requests",
+                "Retry-After: 1\r\n",
+                "{\"code\":-1003}",
+            )
+        } else {
+            Answer::Pass
         }
-    });
-    addr
-}
-
-/// websocket source → gap filler, both real, against the exchange: a burst of trades
-/// is emitted while the connections are down, so the first trade after the reconnect
-/// opens a gap per symbol that the filler fetches over (flaky) REST.
-async fn backfill_run(fail_first: u64) -> (Vec<SourceTrade>, Vec<tradeflow_exchange::TapeItem>) {
-    use tradeflow_producer::source::backfill::{self, BackfillConfig};
-    let ex = Exchange::start(
-        ExchangeConfig {
-            rate: Some(1000.0),
-            ..exchange_config()
-        },
-        tape(2000),
-    );
-    let server = ex.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let rest = flaky_rest(server.addr, fail_first).await;
-    let cfg = BinanceConfig {
-        url: format!("ws://{}", server.addr),
-        dead_timeout: Duration::from_secs(1),
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(400),
-        ..BinanceConfig::default()
-    };
-    let (ws_tx, ws_rx) = mpsc::channel(256);
-    let (tx, mut rx) = mpsc::channel(256);
-    let stop = CancellationToken::new();
-    let bf = BackfillConfig {
-        base_url: format!("http://{rest}"),
-        deadline: Duration::from_secs(4),
-        ..BackfillConfig::default()
-    };
-    let filler = tokio::spawn(backfill::run(bf, ws_rx, tx, stop.clone()));
-    let source = tokio::spawn(binance::run(cfg, ws_tx, stop.clone()));
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let collector = tokio::spawn(async move {
-        while let Some(t) = rx.recv().await {
-            sink.lock().unwrap().push(t);
-        }
-    });
-
-    ex.wait_emitted(400).await;
-    let before = ex.stats().connections_total;
-    ex.inject(Fault::CloseAll);
-    until("reconnected", || ex.stats().connections_total > before).await;
-    tokio::time::timeout(WAIT, ex.wait_finished())
-        .await
-        .expect("tape finished");
-    // Until every symbol's last trade is through: a symbol held behind a backfill
-    // must come free by itself (answer or deadline), not by the shutdown below.
-    let mut lasts: HashMap<Symbol, tradeflow_shared::Trade> = HashMap::new();
-    for t in ex.tape().unwrap().iter() {
-        lasts.insert(t.trade.symbol, t.trade);
-    }
-    until("every symbol's last trade went through", || {
-        let got = got.lock().unwrap();
-        lasts.values().all(|l| got.iter().any(|t| &t.trade == l))
     })
-    .await;
-    stop.cancel();
-    source.await.unwrap().unwrap();
-    filler.await.unwrap().unwrap();
-    collector.await.unwrap();
-    let trades = got.lock().unwrap().clone();
-    server.stop().await;
-    (dedupe(&trades), ex.tape().unwrap().to_vec())
-}
-
-fn ids_by_symbol<'a>(
-    trades: impl Iterator<Item = &'a tradeflow_shared::Trade>,
-) -> HashMap<Symbol, Vec<u64>> {
-    let mut out: HashMap<Symbol, Vec<u64>> = HashMap::new();
-    for t in trades {
-        out.entry(t.symbol).or_default().push(t.trade_id);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_backfill_retries_through_errors_and_rate_limits() {
-    let (got, tape) = backfill_run(2).await;
+    let BackfillRun { got, tape, .. } = backfill_run(flaky(2), Duration::from_secs(4)).await;
     // Every tape trade once, in order, including those emitted while disconnected.
     assert_eq!(
         ids_by_symbol(got.iter().map(|t| &t.trade)),
@@ -439,7 +305,7 @@ async fn rest_backfill_retries_through_errors_and_rate_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_rest_endpoint_leaves_the_gap_but_never_stalls_the_feed() {
-    let (got, tape) = backfill_run(u64::MAX).await;
+    let BackfillRun { got, tape, .. } = backfill_run(flaky(u64::MAX), Duration::from_secs(4)).await;
     let got_ids = ids_by_symbol(got.iter().map(|t| &t.trade));
     let tape_ids = ids_by_symbol(tape.iter().map(|t| &t.trade));
     let mut missing = 0;

@@ -14,6 +14,11 @@ use hyper_util::rt::TokioExecutor;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
+/// The longest `Retry-After` believed: Binance's longest IP ban (418) is 3 days. A
+/// larger number (up to `u64::MAX` seconds from a hostile or broken server) is read as
+/// this, so no caller ever adds an absurd duration to an instant.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RestError {
     #[error("{url} is not a usable URL: {reason}")]
@@ -28,7 +33,8 @@ pub enum RestError {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    /// `Retry-After` in seconds, when the server sent one (Binance does on 429/418).
+    /// `Retry-After` in seconds, when the server sent one (Binance does on 429/418),
+    /// at most [`MAX_RETRY_AFTER`].
     pub retry_after: Option<Duration>,
     pub body: Bytes,
 }
@@ -133,8 +139,7 @@ impl RestClient {
             .headers()
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(parse_retry_after);
         let body = Limited::new(resp.into_body(), self.max_body)
             .collect()
             .await
@@ -146,6 +151,18 @@ impl RestClient {
             body,
         })
     }
+}
+
+/// `Retry-After` as delay-seconds, capped at [`MAX_RETRY_AFTER`] (a number too large
+/// for `u64` is capped too). An HTTP-date or anything else is `None`: the caller's own
+/// backoff applies.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// An error and its sources on one line ("connection refused" hides two levels down).
@@ -166,6 +183,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_bounded() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
+        for huge in [
+            "18446744073709551615",
+            "99999999999999999999999999",
+            "259201",
+        ] {
+            assert_eq!(parse_retry_after(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for other in ["", "soon", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn urls_are_checked() {

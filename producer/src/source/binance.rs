@@ -10,12 +10,14 @@
 //!   then the old connection is closed with a close handshake (which delivers all it
 //!   still had in flight), and only then are the held trades released. So per symbol
 //!   the channel sees the old connection's trades, then the new one's, overlapping but
-//!   never missing any: the pipeline's dedupe drops ids it has already seen.
+//!   never missing any: the pipeline's dedupe drops ids it has already seen. At most
+//!   `max_held` trades are held (see `overlap.rs` for what happens past it).
 //! - Messages that are not trades are counted (`tradeflow_producer_bad_input_total`,
 //!   `source="binance"`) and logged, never fatal; frames are capped in size.
 
 mod conn;
 mod limits;
+mod overlap;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,6 +50,7 @@ pub const WS_RECONNECTS: &str = "tradeflow_producer_ws_reconnects_total";
 pub const WS_ROTATIONS: &str = "tradeflow_producer_ws_rotations_total";
 pub const WS_MESSAGES: &str = "tradeflow_producer_ws_messages_total";
 pub const WS_CONNECT_FAILURES: &str = "tradeflow_producer_ws_connect_failures_total";
+pub const WS_HELD_LIMIT: &str = "tradeflow_producer_ws_held_limit_total";
 
 const SOURCE: &str = "binance";
 
@@ -75,6 +78,10 @@ pub struct BinanceConfig {
     /// Connection attempts allowed per `attempt_window` (Binance: 300 per 5 min).
     pub max_attempts: usize,
     pub attempt_window: Duration,
+    /// Trades a replacement connection may hold back per connection group while the
+    /// old one is still open; past it the replacement is abandoned, or paused while the
+    /// old one closes (`overlap.rs`).
+    pub max_held: usize,
 }
 
 impl Default for BinanceConfig {
@@ -96,6 +103,7 @@ impl Default for BinanceConfig {
             max_frame_bytes: 1 << 20,
             max_attempts: 300,
             attempt_window: Duration::from_secs(300),
+            max_held: 100_000,
         }
     }
 }
@@ -140,6 +148,9 @@ impl BinanceConfig {
         }
         if self.max_attempts == 0 {
             return Err(BinanceError::Config("max_attempts must be positive"));
+        }
+        if self.max_held == 0 {
+            return Err(BinanceError::Config("max_held must be positive"));
         }
         Ok(())
     }
@@ -373,13 +384,22 @@ impl Group {
                         return self.after_loss(cur, repl, connecting).await;
                     }
                 },
-                msg = async { repl.as_mut().expect("guarded").ws.next().await }, if repl.is_some() => {
+                // Not read while its held trades are at the limit (`overlap::may_read`).
+                msg = async { repl.as_mut().expect("guarded").ws.next().await }, if overlap::may_read(repl.as_ref(), cfg.max_held) => {
                     let r = repl.as_mut().expect("guarded");
                     match self.on_message(r, msg) {
                         Got::Trade(t) => {
                             r.held.push(t);
                             if r.acks_pending == 0 && draining_until.is_none() {
                                 draining_until = Some(start_drain(&mut cur, cfg.drain_timeout).await);
+                            }
+                            if r.held.len() >= cfg.max_held {
+                                if draining_until.is_some() {
+                                    self.pause_replacement(r);
+                                } else {
+                                    let r = repl.take().expect("guarded");
+                                    retry_rotation_at = Some(self.abandon_replacement(r).await);
+                                }
                             }
                         }
                         Got::Nothing => {}

@@ -21,6 +21,7 @@ pub type TradeRx = mpsc::Receiver<SourceTrade>;
 
 pub mod backfill;
 pub mod binance;
+pub mod lines;
 pub mod replay;
 pub mod symbols;
 pub mod synthetic;

@@ -1,13 +1,15 @@
 //! Replays a capture file: newline-delimited events exactly as Binance sent them (raw
-//! trades or combined-stream envelopes). Lines that are not trades are counted and
-//! logged, never fatal. Finite: returns once every line was read.
+//! trades or combined-stream envelopes). Lines that are not trades — not UTF-8, over
+//! [`MAX_LINE_BYTES`], not JSON — are counted and logged, never fatal. Finite: returns
+//! once every line was read.
 
 use std::path::Path;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tradeflow_shared::{decode_event, Event};
 
+use super::lines::{Line, LineSplitter, MAX_LINE_BYTES};
 use super::{SourceTrade, TradeTx};
 use crate::metrics;
 
@@ -50,27 +52,74 @@ pub fn decode_line(
     }
 }
 
+/// Decodes one line as read from a file: one that is over-long or not UTF-8 is
+/// counted (`bad_input_total{kind="line_too_long"|"utf8"}`), logged and skipped.
+pub fn decode_file_line(
+    source: &'static str,
+    line: Line,
+    line_no: u64,
+    stats: &mut SourceStats,
+) -> Option<SourceTrade> {
+    let bytes = match line {
+        Line::Bytes(b) => b,
+        Line::TooLong { bytes } => {
+            stats.lines += 1;
+            stats.bad += 1;
+            metrics::bad_input(source, "line_too_long");
+            tracing::warn!(
+                source,
+                line = line_no,
+                bytes,
+                max = MAX_LINE_BYTES,
+                "skipping an over-long line"
+            );
+            return None;
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => decode_line(source, &text, line_no, stats),
+        Err(e) => {
+            stats.lines += 1;
+            stats.bad += 1;
+            metrics::bad_input(source, "utf8");
+            tracing::warn!(source, line = line_no, error = %e.utf8_error(), "skipping a line that is not UTF-8");
+            None
+        }
+    }
+}
+
 /// Sends every trade of `path`, in file order, then returns.
 pub async fn run(
     path: &Path,
     tx: TradeTx,
     shutdown: CancellationToken,
 ) -> std::io::Result<SourceStats> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut lines = BufReader::new(file).lines();
+    let mut file = tokio::fs::File::open(path).await?;
     let mut stats = SourceStats::default();
-    loop {
-        let line = tokio::select! {
-            l = lines.next_line() => l?,
+    let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut lines = Vec::new();
+    'read: loop {
+        let n = tokio::select! {
+            n = file.read(&mut buf) => n?,
             _ = shutdown.cancelled() => break,
         };
-        let Some(line) = line else { break };
-        let n = stats.lines + 1;
-        if let Some(t) = decode_line("replay", &line, n, &mut stats) {
-            if tx.send(t).await.is_err() {
-                break;
+        if n == 0 {
+            lines.extend(splitter.finish());
+        } else {
+            splitter.push(&buf[..n], &mut lines);
+        }
+        for line in lines.drain(..) {
+            let no = stats.lines + 1;
+            if let Some(t) = decode_file_line("replay", line, no, &mut stats) {
+                if tx.send(t).await.is_err() {
+                    break 'read;
+                }
+                stats.trades += 1;
             }
-            stats.trades += 1;
+        }
+        if n == 0 {
+            break;
         }
     }
     tracing::info!(path = %path.display(), lines = stats.lines, trades = stats.trades, bad = stats.bad, "replay finished");

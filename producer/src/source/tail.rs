@@ -1,7 +1,9 @@
 //! Follows a growing file of JSON lines, as the Kinesis Agent did on
 //! `/tmp/transactions.json`: only complete lines are read; on rotation (the path now
 //! names another inode) the old file is read to its end and the new one from 0; on
-//! truncation (the file got shorter than what was read) reading restarts at 0.
+//! truncation (the file got shorter than what was read) reading restarts at 0. A line
+//! over [`MAX_LINE_BYTES`] is counted, logged and skipped up to its newline (never held
+//! whole in memory); one that is not UTF-8 is counted, logged and skipped.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -10,7 +12,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, SeekFrom};
 use tokio_util::sync::CancellationToken;
 
-use super::replay::{decode_line, SourceStats};
+pub use super::lines::MAX_LINE_BYTES;
+
+use super::lines::LineSplitter;
+use super::replay::{decode_file_line, SourceStats};
 use super::TradeTx;
 
 #[derive(Debug, Clone)]
@@ -45,7 +50,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<SourceStats> {
     let mut stats = SourceStats::default();
-    let mut partial: Vec<u8> = Vec::new();
+    let mut partial = LineSplitter::new(MAX_LINE_BYTES);
+    let mut lines = Vec::new();
     let mut cur: Option<Open> = None;
     let mut first_open = true;
     let mut buf = vec![0u8; 64 * 1024];
@@ -68,12 +74,10 @@ pub async fn run(
         let n = o.file.read(&mut buf).await?;
         if n > 0 {
             o.pos += n as u64;
-            partial.extend_from_slice(&buf[..n]);
-            while let Some(i) = partial.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=i).collect();
+            partial.push(&buf[..n], &mut lines);
+            for line in lines.drain(..) {
                 let n_line = stats.lines + 1;
-                let text = String::from_utf8_lossy(&line);
-                if let Some(t) = decode_line("tail", &text, n_line, &mut stats) {
+                if let Some(t) = decode_file_line("tail", line, n_line, &mut stats) {
                     if tx.send(t).await.is_err() {
                         break 'outer;
                     }

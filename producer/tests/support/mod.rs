@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod rest_front;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

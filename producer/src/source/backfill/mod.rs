@@ -14,12 +14,13 @@
 
 mod fetch;
 mod filler;
+mod tasks;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use metrics::counter;
-use tokio::task::JoinSet;
+use tokio::task::JoinError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tradeflow_shared::rest::{RestClient, RestError};
@@ -27,8 +28,9 @@ use tradeflow_shared::rest::{RestClient, RestError};
 pub use fetch::parse_page;
 pub use filler::{Fetch, GapFiller, Step};
 
-use super::{SourceTrade, TradeRx, TradeTx};
+use super::{TradeRx, TradeTx};
 use fetch::{fetch_gap, Budget, WeightBudget};
+use tasks::{Outcome, Running};
 
 pub const BACKFILLED: &str = "tradeflow_producer_backfilled_trades_total";
 pub const BACKFILL_FAILURES: &str = "tradeflow_producer_backfill_failures_total";
@@ -86,7 +88,7 @@ pub async fn run(
         cfg.weight_per_minute,
     )));
     let mut filler = GapFiller::new(cfg.max_gap, cfg.max_held);
-    let mut running: JoinSet<(Fetch, Vec<SourceTrade>, Option<&'static str>)> = JoinSet::new();
+    let mut running = Running::new();
     let mut waiting: VecDeque<(Fetch, Instant)> = VecDeque::new();
     let mut steps: Vec<Step> = Vec::new();
     loop {
@@ -95,20 +97,8 @@ pub async fn run(
                 Some(t) => filler.on_trade(t, &mut steps),
                 None => break,
             },
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((f, got, why)) = done {
-                    let n = got.len() as u64;
-                    counter!(BACKFILLED).increment(n);
-                    let wanted = f.to - f.from + 1;
-                    match why {
-                        None => tracing::info!(symbol = f.symbol.as_str(), from = f.from, to = f.to, trades = n, "gap backfilled"),
-                        Some(reason) => {
-                            counter!(BACKFILL_FAILURES, "reason" => reason).increment(1);
-                            tracing::warn!(symbol = f.symbol.as_str(), from = f.from, to = f.to, fetched = n, missing = wanted.saturating_sub(n), reason, "gap only partly backfilled");
-                        }
-                    }
-                    filler.on_fetched(&f, got, &mut steps);
-                }
+            Some((f, done)) = running.join_next(), if !running.is_empty() => {
+                settle(&mut filler, &f, done, &mut steps);
             }
         }
         for step in steps.drain(..) {
@@ -118,7 +108,7 @@ pub async fn run(
                         return Ok(());
                     }
                 }
-                Step::Fetch(f) => waiting.push_back((f, Instant::now() + cfg.deadline)),
+                Step::Fetch(f) => waiting.push_back((f, deadline_in(cfg.deadline))),
                 Step::GaveUp(f, reason) => {
                     counter!(BACKFILL_FAILURES, "reason" => reason).increment(1);
                     tracing::warn!(
@@ -137,9 +127,9 @@ pub async fn run(
                 break;
             };
             let (client, budget) = (client.clone(), budget.clone());
-            running.spawn(async move {
-                let (got, why) = fetch_gap(&client, &budget, &f, deadline).await;
-                (f, got, why)
+            let task_fetch = f.clone();
+            running.spawn(f, async move {
+                fetch_gap(&client, &budget, &task_fetch, deadline).await
             });
         }
     }
@@ -157,4 +147,113 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// `now + d`, or far ahead if that does not fit (a configured deadline is not checked
+/// for size, and `Instant + huge` panics).
+fn deadline_in(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(10 * 365 * 24 * 3600))
+}
+
+/// A fetch task ended: its trades go out and its symbol's held trades are released,
+/// whatever the task did. A task that panicked or was cancelled is a failed backfill
+/// like any other (`reason="task_failed"`): the gap stays, counted by the gap check.
+fn settle(
+    filler: &mut GapFiller,
+    f: &Fetch,
+    done: Result<Outcome, JoinError>,
+    steps: &mut Vec<Step>,
+) {
+    let (got, why) = done.unwrap_or_else(|e| {
+        tracing::error!(symbol = f.symbol.as_str(), from = f.from, to = f.to, error = %e, "backfill task failed");
+        (Vec::new(), Some("task_failed"))
+    });
+    let n = got.len() as u64;
+    counter!(BACKFILLED).increment(n);
+    let wanted = f.to - f.from + 1;
+    match why {
+        None => tracing::info!(
+            symbol = f.symbol.as_str(),
+            from = f.from,
+            to = f.to,
+            trades = n,
+            "gap backfilled"
+        ),
+        Some(reason) => {
+            counter!(BACKFILL_FAILURES, "reason" => reason).increment(1);
+            tracing::warn!(
+                symbol = f.symbol.as_str(),
+                from = f.from,
+                to = f.to,
+                fetched = n,
+                missing = wanted.saturating_sub(n),
+                reason,
+                "gap only partly backfilled"
+            );
+        }
+    }
+    filler.on_fetched(f, got, steps);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceTrade;
+    use tradeflow_shared::{Fixed8, Symbol, Trade};
+
+    fn t(id: u64) -> SourceTrade {
+        let trade = Trade {
+            symbol: Symbol::new("A").unwrap(),
+            trade_id: id,
+            price: Fixed8::parse("1").unwrap(),
+            qty: Fixed8::parse("1").unwrap(),
+            trade_time_ms: id,
+            event_time_ms: id,
+            buyer_is_maker: false,
+        };
+        SourceTrade {
+            json: trade.to_json(),
+            trade,
+        }
+    }
+
+    fn emitted(steps: &[Step]) -> Vec<u64> {
+        let ids = steps.iter().filter_map(|s| match s {
+            Step::Emit(t) => Some(t.trade.trade_id),
+            _ => None,
+        });
+        ids.collect()
+    }
+
+    #[tokio::test]
+    async fn a_fetch_task_that_panics_releases_its_symbol() {
+        let mut filler = GapFiller::new(100, 1000);
+        let mut steps = Vec::new();
+        filler.on_trade(t(1), &mut steps);
+        filler.on_trade(t(5), &mut steps); // gap 2..=4: 5 is held
+        filler.on_trade(t(6), &mut steps);
+        let Some(Step::Fetch(f)) = steps.iter().find(|s| matches!(s, Step::Fetch(_))).cloned()
+        else {
+            panic!("no fetch: {steps:?}")
+        };
+        assert_eq!(emitted(&steps), [1]);
+        let mut running = Running::new();
+        running.spawn(f.clone(), async { panic!("a fetch task panics") });
+        let (got_f, done) = running.join_next().await.expect("one task");
+        assert_eq!(got_f, f);
+        assert!(done.as_ref().is_err_and(|e| e.is_panic()));
+        settle(&mut filler, &got_f, done, &mut steps);
+        assert_eq!(emitted(&steps), [1, 5, 6]);
+        assert_eq!(filler.held(), 0);
+        filler.on_trade(t(7), &mut steps);
+        assert_eq!(emitted(&steps), [1, 5, 6, 7]);
+        assert!(running.is_empty());
+    }
+
+    #[test]
+    fn a_huge_deadline_does_not_overflow() {
+        assert!(deadline_in(Duration::MAX) > Instant::now());
+    }
 }
