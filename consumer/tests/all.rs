@@ -10,6 +10,8 @@
 mod hostile_records;
 #[path = "lease_table.rs"]
 mod lease_table;
+#[path = "redis_foreign.rs"]
+mod redis_foreign;
 #[path = "redis_proptest.rs"]
 mod redis_proptest;
 #[path = "redis_sink.rs"]
