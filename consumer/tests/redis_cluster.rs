@@ -273,6 +273,7 @@ fn web_source(url: &str) -> tradeflow_consumer::report::web::Source {
     };
     tradeflow_consumer::report::web::Source::new(SourceConfig {
         redis_url: url.to_string(),
+        ca_file: None,
         key_prefix: P.into(),
         top_series: 5,
         min_interval: Duration::ZERO,
@@ -464,5 +465,71 @@ async fn foreign_value_on_a_cluster_keeps_only_that_symbol_aside() {
         })
         .collect();
     assert_eq!(got, expected(&all));
+    drop(cluster);
+}
+
+/// `tradeflow-report` and `tradeflow-report serve` take a `redis+cluster://` URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_and_serve_read_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let sink = RedisSink::connect(&SinkConfig {
+        url: url.clone(),
+        key_prefix: P.into(),
+        wait_replicas: 0,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("connect to the cluster");
+    let trades: Vec<Trade> = (1..=30)
+        .map(|i| trade(&format!("S{:02}USDT", i % 6), 100 + i))
+        .collect();
+    let errors = AtomicU64::new(0);
+    apply_until_done(&sink, "shardId-0", &shard_of(&trades), &errors).await;
+
+    let report = env!("CARGO_BIN_EXE_tradeflow-report");
+    let out = tokio::process::Command::new(report)
+        .args(["--redis-url", &url, "--format", "json"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(json["total_trades"], 30);
+
+    let port = tradeflow_shared::testkit::free_port();
+    let mut child = tokio::process::Command::new(report)
+        .args(["--redis-url", &url])
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "serve exited ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        match tradeflow_shared::testkit::http_get(port, "/api/snapshot") {
+            Ok((200, body)) => break body,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.kill().await.unwrap();
+    let snap: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(snap["ok"], true, "{snap}");
+    assert_eq!(snap["total_trades"], 30);
     drop(cluster);
 }
