@@ -6,6 +6,8 @@
 //! as a `[[test]]` in Cargo.toml (`autotests = false`). Tests here share one process: no
 //! global recorder or subscriber installs, no process-wide state.
 
+#[path = "cli_help.rs"]
+mod cli_help;
 #[path = "hostile_records.rs"]
 mod hostile_records;
 #[path = "lease_table.rs"]

@@ -5,6 +5,8 @@
 //! file: add it here, or as a `[[test]]` in Cargo.toml (`autotests = false`). Tests here
 //! share one process: no global recorder or subscriber installs.
 
+#[path = "cli_help.rs"]
+mod cli_help;
 #[path = "connection_spread.rs"]
 mod connection_spread;
 #[path = "kinesis_faults.rs"]
