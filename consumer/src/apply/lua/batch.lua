@@ -50,23 +50,22 @@ for _, k in ipairs({{symbols_key, 'SCARD'}, {dl_key, 'XLEN'}}) do
   local _, err = try(k[2], k[1])
   if err then return foreign_key(k[1], 'holds a foreign value (' .. err .. ')') end
 end
-local states, foreign = {}, {}
+local states, foreign, split = {}, {}, {}
 for s = 1, n_sym do
-  local st, why = load_state(symbols[s])
-  states[s] = st
-  if not st then
+  local kind, x = prepare(symbols[s])
+  if kind == 'foreign' then
     foreign[#foreign + 1] = symbols[s].name
-    foreign[#foreign + 1] = why
+    foreign[#foreign + 1] = x
+  elseif kind == 'split' then
+    split[#split + 1] = symbols[s].name
+  else
+    states[s] = x
   end
 end
 if #foreign > 0 then
   local r = {4, 0, 0, 0, 0}
   for _, v in ipairs(foreign) do r[#r + 1] = v end
   return r
-end
-local split = {}
-for s = 1, n_sym do
-  if needs_split(symbols[s], states[s]) then split[#split + 1] = symbols[s].name end
 end
 if #split > 0 then
   local r = {2, 0, 0, 0, 0}

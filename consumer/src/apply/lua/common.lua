@@ -112,32 +112,21 @@ local function check_ranges(key)
   return nil
 end
 
--- Everything one symbol's writes start from, read and checked before any write:
--- hwm (nil before its first trade), the number of gaps and evicted ranges, the stored
--- volumes and those of the segments' minute buckets (kept up to date by apply_amounts,
--- so phase 2 reads none of them again). Returns the state, or nil and why a key of
+-- What one symbol's classification starts from, read and checked before any write:
+-- hwm (nil before its first trade), the number of gaps and evicted ranges (and their
+-- members when lookups will parse them). Returns the state, or nil and why a key of
 -- the symbol holds a foreign value.
 local function load_state(sym)
   local name, part = sym.name, sym_part(sym.name)
   local st = {name = name, ckey = 'symbol:' .. name, skey = prefix .. 'stats:' .. part,
               dkey = prefix .. 'dedupe:' .. part, gkey = prefix .. 'gaps:' .. part,
               ekey = prefix .. 'evicted:' .. part, mins = {}}
-  local v, err = try('GET', st.ckey)
-  if err then return nil, st.ckey .. ': ' .. err end
-  if v and not is_count(v) then return nil, st.ckey .. ' holds ' .. show(v) .. ', not an integer' end
-  local d
-  d, err = try('HMGET', st.dkey, 'hwm')
+  local d, err = try('HMGET', st.dkey, 'hwm')
   if err then return nil, st.dkey .. ': ' .. err end
   if d[1] then
     if not is_id(d[1]) then return nil, st.dkey .. ' field hwm holds ' .. show(d[1]) .. ', not a trade id' end
     st.hwm = tonumber(d[1])
   end
-  local s
-  s, err = try('HMGET', st.skey, 'base', 'quote')
-  if err then return nil, st.skey .. ': ' .. err end
-  if s[1] and not string.match(s[1], DEC8) then return nil, st.skey .. ' field base holds ' .. show(s[1]) .. ', not a decimal with 8 places' end
-  if s[2] and not string.match(s[2], DEC16) then return nil, st.skey .. ' field quote holds ' .. show(s[2]) .. ', not a decimal with 16 places' end
-  st.base, st.quote = s[1] or nil, s[2] or nil
   st.ngaps, err = try('ZCARD', st.gkey)
   if err then return nil, st.gkey .. ': ' .. err end
   st.nevicted, err = try('ZCARD', st.ekey)
@@ -151,21 +140,39 @@ local function load_state(sym)
     local why = check_ranges(st.gkey) or check_ranges(st.ekey)
     if why then return nil, why end
   end
+  return st
+end
+
+-- Read only, for a symbol that will write: checks the keys the writes add to — the
+-- count, the stored volumes and those of the segments' minute buckets — and keeps the
+-- values (apply_amounts keeps them up to date, so phase 2 reads none of them again).
+-- Returns nil, or why a key holds a foreign value.
+local function check_writes(sym, st)
+  local part = sym_part(sym.name)
+  local v, err = try('GET', st.ckey)
+  if err then return st.ckey .. ': ' .. err end
+  if v and not is_count(v) then return st.ckey .. ' holds ' .. show(v) .. ', not an integer' end
+  local s
+  s, err = try('HMGET', st.skey, 'base', 'quote')
+  if err then return st.skey .. ': ' .. err end
+  if s[1] and not string.match(s[1], DEC8) then return st.skey .. ' field base holds ' .. show(s[1]) .. ', not a decimal with 8 places' end
+  if s[2] and not string.match(s[2], DEC16) then return st.skey .. ' field quote holds ' .. show(s[2]) .. ', not a decimal with 16 places' end
+  st.base, st.quote = s[1] or nil, s[2] or nil
   for _, seg in ipairs(sym.segs) do
     for _, m in ipairs(seg.mins) do
       if not st.mins[m[1]] then
         local mkey = prefix .. 'min:' .. part .. ':' .. m[1]
         local r
         r, err = try('HMGET', mkey, 'count', 'base', 'quote')
-        if err then return nil, mkey .. ': ' .. err end
-        if r[1] and not is_count(r[1]) then return nil, mkey .. ' field count holds ' .. show(r[1]) .. ', not an integer' end
-        if r[2] and not string.match(r[2], DEC8) then return nil, mkey .. ' field base holds ' .. show(r[2]) .. ', not a decimal with 8 places' end
-        if r[3] and not string.match(r[3], DEC16) then return nil, mkey .. ' field quote holds ' .. show(r[3]) .. ', not a decimal with 16 places' end
+        if err then return mkey .. ': ' .. err end
+        if r[1] and not is_count(r[1]) then return mkey .. ' field count holds ' .. show(r[1]) .. ', not an integer' end
+        if r[2] and not string.match(r[2], DEC8) then return mkey .. ' field base holds ' .. show(r[2]) .. ', not a decimal with 8 places' end
+        if r[3] and not string.match(r[3], DEC16) then return mkey .. ' field quote holds ' .. show(r[3]) .. ', not a decimal with 16 places' end
         st.mins[m[1]] = {key = mkey, base = r[2] or nil, quote = r[3] or nil}
       end
     end
   end
-  return st
+  return nil
 end
 
 -- The range of sorted set `key` that starts at or below `lo`, if any: {member, lo, hi}.
@@ -208,12 +215,30 @@ local function classify(st, lo, hi)
   return 'dup'
 end
 
--- Read only: true if any segment straddles what was seen (nothing may be written then).
-local function needs_split(sym, st)
+-- Read only: whether any segment straddles what was seen (nothing may be written
+-- then), and whether any would be written (only then are the written keys checked: a
+-- batch of duplicates writes nothing and needs no check).
+local function survey(sym, st)
+  local writes = false
   for _, seg in ipairs(sym.segs) do
-    if classify(st, seg.lo, seg.hi) == 'split' then return true end
+    local k = classify(st, seg.lo, seg.hi)
+    if k == 'split' then return true, writes end
+    if k == 'above' or k == 'gap' then writes = true end
   end
-  return false
+  return false, writes
+end
+
+-- Phase 1 for one symbol: 'foreign' and why, 'split', or the state to apply from.
+local function prepare(sym)
+  local st, why = load_state(sym)
+  if not st then return 'foreign', why end
+  local split, writes = survey(sym, st)
+  if split then return 'split' end
+  if writes then
+    why = check_writes(sym, st)
+    if why then return 'foreign', why end
+  end
+  return 'ok', st
 end
 
 local function add_gap(st, lo, hi)

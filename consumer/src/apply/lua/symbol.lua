@@ -20,8 +20,8 @@ for _, seg in ipairs(sym.segs) do
   end
 end
 
-local st, why = load_state(sym)
-if not st then return {4, 0, 0, 0, 0, why} end
-if needs_split(sym, st) then return {2, 0, 0, 0, 0} end
+local kind, st = prepare(sym)
+if kind == 'foreign' then return {4, 0, 0, 0, 0, st} end
+if kind == 'split' then return {2, 0, 0, 0, 0} end
 local applied, dups, late = apply_symbol(sym, st)
 return {0, applied, dups, 0, late}
