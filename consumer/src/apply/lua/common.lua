@@ -68,9 +68,10 @@ end
 
 -- Foreign values. `symbol:` is shared with the legacy reporting jobs, and anyone can
 -- write any key. Redis does not roll back a script that fails half way, so everything
--- the writes rely on (types, integers, decimal shapes) is checked by load_state, read
--- only, before any write: a symbol whose keys hold something else is answered as
--- foreign (its trades are kept aside by the caller) instead of failing mid-batch.
+-- the writes rely on (types, integers, decimal shapes) is checked by load_state and
+-- check_writes, read only, before any write: a symbol whose keys hold something else
+-- is answered as foreign (its trades are kept aside by the caller) instead of failing
+-- mid-batch.
 local DEC8 = '^%d+%.' .. string.rep('%d', 8) .. '$'
 local DEC16 = '^%d+%.' .. string.rep('%d', 16) .. '$'
 

@@ -1,7 +1,7 @@
 //! Foreign values in tradeflow's keys: a legacy job writing `symbol:<SYM>` (that
 //! namespace is shared), a hand edit, a key of the wrong type. The apply scripts check
 //! every key a symbol's writes rely on before writing anything (`lua/common.lua`,
-//! `load_state`) and name the symbols whose keys hold something else; the sink then
+//! `prepare`) and name the symbols whose keys hold something else; the sink then
 //! applies the batch without them and keeps their trades aside as poison records
 //! (kind `foreign_value`, with the reason) in the dead-letter stream, so the batch is
 //! never half applied, the other symbols count on, and nothing is lost silently.
