@@ -38,7 +38,9 @@ pub struct Config {
     #[arg(
         long,
         env = "TRADEFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        // It holds the password: never echoed by --help.
+        hide_env_values = true
     )]
     pub redis_url: String,
 

@@ -6,10 +6,14 @@
 //! as a `[[test]]` in Cargo.toml (`autotests = false`). Tests here share one process: no
 //! global recorder or subscriber installs, no process-wide state.
 
+#[path = "cli_help.rs"]
+mod cli_help;
 #[path = "hostile_records.rs"]
 mod hostile_records;
 #[path = "lease_table.rs"]
 mod lease_table;
+#[path = "redis_foreign.rs"]
+mod redis_foreign;
 #[path = "redis_proptest.rs"]
 mod redis_proptest;
 #[path = "redis_sink.rs"]

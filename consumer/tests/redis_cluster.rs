@@ -273,6 +273,7 @@ fn web_source(url: &str) -> tradeflow_consumer::report::web::Source {
     };
     tradeflow_consumer::report::web::Source::new(SourceConfig {
         redis_url: url.to_string(),
+        ca_file: None,
         key_prefix: P.into(),
         top_series: 5,
         min_interval: Duration::ZERO,
@@ -351,4 +352,184 @@ async fn tls_and_password_protected_cluster() {
             assert!(!err.is_retryable(), "a refused password is final: {shown}");
         }
     }
+}
+
+/// A foreign value in one symbol's count key on a cluster (the `symbol:` namespace is
+/// shared with the legacy jobs): the symbol script checks before any write, that
+/// symbol's trades of the batch are kept aside in the dead-letter stream with the
+/// reason, the other symbol counts on, and after the repair both count exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_value_on_a_cluster_keeps_only_that_symbol_aside() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let sink = RedisSink::connect(&SinkConfig {
+        url: url.clone(),
+        key_prefix: P.into(),
+        wait_replicas: 0,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("connect to the cluster");
+    let mut con = tradeflow_consumer::apply::RedisConn::connect(&url, None)
+        .await
+        .unwrap();
+    let round = |ids: std::ops::RangeInclusive<u64>| -> Vec<Trade> {
+        ids.flat_map(|i| [trade("GOODUSDT", i), trade("BADUSDT", i)])
+            .collect()
+    };
+    let at = |from: u64, ts: &[Trade]| -> Vec<DecodedRecord> {
+        ts.iter()
+            .enumerate()
+            .map(|(i, t)| DecodedRecord {
+                pos: Position::new(seq(from + i as u64), 0),
+                item: tradeflow_consumer::record::Item::Trade(*t),
+            })
+            .collect()
+    };
+    let (r1, r2, r3) = (round(1..=10), round(11..=20), round(21..=30));
+    let errors = AtomicU64::new(0);
+    assert_eq!(
+        apply_until_done(&sink, "shardId-0", &at(1, &r1), &errors).await,
+        20
+    );
+    let _: () = redis::cmd("SET")
+        .arg("symbol:BADUSDT")
+        .arg("n/a")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let o = sink
+        .apply(STREAM, "shardId-0", &fold(&at(1000, &r2)))
+        .await
+        .expect("a foreign value is a poison condition, not a batch error");
+    assert_eq!(
+        (o.trades_applied, o.foreign_trades, o.poison),
+        (10, 10, 10),
+        "{o:?}"
+    );
+    let dl: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("tradeflow:{meta}:dead_letter")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(dl.len(), 10);
+    for (_, e) in &dl {
+        assert_eq!(e["kind"], "foreign_value");
+        assert!(e["reason"].contains("symbol:BADUSDT"), "{}", e["reason"]);
+        assert!(e["data"].contains("\"s\":\"BADUSDT\""), "{}", e["data"]);
+    }
+    let hwm: String = redis::cmd("HGET")
+        .arg("tradeflow:dedupe:{symbol:BADUSDT}")
+        .arg("hwm")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(hwm, "10", "nothing of the symbol written");
+    // Repaired: counting resumes exactly; the kept-aside trades re-applied count once.
+    let _: () = redis::cmd("SET")
+        .arg("symbol:BADUSDT")
+        .arg(10)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        apply_until_done(&sink, "shardId-0", &at(2000, &r3), &errors).await,
+        20
+    );
+    assert_eq!(
+        apply_until_done(&sink, "shardId-replay", &at(1, &r2), &errors).await,
+        10
+    );
+    let mut all = r1;
+    all.extend(r2);
+    all.extend(r3);
+    let reader = Reader::connect(&url, P).await.expect("reader");
+    let got: BTreeMap<String, Totals> = reader
+        .snapshot()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            (
+                t.symbol,
+                Totals {
+                    count: t.count,
+                    base: t.base,
+                    quote: t.quote,
+                },
+            )
+        })
+        .collect();
+    assert_eq!(got, expected(&all));
+    drop(cluster);
+}
+
+/// `tradeflow-report` and `tradeflow-report serve` take a `redis+cluster://` URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_and_serve_read_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let sink = RedisSink::connect(&SinkConfig {
+        url: url.clone(),
+        key_prefix: P.into(),
+        wait_replicas: 0,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("connect to the cluster");
+    let trades: Vec<Trade> = (1..=30)
+        .map(|i| trade(&format!("S{:02}USDT", i % 6), 100 + i))
+        .collect();
+    let errors = AtomicU64::new(0);
+    apply_until_done(&sink, "shardId-0", &shard_of(&trades), &errors).await;
+
+    let report = env!("CARGO_BIN_EXE_tradeflow-report");
+    let out = tokio::process::Command::new(report)
+        .args(["--redis-url", &url, "--format", "json"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(json["total_trades"], 30);
+
+    let port = tradeflow_shared::testkit::free_port();
+    let mut child = tokio::process::Command::new(report)
+        .args(["--redis-url", &url])
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "serve exited ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        match tradeflow_shared::testkit::http_get(port, "/api/snapshot") {
+            Ok((200, body)) => break body,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.kill().await.unwrap();
+    let snap: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(snap["ok"], true, "{snap}");
+    assert_eq!(snap["total_trades"], 30);
+    drop(cluster);
 }

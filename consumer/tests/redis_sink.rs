@@ -406,6 +406,25 @@ async fn evicted_gaps_make_late_trades_counted_not_applied() {
     assert_eq!(got["NEOBTC"], expected(&applied)["NEOBTC"]);
 }
 
+/// Ordinary redeliveries of trades applied long ago, at or below an evicted gap, are
+/// duplicates; only ids of an evicted gap itself are late.
+#[tokio::test]
+async fn redeliveries_below_an_evicted_gap_are_duplicates_not_late() {
+    let redis = testkit::redis();
+    let sink = sink(&redis, P).await.with_max_gaps(2);
+    let t = |id| trade("NEOBTC", id);
+    // Gaps 0..9, 11..19, 21..29, 31..39: the two lowest are evicted.
+    let applied = [t(10), t(20), t(30), t(40)];
+    apply_in_batches(&sink, "shardId-0", &shard_of(&applied), 1).await;
+    // A re-read of the shard elsewhere (a reshard child, a replay): all applied before.
+    let o = apply_in_batches(&sink, "shardId-1", &shard_of(&applied), 4).await;
+    assert_eq!((o.trades_applied, o.duplicates, o.late_dropped), (0, 4, 0));
+    // A trade of an evicted gap is late; one next to it, applied long ago, is not.
+    let o = apply_in_batches(&sink, "shardId-2", &shard_of(&[t(15), t(10), t(5)]), 3).await;
+    assert_eq!((o.trades_applied, o.duplicates, o.late_dropped), (0, 1, 2));
+    assert_eq!(actual(&redis, P).await, expected(&applied));
+}
+
 #[tokio::test]
 async fn empty_batch_costs_nothing() {
     let redis = testkit::redis();

@@ -64,6 +64,8 @@ pub struct Config {
     #[arg(
         long,
         env = "TRADEFLOW_BINANCE_URL",
+        // URLs may carry credentials (a proxy's): never echoed by --help.
+        hide_env_values = true,
         default_value = "wss://stream.binance.com:9443"
     )]
     pub binance_url: String,
@@ -85,7 +87,7 @@ pub struct Config {
     /// Binance REST base URL (--all-symbols, gap backfill). Default: Binance's public
     /// market-data host when --binance-url is Binance's, else the same host and port as
     /// --binance-url over http(s) (the local exchange serves both).
-    #[arg(long, env = "TRADEFLOW_BINANCE_REST_URL")]
+    #[arg(long, env = "TRADEFLOW_BINANCE_REST_URL", hide_env_values = true)]
     pub binance_rest_url: Option<String>,
 
     /// Fill trade-id gaps (trades missed while disconnected) over REST before writing

@@ -9,6 +9,8 @@
 mod api_faults;
 #[path = "backfill_hostile_rest.rs"]
 mod backfill_hostile_rest;
+#[path = "cli_help.rs"]
+mod cli_help;
 #[path = "connection_spread.rs"]
 mod connection_spread;
 #[path = "file_sources_hostile.rs"]

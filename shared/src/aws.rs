@@ -46,10 +46,11 @@ pub struct AwsArgs {
     #[arg(long, env = "AWS_REGION", default_value = "eu-west-1")]
     pub region: String,
     /// Kinesis endpoint override (local emulators only), e.g. http://127.0.0.1:4567.
-    #[arg(long, env = "TRADEFLOW_KINESIS_ENDPOINT")]
+    // Endpoints are URLs and may carry credentials: never echoed by --help.
+    #[arg(long, env = "TRADEFLOW_KINESIS_ENDPOINT", hide_env_values = true)]
     pub kinesis_endpoint: Option<String>,
     /// DynamoDB endpoint override (local emulators only).
-    #[arg(long, env = "TRADEFLOW_DYNAMODB_ENDPOINT")]
+    #[arg(long, env = "TRADEFLOW_DYNAMODB_ENDPOINT", hide_env_values = true)]
     pub dynamodb_endpoint: Option<String>,
 }
 

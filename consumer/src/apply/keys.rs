@@ -98,8 +98,8 @@ impl Keys {
         format!("{}stats:{}", self.prefix, self.sym(sym))
     }
 
-    /// `<p>dedupe:<SYM>` hash: `hwm` (highest trade id applied), `floor` (highest id of
-    /// an evicted gap).
+    /// `<p>dedupe:<SYM>` hash: `hwm` (highest trade id applied). (Versions before the
+    /// `evicted` set also wrote `floor`; it is no longer read.)
     pub fn dedupe(&self, sym: &Symbol) -> String {
         format!("{}dedupe:{}", self.prefix, self.sym(sym))
     }
@@ -108,6 +108,12 @@ impl Keys {
     /// never applied.
     pub fn gaps(&self, sym: &Symbol) -> String {
         format!("{}gaps:{}", self.prefix, self.sym(sym))
+    }
+
+    /// `<p>evicted:<SYM>` sorted set, like `gaps`: gap ranges evicted from it (never
+    /// applied; a trade arriving for one is `late`), at most as many as gaps.
+    pub fn evicted(&self, sym: &Symbol) -> String {
+        format!("{}evicted:{}", self.prefix, self.sym(sym))
     }
 
     /// `<p>min:<SYM>:<unix minute>` hash: `count`, `base`, `quote`.
@@ -209,6 +215,7 @@ mod tests {
         assert_eq!(k.stats(&s), "tradeflow:stats:{symbol:BTCUSDT}");
         assert_eq!(k.dedupe(&s), "tradeflow:dedupe:{symbol:BTCUSDT}");
         assert_eq!(k.gaps(&s), "tradeflow:gaps:{symbol:BTCUSDT}");
+        assert_eq!(k.evicted(&s), "tradeflow:evicted:{symbol:BTCUSDT}");
         assert_eq!(k.minute(&s, 7), "tradeflow:min:{symbol:BTCUSDT}:7");
         assert_eq!(k.symbols(), "tradeflow:{meta}:symbols");
         assert_eq!(k.dead_letter(), "tradeflow:{meta}:dead_letter");

@@ -19,8 +19,9 @@
 //! | `P stats:<SYM>` | hash | `base` traded quantity, decimal string with exactly 8 decimals; `quote` volume (Σ price × qty), exactly 16 decimals; `last_price` (8 decimals), `last_time_ms`, `last_trade_id` — of the highest trade id applied |
 //! | `P min:<SYM>:<unix minute>` | hash | `count`, `base` (8 dec.), `quote` (16 dec.) of trades whose trade time falls in that minute; TTL (`minute_ttl`) refreshed on each write, so a bucket lives `minute_ttl` after its last trade |
 //! | `P symbols` | set | every symbol applied (readers never need `KEYS`) |
-//! | `P dedupe:<SYM>` | hash | `hwm`: highest trade id applied; `floor`: highest id of an evicted gap |
+//! | `P dedupe:<SYM>` | hash | `hwm`: highest trade id applied (`floor`, written by earlier versions, is no longer read) |
 //! | `P gaps:<SYM>` | sorted set | id ranges below `hwm` never applied, member `lo:hi`, score `lo`; at most 1,000 per symbol |
+//! | `P evicted:<SYM>` | sorted set | like `gaps`: ranges evicted from it (never applied); at most 1,000 per symbol |
 //! | `P pos:<stream>:<shard>` | hash | `seq`, `sub`: highest position applied for the shard ([`RedisSink::stored_position`]) |
 //! | `P dead_letter` | stream | poison records: `stream shard seq sub kind reason data` (data ≤ 4 KiB), `XADD MAXLEN ~ dead_letter_maxlen` |
 //!
@@ -37,11 +38,23 @@
 //! producer duplicates with new sequence numbers, out-of-order ids and reshards (a
 //! child shard continues the same per-symbol state) all leave the totals exact.
 //!
-//! Gaps are bounded: beyond 1,000 ranges for a symbol the lowest are evicted and `floor`
-//! remembers the highest evicted id; a trade that later arrives at or below `floor`
-//! and in no kept gap is **not applied** and is counted `late_dropped`
-//! (`tradeflow_consumer_late_trades_dropped_total`). Binance ids are consecutive, so
-//! real gaps are rare; this only bounds memory against pathological input.
+//! Gaps are bounded: beyond 1,000 ranges for a symbol the lowest move to `evicted`
+//! (bounded the same way); a trade that later arrives in an evicted range is **not
+//! applied** and is counted `late_dropped` (`tradeflow_consumer_late_trades_dropped_total`),
+//! while a redelivery of a trade applied long ago, however old, stays a duplicate.
+//! A range evicted from both sets is forgotten: a trade for it counts as a duplicate.
+//! Binance ids are consecutive, so real gaps are rare; this only bounds memory against
+//! pathological input.
+//!
+//! # Foreign values
+//! Before writing anything the scripts read and check every key a symbol's writes rely
+//! on (types, integers, decimal shapes, gap ranges): Redis does not roll back a script
+//! that fails half way, and `symbol:` is shared with legacy jobs. A symbol whose keys
+//! hold something else gets none of its trades applied; they are kept aside as poison
+//! (kind `foreign_value`) and the rest of the batch goes on — see
+//! `redis_sink::foreign`. A foreign value in a key of the whole batch (symbols index,
+//! dead letters, position) fails the batch before any write (`SinkError::Fatal`, kind
+//! `foreign_value`).
 //!
 //! Per shard, `pos` is advanced in the same script. A batch whose last position is at or
 //! below it is skipped whole without touching any symbol (fast path for replays).
@@ -69,7 +82,9 @@
 //! is O(records) in Rust and O(segments + minutes + poison) commands in Lua for the
 //! symbols *in the batch* only — normally per symbol: `HMGET` dedupe, `HSET` hwm,
 //! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 4 commands per minute bucket,
-//! `SADD`. Gap lookups (`O(log gaps)`) happen only for segments at/below `hwm`.
+//! `SADD`, plus the checks (`GET` count, two `ZCARD`). Gap lookups (`O(log gaps)`) and the
+//! check of every gap range (`O(gaps)`, at most 2,000) happen only for symbols with
+//! segments at/below `hwm`.
 //!
 //! # On a Redis Cluster
 //! Keys carry hash tags ([`keys::Layout::Cluster`]) and a batch takes three steps —

@@ -31,7 +31,8 @@ pub use read::Reader;
     about = "Exact per-symbol trade totals from Redis"
 )]
 pub struct Args {
-    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS).
+    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS); a Redis
+    /// Cluster as `redis+cluster://[:password@]host:port[,host:port…]` (`rediss+cluster://`).
     #[arg(
         long,
         env = "TRADEFLOW_REDIS_URL",
@@ -39,6 +40,10 @@ pub struct Args {
         hide_env_values = true
     )]
     pub redis_url: String,
+    /// PEM file of the CA that signed Redis's TLS certificate (`rediss://` with a
+    /// private CA; public CAs are trusted without it).
+    #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of tradeflow's keys (all but the legacy `symbol:<SYM>` counts).
     #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = crate::apply::keys::DEFAULT_PREFIX)]
     pub key_prefix: String,
@@ -76,6 +81,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         // Connects lazily: the page must come up (with a notice) while Redis is down.
         return web::serve(
             &args.redis_url,
+            args.redis_ca_file.as_deref(),
             &args.key_prefix,
             &args.prices,
             serve,
@@ -84,7 +90,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         .await;
     }
     let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
-    let reader = Reader::connect(&args.redis_url, &args.key_prefix).await?;
+    let reader = Reader::connect_with_ca(
+        &args.redis_url,
+        args.redis_ca_file.as_deref(),
+        &args.key_prefix,
+    )
+    .await?;
     if let Some(Command::Reset { yes }) = args.command {
         if !yes && !confirm()? {
             println!("reset cancelled");

@@ -57,6 +57,8 @@ pub struct PriceArgs {
         long,
         env = "TRADEFLOW_BINANCE_REST_URL",
         default_value = "https://api.binance.com",
+        // A URL may carry credentials (a proxy's): never echoed by --help.
+        hide_env_values = true,
         global = true
     )]
     pub binance_rest_url: String,

@@ -48,10 +48,19 @@ pub struct Reader {
 
 impl Reader {
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, SinkError> {
+        Self::connect_with_ca(url, None, key_prefix).await
+    }
+
+    /// The same; `ca_file` trusts a private CA for `rediss://` (one Redis or a cluster).
+    pub async fn connect_with_ca(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        key_prefix: &str,
+    ) -> Result<Self, SinkError> {
         let keys = Keys::new(key_prefix)?;
         let redacted = crate::apply::redact_url(url);
         let password = crate::apply::redact::url_password(url);
-        let con = RedisConn::connect(url, None).await?;
+        let con = RedisConn::connect(url, ca_file).await?;
         let keys = keys.with_layout(con.layout());
         Ok(Reader {
             con,

@@ -11,10 +11,15 @@
 -- Returns {status, applied, duplicates, poison written, late dropped, split symbols...}
 --  status 0 = applied, 1 = whole batch at/below the stored position (skipped),
 --  2 = some symbols' segments straddle what was seen: nothing written, re-send those
---      symbols one trade per segment,
+--      symbols one trade per segment (the reply ends with their names),
 --  3 = the stored position is behind the expected one (Redis lost its last writes):
 --      nothing written; the reply ends with the stored seq and sub ('' if none) and the
---      applier must re-read the shard from there.
+--      applier must re-read the shard from there,
+--  4 = some symbols' keys hold foreign values: nothing written; the reply ends with
+--      {name, reason} pairs, and the applier re-sends the batch with those symbols'
+--      trades as poison records.
+-- A key of the whole batch (symbols index, dead letters) holding a foreign value is an
+-- error reply starting with FOREIGN, before any write.
 
 local prefix = ARGV[1]
 local ttl = tonumber(ARGV[7])

@@ -66,79 +66,214 @@ local function parse_symbol(i)
   return sym, i
 end
 
--- Dedupe state of one symbol: hwm (nil before its first trade), floor (highest id of
--- an evicted gap, nil if none), and its gaps sorted set.
-local function load_state(name)
-  local st = redis.call('HMGET', prefix .. 'dedupe:' .. sym_part(name), 'hwm', 'floor')
-  return {name = name, hwm = tonumber(st[1]), floor = tonumber(st[2]),
-          dkey = prefix .. 'dedupe:' .. sym_part(name), gkey = prefix .. 'gaps:' .. sym_part(name)}
+-- Foreign values. `symbol:` is shared with the legacy reporting jobs, and anyone can
+-- write any key. Redis does not roll back a script that fails half way, so everything
+-- the writes rely on (types, integers, decimal shapes) is checked by load_state and
+-- check_writes, read only, before any write: a symbol whose keys hold something else
+-- is answered as foreign (its trades are kept aside by the caller) instead of failing
+-- mid-batch.
+local DEC8 = '^%d+%.' .. string.rep('%d', 8) .. '$'
+local DEC16 = '^%d+%.' .. string.rep('%d', 16) .. '$'
+
+-- What INCRBY/HINCRBY accept, with room left to add a batch (at most 18 digits).
+local function is_count(v)
+  return v == '0' or (string.match(v, '^%-?[1-9]%d*$') ~= nil and #v <= 19)
 end
 
--- The gap containing `lo`, if any: {member, glo, ghi}.
-local function gap_at(st, lo)
-  local r = redis.call('ZREVRANGEBYSCORE', st.gkey, fmt(lo), '-inf', 'LIMIT', 0, 1)
+-- A trade id as this script writes it (exact as a Lua number: at most 2^53).
+local function is_id(v)
+  return v == '0' or (string.match(v, '^[1-9]%d*$') ~= nil and #v <= 16
+                      and tonumber(v) <= 9007199254740992)
+end
+
+-- A value quoted for a reason: bounded, printable.
+local function show(v)
+  if #v > 40 then v = string.sub(v, 1, 40) .. '...' end
+  return '"' .. string.gsub(v, '[^%w%p ]', '?') .. '"'
+end
+
+-- A command's reply, or nil and the server's error (WRONGTYPE) without failing.
+local function try(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then return nil, r.err end
+  return r
+end
+
+-- nil if every member of the range set `key` is `lo:hi` with score lo and lo <= hi,
+-- else why not.
+local function check_ranges(key)
+  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for k = 1, #all, 2 do
+    local a, b = string.match(all[k], '^(%d+):(%d+)$')
+    if not a or not is_id(a) or not is_id(b) or tonumber(a) > tonumber(b)
+       or tonumber(all[k + 1]) ~= tonumber(a) then
+      return key .. ' holds member ' .. show(all[k]) .. ', not a trade-id range'
+    end
+  end
+  return nil
+end
+
+-- What one symbol's classification starts from, read and checked before any write:
+-- hwm (nil before its first trade), the number of gaps and evicted ranges (and their
+-- members when lookups will parse them). Returns the state, or nil and why a key of
+-- the symbol holds a foreign value.
+local function load_state(sym)
+  local name, part = sym.name, sym_part(sym.name)
+  local st = {name = name, ckey = 'symbol:' .. name, skey = prefix .. 'stats:' .. part,
+              dkey = prefix .. 'dedupe:' .. part, gkey = prefix .. 'gaps:' .. part,
+              ekey = prefix .. 'evicted:' .. part, mins = {}}
+  local d, err = try('HMGET', st.dkey, 'hwm')
+  if err then return nil, st.dkey .. ': ' .. err end
+  if d[1] then
+    if not is_id(d[1]) then return nil, st.dkey .. ' field hwm holds ' .. show(d[1]) .. ', not a trade id' end
+    st.hwm = tonumber(d[1])
+  end
+  st.ngaps, err = try('ZCARD', st.gkey)
+  if err then return nil, st.gkey .. ': ' .. err end
+  st.nevicted, err = try('ZCARD', st.ekey)
+  if err then return nil, st.ekey .. ': ' .. err end
+  -- Range members are parsed only by lookups at/below hwm: checked when there are any.
+  local below = false
+  for _, seg in ipairs(sym.segs) do
+    if st.hwm and seg.lo <= st.hwm then below = true end
+  end
+  if below then
+    local why = check_ranges(st.gkey) or check_ranges(st.ekey)
+    if why then return nil, why end
+  end
+  return st
+end
+
+-- Read only, for a symbol that will write: checks the keys the writes add to — the
+-- count, the stored volumes and those of the segments' minute buckets — and keeps the
+-- values (apply_amounts keeps them up to date, so phase 2 reads none of them again).
+-- Returns nil, or why a key holds a foreign value.
+local function check_writes(sym, st)
+  local part = sym_part(sym.name)
+  local v, err = try('GET', st.ckey)
+  if err then return st.ckey .. ': ' .. err end
+  if v and not is_count(v) then return st.ckey .. ' holds ' .. show(v) .. ', not an integer' end
+  local s
+  s, err = try('HMGET', st.skey, 'base', 'quote')
+  if err then return st.skey .. ': ' .. err end
+  if s[1] and not string.match(s[1], DEC8) then return st.skey .. ' field base holds ' .. show(s[1]) .. ', not a decimal with 8 places' end
+  if s[2] and not string.match(s[2], DEC16) then return st.skey .. ' field quote holds ' .. show(s[2]) .. ', not a decimal with 16 places' end
+  st.base, st.quote = s[1] or nil, s[2] or nil
+  for _, seg in ipairs(sym.segs) do
+    for _, m in ipairs(seg.mins) do
+      if not st.mins[m[1]] then
+        local mkey = prefix .. 'min:' .. part .. ':' .. m[1]
+        local r
+        r, err = try('HMGET', mkey, 'count', 'base', 'quote')
+        if err then return mkey .. ': ' .. err end
+        if r[1] and not is_count(r[1]) then return mkey .. ' field count holds ' .. show(r[1]) .. ', not an integer' end
+        if r[2] and not string.match(r[2], DEC8) then return mkey .. ' field base holds ' .. show(r[2]) .. ', not a decimal with 8 places' end
+        if r[3] and not string.match(r[3], DEC16) then return mkey .. ' field quote holds ' .. show(r[3]) .. ', not a decimal with 16 places' end
+        st.mins[m[1]] = {key = mkey, base = r[2] or nil, quote = r[3] or nil}
+      end
+    end
+  end
+  return nil
+end
+
+-- The range of sorted set `key` that starts at or below `lo`, if any: {member, lo, hi}.
+local function range_at(key, lo)
+  local r = redis.call('ZREVRANGEBYSCORE', key, fmt(lo), '-inf', 'LIMIT', 0, 1)
   if #r == 0 then return nil end
   local a, b = string.match(r[1], '^(%d+):(%d+)$')
   return {r[1], tonumber(a), tonumber(b)}
 end
 
--- 'above' | 'gap' | 'dup' | 'late' | 'split'
+-- How lo..hi meets the ranges of `key`: 'in' one of them (returned too), 'part' (meets
+-- some without lying inside one), or 'out'.
+local function meets(key, lo, hi)
+  local g = range_at(key, lo)
+  if g and g[3] >= lo then
+    if g[3] >= hi then return 'in', g end
+    return 'part'
+  end
+  if lo < hi then
+    local inner = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(lo), fmt(hi), 'LIMIT', 0, 1)
+    if #inner > 0 then return 'part' end
+  end
+  return 'out'
+end
+
+-- 'above' | 'gap' | 'dup' | 'late' | 'split'. At/below hwm, ids are applied unless in
+-- a kept gap (applied now) or an evicted one (never applied: `late`); ids of ranges
+-- evicted from both sets long ago count as duplicates.
 local function classify(st, lo, hi)
   if st.hwm == nil or lo > st.hwm then return 'above' end
   if hi > st.hwm then return 'split' end
-  local g = gap_at(st, lo)
-  if g and g[3] >= lo then
-    if g[3] >= hi then return 'gap', g end
-    return 'split'
-  end
-  if lo < hi then
-    local inner = redis.call('ZRANGEBYSCORE', st.gkey, '(' .. fmt(lo), fmt(hi), 'LIMIT', 0, 1)
-    if #inner > 0 then return 'split' end
-  end
-  if st.floor and lo <= st.floor then
-    if hi <= st.floor then return 'late' end
-    return 'split'
+  local k, g = meets(st.gkey, lo, hi)
+  if k == 'in' then return 'gap', g end
+  if k == 'part' then return 'split' end
+  if st.nevicted > 0 then
+    k = meets(st.ekey, lo, hi)
+    if k == 'in' then return 'late' end
+    if k == 'part' then return 'split' end
   end
   return 'dup'
 end
 
--- Read only: true if any segment straddles what was seen (nothing may be written then).
-local function needs_split(sym, st)
+-- Read only: whether any segment straddles what was seen (nothing may be written
+-- then), and whether any would be written (only then are the written keys checked: a
+-- batch of duplicates writes nothing and needs no check).
+local function survey(sym, st)
+  local writes = false
   for _, seg in ipairs(sym.segs) do
-    if classify(st, seg.lo, seg.hi) == 'split' then return true end
+    local k = classify(st, seg.lo, seg.hi)
+    if k == 'split' then return true, writes end
+    if k == 'above' or k == 'gap' then writes = true end
   end
-  return false
+  return false, writes
+end
+
+-- Phase 1 for one symbol: 'foreign' and why, 'split', or the state to apply from.
+local function prepare(sym)
+  local st, why = load_state(sym)
+  if not st then return 'foreign', why end
+  local split, writes = survey(sym, st)
+  if split then return 'split' end
+  if writes then
+    why = check_writes(sym, st)
+    if why then return 'foreign', why end
+  end
+  return 'ok', st
 end
 
 local function add_gap(st, lo, hi)
   redis.call('ZADD', st.gkey, fmt(lo), fmt(lo) .. ':' .. fmt(hi))
-  local n = redis.call('ZCARD', st.gkey)
-  if n > max_gaps then
-    -- Oldest (lowest) gaps go first; a trade arriving for one later is `late`.
-    local popped = redis.call('ZPOPMIN', st.gkey, n - max_gaps)
+  st.ngaps = st.ngaps + 1
+  if st.ngaps > max_gaps then
+    -- Oldest (lowest) gaps go first, into the evicted set: a trade arriving for one
+    -- later is `late`, not applied. That set is bounded the same way.
+    local popped = redis.call('ZPOPMIN', st.gkey, st.ngaps - max_gaps)
+    st.ngaps = max_gaps
     for k = 1, #popped, 2 do
-      local _, b = string.match(popped[k], '^(%d+):(%d+)$')
-      b = tonumber(b)
-      if st.floor == nil or b > st.floor then st.floor = b end
+      redis.call('ZADD', st.ekey, popped[k + 1], popped[k])
     end
-    redis.call('HSET', st.dkey, 'floor', fmt(st.floor))
+    st.nevicted = redis.call('ZCARD', st.ekey)
+    if st.nevicted > max_gaps then
+      redis.call('ZREMRANGEBYRANK', st.ekey, 0, st.nevicted - max_gaps - 1)
+      st.nevicted = max_gaps
+    end
   end
 end
 
-local function apply_amounts(name, seg)
-  redis.call('INCRBY', 'symbol:' .. name, seg.count)
-  local skey = prefix .. 'stats:' .. sym_part(name)
-  local cur = redis.call('HMGET', skey, 'base', 'quote')
-  redis.call('HSET', skey, 'base', add_dec(cur[1] or nil, seg.base, 8),
-             'quote', add_dec(cur[2] or nil, seg.quote, 16))
+local function apply_amounts(st, seg)
+  redis.call('INCRBY', st.ckey, seg.count)
+  st.base = add_dec(st.base, seg.base, 8)
+  st.quote = add_dec(st.quote, seg.quote, 16)
+  redis.call('HSET', st.skey, 'base', st.base, 'quote', st.quote)
   for _, m in ipairs(seg.mins) do
-    local mkey = prefix .. 'min:' .. sym_part(name) .. ':' .. m[1]
-    local mc = redis.call('HMGET', mkey, 'base', 'quote')
-    redis.call('HINCRBY', mkey, 'count', m[2])
-    redis.call('HSET', mkey, 'base', add_dec(mc[1] or nil, m[3], 8),
-               'quote', add_dec(mc[2] or nil, m[4], 16))
+    local c = st.mins[m[1]]
+    c.base = add_dec(c.base, m[3], 8)
+    c.quote = add_dec(c.quote, m[4], 16)
+    redis.call('HINCRBY', c.key, 'count', m[2])
+    redis.call('HSET', c.key, 'base', c.base, 'quote', c.quote)
     -- Refreshed on every write: a bucket lives `ttl` after its last trade.
-    redis.call('EXPIRE', mkey, ttl)
+    redis.call('EXPIRE', c.key, ttl)
   end
 end
 
@@ -161,15 +296,16 @@ local function apply_symbol(sym, st)
       end
       st.hwm = seg.hi
       redis.call('HSET', st.dkey, 'hwm', fmt(st.hwm))
-      redis.call('HSET', prefix .. 'stats:' .. sym_part(sym.name), 'last_price', seg.price,
+      redis.call('HSET', st.skey, 'last_price', seg.price,
                  'last_time_ms', seg.time, 'last_trade_id', fmt(seg.hi))
-      apply_amounts(sym.name, seg)
+      apply_amounts(st, seg)
       applied = applied + n; touched = true
     elseif kind == 'gap' then
       redis.call('ZREM', st.gkey, g[1])
+      st.ngaps = st.ngaps - 1
       if g[2] < seg.lo then add_gap(st, g[2], seg.lo - 1) end
       if seg.hi < g[3] then add_gap(st, seg.hi + 1, g[3]) end
-      apply_amounts(sym.name, seg)
+      apply_amounts(st, seg)
       applied = applied + n; touched = true
     elseif kind == 'dup' then
       dups = dups + n

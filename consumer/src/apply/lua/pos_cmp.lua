@@ -1,5 +1,11 @@
 -- tradeflow: shard positions, shared by the apply scripts.
 -- Sequence numbers: decimal strings without leading zeros, compared as big integers.
+-- A stored position as tradeflow writes it: both fields digits, or neither set.
+local function pos_ok(seq, sub)
+  if not seq and not sub then return true end
+  return seq and sub and string.match(seq, '^%d+$') ~= nil and string.match(sub, '^%d+$') ~= nil
+end
+
 local function pos_cmp(seq_a, sub_a, seq_b, sub_b)
   if #seq_a ~= #seq_b then return (#seq_a < #seq_b) and -1 or 1 end
   if seq_a ~= seq_b then return (seq_a < seq_b) and -1 or 1 end

@@ -11,8 +11,20 @@
 
 local pos_key, dl_key, symbols_key = KEYS[1], KEYS[2], KEYS[3]
 local last_seq, last_sub = ARGV[1], ARGV[2]
-local stored = redis.call('HMGET', pos_key, 'seq', 'sub')
+-- A foreign value in one of these keys fails the call before any write (no rollback).
+local stored
+for _, c in ipairs({{'SCARD', symbols_key}, {'XLEN', dl_key}, {'HMGET', pos_key, 'seq', 'sub'}}) do
+  local r = redis.pcall(unpack(c))
+  if type(r) == 'table' and r.err then
+    return redis.error_reply('FOREIGN ' .. c[2] .. ' holds a foreign value (' .. r.err ..
+                             '); nothing written, repair the key')
+  end
+  stored = r
+end
 local stored_seq, stored_sub = stored[1], stored[2]
+if not pos_ok(stored_seq, stored_sub) then
+  return redis.error_reply('FOREIGN ' .. pos_key .. ' does not hold a position; nothing written, repair the key')
+end
 local exp_seq, exp_sub = ARGV[6], ARGV[7]
 if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
   return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}

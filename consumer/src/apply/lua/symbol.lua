@@ -11,7 +11,7 @@ local function must_be_declared(k)
   if not declared[k] then error('undeclared key ' .. k) end
 end
 must_be_declared('symbol:' .. sym.name)
-for _, kind in ipairs({'stats:', 'dedupe:', 'gaps:'}) do
+for _, kind in ipairs({'stats:', 'dedupe:', 'gaps:', 'evicted:'}) do
   must_be_declared(prefix .. kind .. sym_part(sym.name))
 end
 for _, seg in ipairs(sym.segs) do
@@ -20,7 +20,8 @@ for _, seg in ipairs(sym.segs) do
   end
 end
 
-local st = load_state(sym.name)
-if needs_split(sym, st) then return {2, 0, 0, 0, 0} end
+local kind, st = prepare(sym)
+if kind == 'foreign' then return {4, 0, 0, 0, 0, st} end
+if kind == 'split' then return {2, 0, 0, 0, 0} end
 local applied, dups, late = apply_symbol(sym, st)
 return {0, applied, dups, 0, late}

@@ -7,8 +7,10 @@ use std::time::Instant;
 use redis::Value;
 use tradeflow_shared::Position;
 
-use super::{behind, parse_reply, push_poison, push_segments, ApplyOutcome, RedisSink, SinkError};
-use crate::apply::fold::{self, BatchDelta, Segment, SymbolDelta};
+use super::{
+    behind, foreign, parse_reply, push_poison, push_segments, ApplyOutcome, RedisSink, SinkError,
+};
+use crate::apply::fold::{self, BatchDelta, PoisonEntry, Segment, SymbolDelta};
 use crate::apply::keys;
 
 impl RedisSink {
@@ -19,10 +21,10 @@ impl RedisSink {
         shard_id: &str,
         expected: Option<&Position>,
         batch: &BatchDelta,
-    ) -> Result<ApplyOutcome, SinkError> {
+    ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
         let pos_key = self.keys.position(stream, shard_id)?;
         let (Some(_), Some(last)) = (&batch.first, &batch.last) else {
-            return Ok(ApplyOutcome::default());
+            return Ok((ApplyOutcome::default(), Vec::new()));
         };
         for s in &batch.symbols {
             keys::check_symbol(&s.symbol)?;
@@ -34,13 +36,30 @@ impl RedisSink {
         )
         .await;
         let mut rounds = 0;
-        for part in parts {
-            let (applied, dups, late, r) = part?;
-            outcome.trades_applied += applied;
-            outcome.duplicates += dups;
-            outcome.late_dropped += late;
+        // Symbols whose keys hold foreign values: their trades go to the dead letters.
+        let mut kept_aside = Vec::new();
+        let mut applied_syms = Vec::with_capacity(batch.symbols.len());
+        for (s, part) in batch.symbols.iter().zip(parts) {
+            let (part, r) = part?;
             rounds = rounds.max(r);
+            match part {
+                SymbolPart::Applied {
+                    applied,
+                    dups,
+                    late,
+                } => {
+                    outcome.trades_applied += applied;
+                    outcome.duplicates += dups;
+                    outcome.late_dropped += late;
+                    applied_syms.push(s.symbol.as_str());
+                }
+                SymbolPart::Foreign(reason) => {
+                    foreign::warn(stream, shard_id, &s.symbol, &reason, s.trades.len());
+                    kept_aside.extend(foreign::kept_aside(s, &reason, last));
+                }
+            }
         }
+        outcome.foreign_trades = kept_aside.len() as u64;
         self.count_round_trips(&mut outcome, rounds);
         if self.wait_replicas > 0 && !batch.symbols.is_empty() {
             // To every primary (the client takes the minimum): each counts the replicas
@@ -75,10 +94,10 @@ impl RedisSink {
             .arg(shard_id)
             .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
             .arg(expected.map(|p| p.sub).unwrap_or(0));
-        push_poison(&mut inv, batch);
-        inv.arg(batch.symbols.len());
-        for s in &batch.symbols {
-            inv.arg(s.symbol.as_str());
+        push_poison(&mut inv, &batch.poison, &kept_aside);
+        inv.arg(applied_syms.len());
+        for s in applied_syms {
+            inv.arg(s);
         }
         let mut con = self.con.clone();
         let reply: Vec<Value> = inv
@@ -101,15 +120,12 @@ impl RedisSink {
             }
         }
         outcome.duplicates += batch.in_batch_duplicates;
-        Ok(outcome)
+        Ok((outcome, kept_aside))
     }
 
     /// One symbol's part of a batch on a cluster, re-sent one trade per segment if it
-    /// straddles what was seen. Returns (applied, duplicates, late, round trips).
-    async fn apply_symbol_cluster(
-        &self,
-        s: &SymbolDelta,
-    ) -> Result<(u64, u64, u64, u32), SinkError> {
+    /// straddles what was seen. Returns what happened and the round trips used.
+    async fn apply_symbol_cluster(&self, s: &SymbolDelta) -> Result<(SymbolPart, u32), SinkError> {
         let mut singles = false;
         for round in 1..=2 {
             let single_segs;
@@ -124,7 +140,8 @@ impl RedisSink {
             inv.key(self.keys.count(&s.symbol))
                 .key(self.keys.stats(&s.symbol))
                 .key(self.keys.dedupe(&s.symbol))
-                .key(self.keys.gaps(&s.symbol));
+                .key(self.keys.gaps(&s.symbol))
+                .key(self.keys.evicted(&s.symbol));
             let mut minutes: Vec<u64> = segs
                 .iter()
                 .flat_map(|g| g.minutes.iter().map(|m| m.minute))
@@ -144,9 +161,20 @@ impl RedisSink {
                 .invoke_async(&mut con)
                 .await
                 .map_err(|e| self.classify(&e))?;
-            let (status, nums, _) = parse_reply(&reply)?;
+            let (status, nums, rest) = parse_reply(&reply)?;
             match status {
-                0 => return Ok((nums[0], nums[1], nums[3], round)),
+                0 => {
+                    let part = SymbolPart::Applied {
+                        applied: nums[0],
+                        dups: nums[1],
+                        late: nums[3],
+                    };
+                    return Ok((part, round));
+                }
+                4 => {
+                    let reason = rest.into_iter().next().unwrap_or_default();
+                    return Ok((SymbolPart::Foreign(reason), round));
+                }
                 // A single trade never straddles: the second round cannot split.
                 2 if !singles => singles = true,
                 _ => break,
@@ -157,4 +185,15 @@ impl RedisSink {
             s.symbol
         )))
     }
+}
+
+/// What the symbol script did with one symbol's part of a batch.
+enum SymbolPart {
+    Applied {
+        applied: u64,
+        dups: u64,
+        late: u64,
+    },
+    /// A key of the symbol holds a foreign value (the reason): nothing written.
+    Foreign(String),
 }

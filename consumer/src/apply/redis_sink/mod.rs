@@ -20,9 +20,10 @@ use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use tradeflow_shared::{Position, SequenceNumber, Symbol};
 
 mod cluster;
+mod foreign;
 
 use super::connection::RedisConn;
-use super::fold::{self, BatchDelta, Segment};
+use super::fold::{self, BatchDelta, PoisonEntry, Segment};
 use super::keys::{self, KeyError, Keys, Layout};
 use super::redact::{redact_url, scrub_text, url_password};
 
@@ -117,8 +118,11 @@ pub struct ApplyOutcome {
     /// Trades for an id range whose gap had been evicted: not applied (see module docs).
     pub late_dropped: u64,
     /// Round trips used, one after the other (1 normally on one Redis, 3 on a cluster;
-    /// more only on the split path).
+    /// more only on the split and foreign-value paths).
     pub round_trips: u32,
+    /// Trades not applied because a key of their symbol held a foreign value: kept
+    /// aside as poison records (kind `foreign_value`; see `foreign`).
+    pub foreign_trades: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +282,7 @@ impl RedisSink {
     ) -> Result<ApplyOutcome, SinkError> {
         let result = self.apply_inner(stream, shard_id, expected, batch).await;
         match &result {
-            Ok(o) => {
+            Ok((o, kept_aside)) => {
                 metrics::counter!("tradeflow_consumer_trades_applied_total")
                     .increment(o.trades_applied);
                 metrics::counter!("tradeflow_consumer_duplicates_skipped_total")
@@ -297,9 +301,11 @@ impl RedisSink {
                     metrics::counter!("tradeflow_consumer_batches_skipped_total").increment(1);
                 }
                 // Written poison records are exactly the newest `o.poison` of the batch
-                // (those after the stored position).
-                let from = batch.poison.len() - (o.poison as usize).min(batch.poison.len());
-                for p in &batch.poison[from..] {
+                // (those after the stored position); the trades kept aside for foreign
+                // values come last, at the batch's last position.
+                let all = batch.poison.len() + kept_aside.len();
+                let from = all - (o.poison as usize).min(all);
+                for p in batch.poison.iter().chain(kept_aside).skip(from) {
                     tracing::warn!(stream, shard_id, position = %p.pos, kind = p.kind,
                         reason = %p.reason, "poison record dead-lettered");
                     metrics::counter!("tradeflow_consumer_poison_records_total", "kind" => p.kind)
@@ -312,16 +318,17 @@ impl RedisSink {
                     .increment(1);
             }
         }
-        result
+        result.map(|(o, _)| o)
     }
 
+    /// The outcome and the poison records made of trades kept aside (foreign values).
     async fn apply_inner(
         &self,
         stream: &str,
         shard_id: &str,
         expected: Option<&Position>,
         batch: &BatchDelta,
-    ) -> Result<ApplyOutcome, SinkError> {
+    ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
         match self.keys.layout() {
             Layout::Single => self.apply_single(stream, shard_id, expected, batch).await,
             Layout::Cluster => self.apply_cluster(stream, shard_id, expected, batch).await,
@@ -334,15 +341,18 @@ impl RedisSink {
         shard_id: &str,
         expected: Option<&Position>,
         batch: &BatchDelta,
-    ) -> Result<ApplyOutcome, SinkError> {
+    ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
         let pos_key = self.keys.position(stream, shard_id)?;
         let (Some(first), Some(last)) = (&batch.first, &batch.last) else {
-            return Ok(ApplyOutcome::default());
+            return Ok((ApplyOutcome::default(), Vec::new()));
         };
         for s in &batch.symbols {
             keys::check_symbol(&s.symbol)?;
         }
         let mut singles: Vec<Symbol> = Vec::new();
+        // Symbols whose keys hold foreign values: sent as poison, not as trades.
+        let mut foreign_syms: Vec<Symbol> = Vec::new();
+        let mut kept_aside: Vec<PoisonEntry> = Vec::new();
         let mut outcome = ApplyOutcome::default();
         for _ in 0..MAX_SPLIT_ROUNDS {
             let mut inv = self.scripts.batch.prepare_invoke();
@@ -359,9 +369,13 @@ impl RedisSink {
                 .arg(self.max_gaps)
                 .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
                 .arg(expected.map(|p| p.sub).unwrap_or(0));
-            push_poison(&mut inv, batch);
-            inv.arg(batch.symbols.len());
-            for s in &batch.symbols {
+            push_poison(&mut inv, &batch.poison, &kept_aside);
+            inv.arg(batch.symbols.len() - foreign_syms.len());
+            for s in batch
+                .symbols
+                .iter()
+                .filter(|s| !foreign_syms.contains(&s.symbol))
+            {
                 inv.arg(s.symbol.as_str());
                 if singles.contains(&s.symbol) {
                     let segs = fold::single_segments(&s.trades);
@@ -385,13 +399,37 @@ impl RedisSink {
                     outcome.duplicates = nums[1] + batch.in_batch_duplicates;
                     outcome.poison = nums[2];
                     outcome.late_dropped = nums[3];
-                    return Ok(outcome);
+                    outcome.foreign_trades = kept_aside.len() as u64;
+                    return Ok((outcome, kept_aside));
                 }
                 1 => {
                     outcome.batch_skipped = true;
-                    return Ok(outcome);
+                    return Ok((outcome, Vec::new()));
                 }
                 3 => return Err(behind(&split)),
+                4 => {
+                    if split.is_empty() {
+                        return Err(SinkError::Protocol("foreign reply without symbols".into()));
+                    }
+                    for pair in split.chunks(2) {
+                        let [name, reason] = pair else {
+                            return Err(SinkError::Protocol(format!("foreign reply {split:?}")));
+                        };
+                        let sym = batch
+                            .symbols
+                            .iter()
+                            .find(|s| {
+                                s.symbol.as_str() == name.as_str()
+                                    && !foreign_syms.contains(&s.symbol)
+                            })
+                            .ok_or_else(|| {
+                                SinkError::Protocol(format!("foreign symbol {name:?}"))
+                            })?;
+                        foreign::warn(stream, shard_id, &sym.symbol, reason, sym.trades.len());
+                        foreign_syms.push(sym.symbol);
+                        kept_aside.extend(foreign::kept_aside(sym, reason, last));
+                    }
+                }
                 _ => {
                     let mut grew = false;
                     for name in split {
@@ -480,11 +518,11 @@ fn behind(rest: &[String]) -> SinkError {
     SinkError::Behind { stored }
 }
 
-/// The poison records, as both apply scripts take them: count P, then P × {seq, sub,
-/// kind, reason, data}.
-fn push_poison(inv: &mut redis::ScriptInvocation<'_>, batch: &BatchDelta) {
-    inv.arg(batch.poison.len());
-    for p in &batch.poison {
+/// The poison records (the batch's, then trades kept aside), as both apply scripts take
+/// them: count P, then P × {seq, sub, kind, reason, data}.
+fn push_poison(inv: &mut redis::ScriptInvocation<'_>, batch: &[PoisonEntry], more: &[PoisonEntry]) {
+    inv.arg(batch.len() + more.len());
+    for p in batch.iter().chain(more) {
         inv.arg(p.pos.seq.as_str())
             .arg(p.pos.sub)
             .arg(p.kind)
@@ -536,7 +574,7 @@ fn parse_reply(reply: &[Value]) -> Result<Reply, SinkError> {
             _ => return Err(bad()),
         }
     }
-    if status > 3 {
+    if status > 4 {
         return Err(bad());
     }
     Ok((status, nums, split))
@@ -572,6 +610,8 @@ pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> Sin
             | ErrorKind::Server(ServerErrorKind::ClusterDown)
             | ErrorKind::Server(ServerErrorKind::ReadOnly) => Some("unavailable"),
             _ if code == "BUSY" || code == "OOM" || code == "MISCONF" => Some("busy"),
+            // A key of the whole batch holds a foreign value (the scripts checked before
+            // writing anything): not retryable by itself, it needs a human.
             _ => None,
         }
     };
@@ -580,6 +620,7 @@ pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> Sin
         None => {
             let kind = match kind {
                 _ if auth_refused => "auth",
+                _ if code == "FOREIGN" => foreign::KIND,
                 ErrorKind::AuthenticationFailed => "auth",
                 ErrorKind::Server(ServerErrorKind::NoPerm) => "auth",
                 ErrorKind::Server(ServerErrorKind::NoScript) => "noscript",

@@ -39,6 +39,7 @@ pub struct ServeArgs {
 /// Serves the page until `shutdown`.
 pub async fn serve(
     redis_url: &str,
+    ca_file: Option<&std::path::Path>,
     key_prefix: &str,
     prices: &crate::report::PriceArgs,
     args: ServeArgs,
@@ -46,13 +47,20 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // Bad configuration fails now, not as a notice on the page forever.
     crate::apply::Keys::new(key_prefix)?;
-    redis::Client::open(redis_url).map_err(|_| {
-        anyhow::anyhow!("invalid Redis URL {}", crate::apply::redact_url(redis_url))
-    })?;
+    // One Redis or a cluster (`redis+cluster://`): every node's URL must parse.
+    for node in source::node_urls(redis_url)? {
+        redis::Client::open(node.as_str()).map_err(|_| {
+            anyhow::anyhow!("invalid Redis URL {}", crate::apply::redact_url(redis_url))
+        })?;
+    }
+    if let Some(path) = ca_file {
+        source::read_ca(path)?;
+    }
     // Binance prices: one shared request per `--prices-refresh`, never per viewer.
     let feed = crate::report::PriceFeed::new(prices, prices.prices_refresh)?;
     let source = Arc::new(Source::new(SourceConfig {
         redis_url: redis_url.to_string(),
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
         key_prefix: key_prefix.to_string(),
         top_series: args.series as usize,
         min_interval: Duration::from_secs(1),

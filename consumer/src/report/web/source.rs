@@ -39,6 +39,8 @@ pub const ERRORS_METRIC: &str = "tradeflow_report_web_redis_errors_total";
 
 pub struct SourceConfig {
     pub redis_url: String,
+    /// PEM file of a private CA for `rediss://`.
+    pub ca_file: Option<std::path::PathBuf>,
     pub key_prefix: String,
     /// Symbols in the per-minute chart.
     pub top_series: usize,
@@ -107,12 +109,18 @@ impl Source {
         // The connection manager retries a refused connect for seconds; a plain connect
         // (to the first seed node of a cluster) first fails fast and says why (the text
         // names no secret: kind only).
-        let first = match crate::apply::Target::parse(&self.cfg.redis_url)? {
-            crate::apply::Target::Single(url) => url,
-            crate::apply::Target::Cluster(nodes) => nodes[0].clone(),
-        };
-        let client = redis::Client::open(first.as_str())
-            .map_err(|e| SinkError::Config(format!("Redis URL: {:?}", e.kind())))?;
+        let first = node_urls(&self.cfg.redis_url)?.swap_remove(0);
+        let client = match &self.cfg.ca_file {
+            None => redis::Client::open(first.as_str()),
+            Some(path) => redis::Client::build_with_tls(
+                first.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(read_ca(path)?),
+                },
+            ),
+        }
+        .map_err(|e| SinkError::Config(format!("Redis URL: {:?}", e.kind())))?;
         if let Err(e) = client.get_multiplexed_async_connection().await {
             let why = if e.is_connection_refusal() {
                 "connection refused".to_string()
@@ -125,7 +133,12 @@ impl Source {
                 message: why,
             });
         }
-        let r = Reader::connect(&self.cfg.redis_url, &self.cfg.key_prefix).await?;
+        let r = Reader::connect_with_ca(
+            &self.cfg.redis_url,
+            self.cfg.ca_file.as_deref(),
+            &self.cfg.key_prefix,
+        )
+        .await?;
         *slot = Some(r.clone());
         Ok(r)
     }
@@ -139,6 +152,21 @@ impl Source {
         let prices = self.cfg.prices.prices(&totals).await?;
         Ok(build_snapshot(&totals, &prices, minutes, now_ms()))
     }
+}
+
+/// The URL of each node `url` names: itself for one Redis, the seed nodes of a cluster
+/// (never empty).
+pub(super) fn node_urls(url: &str) -> Result<Vec<String>, SinkError> {
+    Ok(match crate::apply::Target::parse(url)? {
+        crate::apply::Target::Single(url) => vec![url],
+        crate::apply::Target::Cluster(nodes) => nodes,
+    })
+}
+
+/// The CA file's contents (an unreadable file is a configuration error).
+pub(super) fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, SinkError> {
+    std::fs::read(path)
+        .map_err(|e| SinkError::Config(format!("Redis CA file {}: {e}", path.display())))
 }
 
 /// Counts per minute of `symbols` over the hour ending at `anchor`: one pipeline on one
