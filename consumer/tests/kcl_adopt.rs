@@ -56,14 +56,18 @@ async fn migrate(wait_for_parent_cleanup: bool) {
 
     let parents = [SHARD0, SHARD1, high.as_str()];
     // The KCL finishes the parents (SHARD_END) once its children started.
-    wait_until("the KCL to finish every parent", Duration::from_secs(120), || async {
-        let items = m.items().await;
-        parents.iter().all(|p| {
-            items
-                .get(*p)
-                .is_none_or(|i| s(i, "checkpoint").as_deref() == Some("SHARD_END"))
-        })
-    })
+    wait_until(
+        "the KCL to finish every parent",
+        Duration::from_secs(120),
+        || async {
+            let items = m.items().await;
+            parents.iter().all(|p| {
+                items
+                    .get(*p)
+                    .is_none_or(|i| s(i, "checkpoint").as_deref() == Some("SHARD_END"))
+            })
+        },
+    )
     .await;
     if wait_for_parent_cleanup {
         // Its LeaseCleanupManager deletes them (default: every 5 minutes, once every
@@ -139,8 +143,13 @@ async fn migrate(wait_for_parent_cleanup: bool) {
     for (key, before) in &kcl_items {
         let after = &items[key];
         for (attr, v) in before {
-            if !["leaseOwner", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber"]
-                .contains(&attr.as_str())
+            if ![
+                "leaseOwner",
+                "leaseCounter",
+                "checkpoint",
+                "checkpointSubSequenceNumber",
+            ]
+            .contains(&attr.as_str())
                 && attr != "ownerSwitchesSinceCheckpoint"
             {
                 assert_eq!(after.get(attr), Some(v), "{key}.{attr} after tradeflow");
@@ -154,7 +163,12 @@ async fn migrate(wait_for_parent_cleanup: bool) {
     let got = m
         .wait_counted(Duration::from_secs(240), Duration::from_secs(8))
         .await;
-    assert_eq!(got, m.written, "KCL taking the table back:\n{}", kcl.output());
+    assert_eq!(
+        got,
+        m.written,
+        "KCL taking the table back:\n{}",
+        kcl.output()
+    );
     assert!(
         kcl.terminate(Duration::from_secs(60)),
         "KCL app did not stop cleanly:\n{}",

@@ -107,7 +107,11 @@ impl Migration {
             .send()
             .await
             .expect("PutRecords");
-        assert_eq!(out.failed_record_count(), Some(0), "PutRecords had failures");
+        assert_eq!(
+            out.failed_record_count(),
+            Some(0),
+            "PutRecords had failures"
+        );
     }
 
     /// Splits `shard` at the middle of its hash range; returns the two children.
@@ -203,7 +207,10 @@ impl Migration {
             if active {
                 return;
             }
-            assert!(Instant::now() < deadline, "stream not ACTIVE after a reshard");
+            assert!(
+                Instant::now() < deadline,
+                "stream not ACTIVE after a reshard"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
