@@ -10,6 +10,8 @@
 mod cli_help;
 #[path = "hostile_records.rs"]
 mod hostile_records;
+#[path = "kcl_metadata.rs"]
+mod kcl_metadata;
 #[path = "lease_table.rs"]
 mod lease_table;
 #[path = "redis_foreign.rs"]

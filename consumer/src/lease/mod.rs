@@ -1,4 +1,4 @@
-//! KCL 2.x-compatible leases in DynamoDB: the item layout ([`model`]), the pure
+//! KCL 2.x-compatible leases in DynamoDB: the item layout ([`model`], [`item`]), the pure
 //! take/steal/expiry/child-ready decisions ([`decisions`]), the table I/O ([`table`]),
 //! and the renewer/taker loops with the worker's handle ([`coordinator`]).
 
@@ -6,6 +6,7 @@ pub mod config;
 pub mod coordinator;
 pub mod decisions;
 pub mod error;
+pub mod item;
 pub mod model;
 pub mod table;
 

@@ -28,7 +28,14 @@ pub mod attr {
     pub const PENDING_CHECKPOINT_STATE: &str = "pendingCheckpointState";
     pub const STARTING_HASH_KEY: &str = "startingHashKey";
     pub const ENDING_HASH_KEY: &str = "endingHashKey";
+    /// KCL 3.x: what a row is. Absent or `LEASE` on lease rows; KCL 3.5 keeps its other
+    /// state in the lease table too (`WORKER_METRIC_STATS`, `LEADER`, `STREAM`,
+    /// `CLIENT_VERSION_MIGRATION`, `TABLE_MIGRATION`), which is not ours to read or write.
+    pub const ENTITY_TYPE: &str = "entityType";
 }
+
+/// The `entityType` of lease rows (KCL 3.x writes it on every lease it creates).
+pub const LEASE_ENTITY: &str = "LEASE";
 
 /// Where a consumer starts in a shard that has no checkpoint yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,6 @@
 //! only ever created with a put-if-absent, so attributes written by other KCL versions
 //! survive our updates.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -14,9 +13,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::error::LeaseError;
+use super::item::{is_lease_item, parse_item, to_item, Item};
 use super::model::{attr, Checkpoint, Lease, SHARD_END};
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Whether `ensure_table` found the table or made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +133,12 @@ impl LeaseTable {
     }
 
     /// Every lease row (consistent, paginated scan). Rows we cannot read are logged,
-    /// counted and left out, never taken.
+    /// counted and left out, never taken. Rows that are not leases (KCL 3.5's worker
+    /// metrics and coordinator state, by `entityType`) are left out and left alone.
     pub async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
+        let mut others = 0usize;
         loop {
             count("scan");
             let page = self
@@ -151,6 +151,10 @@ impl LeaseTable {
                 .await
                 .map_err(|e| LeaseError::dynamo("scan", &self.name, &e))?;
             for item in page.items() {
+                if !is_lease_item(item) {
+                    others += 1;
+                    continue;
+                }
                 match parse_item(item) {
                     Ok(l) => out.push(l),
                     Err(reason) => {
@@ -165,6 +169,7 @@ impl LeaseTable {
                 _ => break,
             }
         }
+        metrics::gauge!("tradeflow_consumer_lease_table_other_rows").set(others as f64);
         Ok(out)
     }
 
@@ -180,7 +185,10 @@ impl LeaseTable {
             .send()
             .await
             .map_err(|e| LeaseError::dynamo("get_item", &self.name, &e))?;
-        Ok(out.item().and_then(|i| parse_item(i).ok()))
+        Ok(out
+            .item()
+            .filter(|i| is_lease_item(i))
+            .and_then(|i| parse_item(i).ok()))
     }
 
     /// Creates a free lease row unless one exists. Returns whether it was created.
@@ -406,119 +414,5 @@ where
             Ok(false)
         }
         Err(e) => Err(LeaseError::dynamo(op, table, &e)),
-    }
-}
-
-fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
-    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
-}
-
-fn get_n(item: &Item, k: &str) -> Result<Option<u64>, String> {
-    match item.get(k) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(AttributeValue::N(v)) => v
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| format!("{k} is not a whole number: {v:?}")),
-        Some(_) => Err(format!("{k} is not a number")),
-    }
-}
-
-fn get_ss(item: &Item, k: &str) -> Vec<String> {
-    match item.get(k) {
-        Some(AttributeValue::Ss(v)) => v.clone(),
-        // Some ports write a single string or a list; accept them rather than stall.
-        Some(AttributeValue::S(v)) if !v.is_empty() => vec![v.clone()],
-        Some(AttributeValue::L(v)) => v.iter().filter_map(|x| x.as_s().ok().cloned()).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Reads the attributes we know; everything else is ignored (and left in place).
-pub fn parse_item(item: &Item) -> Result<Lease, String> {
-    let shard_id = get_s(item, attr::LEASE_KEY)
-        .ok_or_else(|| "no leaseKey".to_string())?
-        .to_string();
-    let counter = get_n(item, attr::LEASE_COUNTER)
-        .map_err(|e| format!("{shard_id}: {e}"))?
-        .unwrap_or(0);
-    Ok(Lease {
-        owner: get_s(item, attr::LEASE_OWNER).map(str::to_string),
-        counter,
-        checkpoint: get_s(item, attr::CHECKPOINT).map(str::to_string),
-        checkpoint_sub: get_n(item, attr::CHECKPOINT_SUB)
-            .map_err(|e| format!("{shard_id}: {e}"))?
-            .unwrap_or(0),
-        owner_switches: get_n(item, attr::OWNER_SWITCHES)
-            .ok()
-            .flatten()
-            .unwrap_or(0),
-        parents: get_ss(item, attr::PARENT_SHARD_IDS),
-        children: get_ss(item, attr::CHILD_SHARD_IDS),
-        starting_hash_key: get_s(item, attr::STARTING_HASH_KEY).map(str::to_string),
-        ending_hash_key: get_s(item, attr::ENDING_HASH_KEY).map(str::to_string),
-        shard_id,
-    })
-}
-
-/// The item of a new row, as the KCL writes one. String sets cannot be empty in
-/// DynamoDB, so empty parent/child lists are left out.
-pub fn to_item(l: &Lease) -> Item {
-    let mut item = Item::new();
-    item.insert(attr::LEASE_KEY.into(), s(l.shard_id.clone()));
-    if let Some(o) = &l.owner {
-        item.insert(attr::LEASE_OWNER.into(), s(o.clone()));
-    }
-    item.insert(attr::LEASE_COUNTER.into(), n(l.counter));
-    if let Some(cp) = &l.checkpoint {
-        item.insert(attr::CHECKPOINT.into(), s(cp.clone()));
-    }
-    item.insert(attr::CHECKPOINT_SUB.into(), n(l.checkpoint_sub));
-    item.insert(attr::OWNER_SWITCHES.into(), n(l.owner_switches));
-    if !l.parents.is_empty() {
-        item.insert(
-            attr::PARENT_SHARD_IDS.into(),
-            AttributeValue::Ss(l.parents.clone()),
-        );
-    }
-    if !l.children.is_empty() {
-        item.insert(
-            attr::CHILD_SHARD_IDS.into(),
-            AttributeValue::Ss(l.children.clone()),
-        );
-    }
-    if let Some(h) = &l.starting_hash_key {
-        item.insert(attr::STARTING_HASH_KEY.into(), s(h.clone()));
-    }
-    if let Some(h) = &l.ending_hash_key {
-        item.insert(attr::ENDING_HASH_KEY.into(), s(h.clone()));
-    }
-    item
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn item_round_trip_and_unknown_attributes_ignored() {
-        let mut l = Lease::new("shardId-000000000001", &Checkpoint::TrimHorizon);
-        l.owner = Some("w1".into());
-        l.counter = 42;
-        l.parents = vec!["shardId-000000000000".into()];
-        l.starting_hash_key = Some("0".into());
-        l.ending_hash_key = Some("340282366920938463463374607431768211455".into());
-        let mut item = to_item(&l);
-        item.insert("entityType".into(), s("LEASE"));
-        item.insert("throughputKBps".into(), AttributeValue::N("1.5".into()));
-        assert_eq!(parse_item(&item).unwrap(), l);
-    }
-
-    #[test]
-    fn bad_counter_is_an_error_not_a_panic() {
-        let mut item = to_item(&Lease::new("s", &Checkpoint::Latest));
-        item.insert(attr::LEASE_COUNTER.into(), AttributeValue::N("1.5".into()));
-        assert!(parse_item(&item).is_err());
-        assert!(parse_item(&Item::new()).is_err());
     }
 }

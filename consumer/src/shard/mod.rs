@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod discovery;
 pub mod fanout;
+pub mod lineage;
 pub mod reader;
 
 use fanout::FanOutReader;
