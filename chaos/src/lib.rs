@@ -2,6 +2,7 @@
 //! producer writes it to Kinesis, several consumers count it into Redis, while faults
 //! from a seeded schedule hit every part; at the end Redis must equal the tape exactly.
 
+pub mod api_chaos;
 pub mod audit;
 pub mod gaps;
 pub mod plan;

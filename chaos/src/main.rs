@@ -50,6 +50,11 @@ struct Cli {
     /// of one Redis; the Redis fault becomes a slot migration, then a primary failover.
     #[arg(long)]
     redis_cluster: bool,
+    /// Fault single AWS operations too: every Kinesis and DynamoDB call goes through
+    /// the test kit's fault proxy, which errs, throttles, resets, cuts and delays calls
+    /// in windows while the tape plays; the report lists the faults by operation.
+    #[arg(long)]
+    api_faults: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         keep_logs: cli.keep_logs,
         stall_timeout: cli.stall_timeout,
         redis_cluster: cli.redis_cluster,
+        api_faults: cli.api_faults,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,9 +4,11 @@
 //! producer and Kinesis, and the fault schedule played against them. At the end it
 //! waits for every shard to be drained into Redis and compares Redis with the tape.
 
+use crate::api_chaos::ApiChaos;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tradeflow_shared::testkit::api_faults::Stats;
 
 use aws_sdk_kinesis::Client as Kinesis;
 use tradeflow_exchange::{Exchange, ExchangeConfig, Tape};
@@ -68,6 +70,9 @@ pub struct RunConfig {
     /// Count into a Redis Cluster (3 primaries, a replica each) instead of one Redis;
     /// the Redis fault is then a slot migration followed by a primary failover.
     pub redis_cluster: bool,
+    /// Put the operation-level fault proxy in front of Kinesis and DynamoDB and fault
+    /// every operation in windows while the tape plays (`api_chaos`).
+    pub api_faults: bool,
 }
 
 /// What the run did and found.
@@ -101,6 +106,8 @@ pub struct Report {
     pub redis_faults: BTreeMap<&'static str, u64>,
     /// Counted into a Redis Cluster.
     pub redis_cluster: bool,
+    /// With `api_faults`: calls and faults by operation.
+    pub api_faults: Option<Stats>,
     /// Faults of the Kinesis emulator itself (came back DOWN, stream unreadable): when
     /// not empty, trades missing from Redis are not the product's doing.
     pub emulator_faults: Vec<String>,
@@ -188,6 +195,9 @@ impl std::fmt::Display for Report {
         for (what, n) in &self.redis_faults {
             writeln!(f, "  {:<42} {:>12}", format!("redis: {what}"), n)?;
         }
+        if let Some(stats) = &self.api_faults {
+            writeln!(f, "{}", crate::api_chaos::table(stats))?;
+        }
         for e in &self.emulator_faults {
             writeln!(f, "  EMULATOR FAULT {e}")?;
         }
@@ -229,10 +239,10 @@ struct Servers {
     kinesis: Service,
 }
 
-fn env(s: &Servers, kinesis_endpoint: &str) -> Vec<(String, String)> {
+fn env(s: &Servers, kinesis_endpoint: &str, dynamo_endpoint: &str) -> Vec<(String, String)> {
     vec![
         ("TRADEFLOW_KINESIS_ENDPOINT".into(), kinesis_endpoint.into()),
-        ("TRADEFLOW_DYNAMODB_ENDPOINT".into(), s.dynamo.endpoint()),
+        ("TRADEFLOW_DYNAMODB_ENDPOINT".into(), dynamo_endpoint.into()),
         ("TRADEFLOW_REDIS_URL".into(), s.redis.url()),
         // Placeholders the emulators accept; never real credentials.
         ("AWS_ACCESS_KEY_ID".into(), "local".into()),
@@ -313,7 +323,28 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
     });
     let kinesis = kinesis_client(servers.kinesis.endpoint()).await;
     create_stream(&kinesis, cfg.shards).await?;
-    let proxy = CutProxy::start(([127, 0, 0, 1], servers.kinesis.port).into())
+    // With API faults every AWS call goes through the fault proxies; the producer's
+    // link cut sits in front of its Kinesis proxy.
+    let api = match cfg.api_faults {
+        true => Some(
+            ApiChaos::start(
+                &servers.kinesis.endpoint(),
+                &servers.dynamo.endpoint(),
+                cfg.seed,
+            )
+            .await
+            .map_err(|e| setup("api fault proxies", e))?,
+        ),
+        false => None,
+    };
+    let kinesis_port = api
+        .as_ref()
+        .map_or(servers.kinesis.port, |a| a.kinesis.port);
+    let (kinesis_url, dynamo_url) = match &api {
+        Some(a) => (a.kinesis.endpoint(), a.dynamo.endpoint()),
+        None => (servers.kinesis.endpoint(), servers.dynamo.endpoint()),
+    };
+    let proxy = CutProxy::start(([127, 0, 0, 1], kinesis_port).into())
         .await
         .map_err(|e| setup("proxy", e))?;
 
@@ -363,7 +394,7 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
                 &format!("c{i}"),
                 &consumer_bin,
                 args,
-                env(&servers, &servers.kinesis.endpoint()),
+                env(&servers, &kinesis_url, &dynamo_url),
                 dir.path(),
             )
         })
@@ -396,7 +427,7 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         "producer",
         &producer_bin,
         producer_args,
-        env(&servers, &proxy.endpoint()),
+        env(&servers, &proxy.endpoint(), &dynamo_url),
         dir.path(),
     );
     producer.start().map_err(|e| setup("producer", e))?;
@@ -439,17 +470,28 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         redis_faults: BTreeMap::new(),
         emulator_faults: Vec::new(),
     };
-    for step in &steps {
-        let due = t0 + step.at;
-        tokio::time::sleep_until(due.into()).await;
-        let ok = ctx.inject(step).await;
-        progress(&format!(
-            "t+{:>6.1}s {}{}",
-            t0.elapsed().as_secs_f64(),
-            step.fault,
-            if ok { "" } else { " (skipped)" }
-        ));
-    }
+    let process_faults = async {
+        for step in &steps {
+            let due = t0 + step.at;
+            tokio::time::sleep_until(due.into()).await;
+            let ok = ctx.inject(step).await;
+            progress(&format!(
+                "t+{:>6.1}s {}{}",
+                t0.elapsed().as_secs_f64(),
+                step.fault,
+                if ok { "" } else { " (skipped)" }
+            ));
+        }
+    };
+    let api_faults = async {
+        if let Some(a) = &api {
+            a.play(play, |line| {
+                progress(&format!("t+{:>6.1}s {line}", t0.elapsed().as_secs_f64()))
+            })
+            .await;
+        }
+    };
+    tokio::join!(process_faults, api_faults);
     let Ctx {
         downs,
         faults,
@@ -575,6 +617,7 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         redis_faults,
         emulator_faults,
         redis_cluster: cfg.redis_cluster,
+        api_faults: api.as_ref().map(ApiChaos::stats),
         elapsed: started.elapsed(),
         drain,
         log_dir,

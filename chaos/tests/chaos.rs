@@ -24,7 +24,7 @@ fn seed() -> u64 {
 /// two side by side on two cores starve each other's consumers past the drain deadline.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn chaos(trades: usize, without: &[&str], redis_cluster: bool) {
+async fn chaos(trades: usize, without: &[&str], redis_cluster: bool, api_faults: bool) {
     let _serial = ONE_AT_A_TIME.lock().await;
     let seed = seed();
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_tradeflow-chaos"))
@@ -48,6 +48,7 @@ async fn chaos(trades: usize, without: &[&str], redis_cluster: bool) {
         stall_timeout: Duration::from_secs(90),
         exclude: exclude.clone(),
         redis_cluster,
+        api_faults,
     };
     let report = run(cfg, |line| println!("chaos: {line}"))
         .await
@@ -74,6 +75,16 @@ async fn chaos(trades: usize, without: &[&str], redis_cluster: bool) {
             assert!(*done >= 1, "seed {seed}: fault kind {kind} never injected");
         }
     }
+    if api_faults {
+        let stats = report.api_faults.as_ref().expect("api fault stats");
+        for op in tradeflow_chaos::api_chaos::CORE_OPS {
+            assert!(
+                stats.faults_for(op) >= 1,
+                "seed {seed}: {op} never faulted: {:?}",
+                stats.faults
+            );
+        }
+    }
 }
 
 /// Every fault kind the chaos plan knows but the emulator restart: consumer kill -9 /
@@ -81,7 +92,7 @@ async fn chaos(trades: usize, without: &[&str], redis_cluster: bool) {
 /// restarts, websocket drops and producer→Kinesis cuts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_run_counts_every_trade_exactly_once() {
-    chaos(200_000, &["kinesis"], false).await;
+    chaos(200_000, &["kinesis"], false, false).await;
 }
 
 /// The Kinesis emulator killed and restarted on its own durable state mid-run. (It once
@@ -96,7 +107,7 @@ async fn kinesis_emulator_restarts_keep_counts_exact() {
         .copied()
         .filter(|k| *k != "kinesis")
         .collect();
-    chaos(40_000, &others, false).await;
+    chaos(40_000, &others, false, false).await;
 }
 
 /// Counting into a Redis Cluster (3 primaries, a replica each) while consumers are
@@ -104,5 +115,21 @@ async fn kinesis_emulator_restarts_keep_counts_exact() {
 /// 1,000 slots between primaries, then kills a primary so its replica takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_failovers_and_migrations_keep_counts_exact() {
-    chaos(60_000, &["kinesis", "dynamodb", "websocket", "cut"], true).await;
+    chaos(
+        60_000,
+        &["kinesis", "dynamodb", "websocket", "cut"],
+        true,
+        false,
+    )
+    .await;
+}
+
+/// Single AWS operations failing, on top of the process, server and link faults: every
+/// Kinesis and DynamoDB call of the producer and the consumers goes through the test
+/// kit's fault proxy, which errs, throttles, resets (before and after the call took
+/// effect), cuts answers short, answers garbage and delays calls past their timeouts in
+/// windows while the tape plays. Counts must stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_faults_on_every_operation_keep_counts_exact() {
+    chaos(60_000, &["kinesis"], false, true).await;
 }

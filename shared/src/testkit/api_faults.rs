@@ -245,7 +245,12 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Answer {
         .entry(name.clone())
         .and_modify(|n| *n += 1)
         .or_insert(1);
-    let fault = choose(&st, service, op);
+    // An expired iterator only exists for GetRecords; elsewhere it is a throttle, and
+    // counted as what it was.
+    let fault = choose(&st, service, op).map(|f| match f {
+        Fault::ExpiredIterator if op != "GetRecords" => Fault::Throttle,
+        f => f,
+    });
     if let Some(f) = fault {
         *st.stats
             .lock()
@@ -261,11 +266,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Answer {
     match fault {
         Some(Fault::ServerError) => Ok(aws_error(service, 500, internal_type(service))),
         Some(Fault::Throttle) => Ok(aws_error(service, 400, throttle_type(service, op))),
-        Some(Fault::ExpiredIterator) => Ok(if op == "GetRecords" {
-            aws_error(service, 400, "ExpiredIteratorException")
-        } else {
-            aws_error(service, 400, throttle_type(service, op))
-        }),
+        Some(Fault::ExpiredIterator) => Ok(aws_error(service, 400, "ExpiredIteratorException")),
         Some(Fault::Garbage) => Ok(Response::builder()
             .status(500)
             .header("content-type", "text/html")
