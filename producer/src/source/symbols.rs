@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::time::Duration;
+use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
 
 use tradeflow_shared::rest::RestClient;
 use tradeflow_shared::Symbol;
@@ -111,12 +112,18 @@ pub async fn resolve(sel: &Selection) -> Result<Vec<String>, SymbolsError> {
                 "tradeflow-producer",
             )
             .map_err(|e| fail(e.to_string()))?;
-            let mut last = String::new();
-            for attempt in 0..5u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-                match client.get(EXCHANGE_INFO).await {
+            // Read once at start: a few tries, then a clear error (the service manager
+            // restarts the producer).
+            let mut retry = Retry::new(
+                "producer.exchange_info",
+                Policy::new(
+                    Duration::from_secs(1),
+                    Duration::from_secs(16),
+                    GiveUp::Attempts(5),
+                ),
+            );
+            loop {
+                let last = match client.get(EXCHANGE_INFO).await {
                     Ok(r) if r.is_success() => {
                         let (ok, skipped) = parse_exchange_info(&r.body).map_err(fail)?;
                         if !skipped.is_empty() {
@@ -125,12 +132,14 @@ pub async fn resolve(sel: &Selection) -> Result<Vec<String>, SymbolsError> {
                         tracing::info!(symbols = ok.len(), "symbols from exchangeInfo");
                         return Ok(ok);
                     }
-                    Ok(r) => last = format!("HTTP {}: {}", r.status, r.body_excerpt(200)),
-                    Err(e) => last = e.to_string(),
+                    Ok(r) => format!("HTTP {}: {}", r.status, r.body_excerpt(200)),
+                    Err(e) => e.to_string(),
+                };
+                match retry.failed("", &last) {
+                    Next::RetryIn(wait) => tokio::time::sleep(wait).await,
+                    Next::GiveUp => return Err(fail(last)),
                 }
-                tracing::warn!(attempt, error = %last, "exchangeInfo failed; retrying");
             }
-            Err(fail(last))
         }
     }
 }

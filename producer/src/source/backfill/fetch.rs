@@ -2,6 +2,7 @@
 //! retried, turned into the websocket events Binance would have sent.
 
 use std::time::Duration;
+use tradeflow_shared::retry::{Next, Policy, Retry};
 
 use metrics::counter;
 use tokio::time::Instant;
@@ -87,6 +88,9 @@ impl WeightBudget {
 
 pub(super) type Budget = std::sync::Arc<tokio::sync::Mutex<WeightBudget>>;
 
+/// Backoff between failed backfill requests when the server names no `Retry-After`.
+const FETCH_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(12));
+
 /// Whether waiting `wait` from now ends before `deadline`. Never adds `wait` to an
 /// instant: a server's `Retry-After` may be absurd, and `Instant + huge` panics.
 fn fits_before(wait: Duration, deadline: Instant) -> bool {
@@ -103,7 +107,9 @@ pub(super) async fn fetch_gap(
 ) -> (Vec<SourceTrade>, Option<&'static str>) {
     let mut got: Vec<SourceTrade> = Vec::new();
     let mut from = f.from;
-    let mut attempt: u32 = 0;
+    // Retried until the gap's deadline (the give-up is `fits_before`, below); a server's
+    // Retry-After replaces the policy's wait when it gives one.
+    let mut retry = Retry::new("producer.backfill_fetch", FETCH_RETRY);
     while from <= f.to {
         let wait = budget.lock().await.take(WEIGHT);
         if !fits_before(wait, deadline) {
@@ -120,15 +126,15 @@ pub(super) async fn fetch_gap(
             Err(_) => return (got, Some("deadline")),
             Ok(Err(e)) => {
                 counter!(BACKFILL_REQUESTS, "outcome" => "error").increment(1);
-                tracing::warn!(symbol = f.symbol.as_str(), error = %e, "backfill request failed; retrying");
                 if matches!(e, RestError::InvalidUrl { .. }) {
+                    tracing::warn!(symbol = f.symbol.as_str(), error = %e, "backfill request impossible");
                     return (got, Some("invalid_url"));
                 }
-                None
+                (None, e.to_string())
             }
             Ok(Ok(r)) if r.is_success() => {
                 counter!(BACKFILL_REQUESTS, "outcome" => "ok").increment(1);
-                attempt = 0;
+                retry.succeeded(f.symbol.as_str());
                 match parse_page(f.symbol, &r.body) {
                     Ok(page) => {
                         let last = page.iter().map(|t| t.trade.trade_id).max();
@@ -153,16 +159,18 @@ pub(super) async fn fetch_gap(
                     _ => "refused",
                 };
                 counter!(BACKFILL_REQUESTS, "outcome" => outcome).increment(1);
-                tracing::warn!(symbol = f.symbol.as_str(), status = r.status, body = %r.body_excerpt(200), "backfill request refused");
+                let why = format!("HTTP {}: {}", r.status, r.body_excerpt(200));
                 if outcome == "refused" {
+                    tracing::warn!(symbol = f.symbol.as_str(), error = %why, "backfill request refused");
                     return (got, Some("refused"));
                 }
-                r.retry_after
+                (r.retry_after, why)
             }
         };
-        attempt += 1;
-        // TODO(retry policy): this backoff is to become the house's shared/src/retry.rs.
-        let backoff = Duration::from_millis(200u64 << attempt.min(6));
+        let (retry_in, why) = retry_in;
+        let Next::RetryIn(backoff) = retry.failed(f.symbol.as_str(), &why) else {
+            unreachable!("bounded by the deadline, not by the policy")
+        };
         let wait = retry_in.unwrap_or(backoff);
         if !fits_before(wait, deadline) {
             // A `Retry-After` past the deadline (up to days on a ban): give the gap up
