@@ -75,6 +75,16 @@ impl ApiChaos {
         self.clear();
     }
 
+    /// Every call of `op` (`Kinesis.ListShards`, `DynamoDB.Scan`) gets `fault`, on the
+    /// proxy of its service (`--api-fault-only`).
+    pub fn fault_only(&self, op: &str, fault: Fault) {
+        let proxy = match op.starts_with("Kinesis.") {
+            true => &self.kinesis,
+            false => &self.dynamo,
+        };
+        proxy.set_rules(vec![Rule::always(op, fault)]);
+    }
+
     pub fn clear(&self) {
         self.kinesis.clear();
         self.dynamo.clear();

@@ -3,6 +3,7 @@
 //! from a seeded schedule hit every part; at the end Redis must equal the tape exactly.
 
 pub mod api_chaos;
+pub mod api_matrix;
 pub mod audit;
 pub mod gaps;
 pub mod plan;

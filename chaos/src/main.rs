@@ -55,6 +55,13 @@ struct Cli {
     /// in windows while the tape plays; the report lists the faults by operation.
     #[arg(long)]
     api_faults: bool,
+    /// Instead of --api-faults' windows, one fault on every call of one operation from
+    /// 20% of the tape for SECONDS (default 30), then none: OP:KIND[:SECONDS], OP e.g.
+    /// PutRecords, ListShards, GetRecords, Scan, UpdateItem (or Kinesis.Op, DynamoDB.Op),
+    /// KIND 500, throttle, reset_after, reset_before, expired_iterator, truncate, garbage,
+    /// delay (30 s) or delay=12s. The report says when Redis caught up after it ended.
+    #[arg(long, value_name = "OP:KIND[:SECONDS]")]
+    api_fault_only: Option<tradeflow_chaos::api_matrix::Single>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +71,10 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(
         cli.shards > 1,
         "--shards must be at least 2 (merges need two)"
+    );
+    anyhow::ensure!(
+        cli.api_fault_only.is_none() || !cli.redis_cluster,
+        "--api-fault-only samples one Redis: not with --redis-cluster"
     );
     let trades = match cli.minutes {
         Some(m) => (m * 60.0 * cli.rate) as usize,
@@ -90,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         stall_timeout: cli.stall_timeout,
         redis_cluster: cli.redis_cluster,
         api_faults: cli.api_faults,
+        api_fault_only: cli.api_fault_only,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -73,6 +73,9 @@ pub struct RunConfig {
     /// Put the operation-level fault proxy in front of Kinesis and DynamoDB and fault
     /// every operation in windows while the tape plays (`api_chaos`).
     pub api_faults: bool,
+    /// Instead of the windows: one operation, one fault kind, every call, from 20% of
+    /// the tape for its window (`api_matrix`). Needs one Redis (not a cluster).
+    pub api_fault_only: Option<crate::api_matrix::Single>,
 }
 
 /// What the run did and found.
@@ -108,6 +111,8 @@ pub struct Report {
     pub redis_cluster: bool,
     /// With `api_faults`: calls and faults by operation.
     pub api_faults: Option<Stats>,
+    /// With `api_fault_only`: when the fault was, and how the run came back from it.
+    pub api_matrix: Option<crate::api_matrix::Outcome>,
     /// Faults of the Kinesis emulator itself (came back DOWN, stream unreadable): when
     /// not empty, trades missing from Redis are not the product's doing.
     pub emulator_faults: Vec<String>,
@@ -197,6 +202,9 @@ impl std::fmt::Display for Report {
         }
         if let Some(stats) = &self.api_faults {
             writeln!(f, "{}", crate::api_chaos::table(stats))?;
+        }
+        if let Some(o) = &self.api_matrix {
+            writeln!(f, "{o}")?;
         }
         for e in &self.emulator_faults {
             writeln!(f, "  EMULATOR FAULT {e}")?;
@@ -325,7 +333,7 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
     create_stream(&kinesis, cfg.shards).await?;
     // With API faults every AWS call goes through the fault proxies; the producer's
     // link cut sits in front of its Kinesis proxy.
-    let api = match cfg.api_faults {
+    let api = match cfg.api_faults || cfg.api_fault_only.is_some() {
         true => Some(
             ApiChaos::start(
                 &servers.kinesis.endpoint(),
@@ -457,6 +465,16 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         steps.len()
     ));
 
+    let mut matrix = cfg.api_fault_only.clone().map(|single| {
+        crate::api_matrix::Monitor::new(
+            single,
+            t0,
+            servers.redis.url(),
+            names.clone(),
+            producer_metrics.clone(),
+            consumers.iter().map(|c| c.log.clone()).collect(),
+        )
+    });
     let mut ctx = Ctx {
         servers: &mut servers,
         consumers: &mut consumers,
@@ -484,7 +502,10 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         }
     };
     let api_faults = async {
-        if let Some(a) = &api {
+        if let (Some(a), Some(m)) = (&api, &mut matrix) {
+            m.play(a, play, &exchange, cfg.trades as u64, &progress)
+                .await;
+        } else if let Some(a) = &api {
             a.play(play, |line| {
                 progress(&format!("t+{:>6.1}s {line}", t0.elapsed().as_secs_f64()))
             })
@@ -512,9 +533,14 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
 
     // Drained: Redis equals the truth, or nothing moved for `stall_timeout`.
     let mut last = (u64::MAX, Instant::now());
+    let mut exact_at = None;
     let verdict = loop {
         let v = verify::verify(&truth, &servers.redis.read(&truth).await);
+        if let Some(m) = &mut matrix {
+            m.sample(exchange.emitted_count()).await;
+        }
         if v.exact() {
+            exact_at = Some(t0.elapsed().as_secs_f64());
             break v;
         }
         if v.counted != last.0 {
@@ -618,6 +644,7 @@ pub async fn run(cfg: RunConfig, progress: impl Fn(&str)) -> Result<Report, RunE
         emulator_faults,
         redis_cluster: cfg.redis_cluster,
         api_faults: api.as_ref().map(ApiChaos::stats),
+        api_matrix: matrix.map(|m| m.outcome(exact_at)),
         elapsed: started.elapsed(),
         drain,
         log_dir,

@@ -49,6 +49,7 @@ async fn chaos(trades: usize, without: &[&str], redis_cluster: bool, api_faults:
         exclude: exclude.clone(),
         redis_cluster,
         api_faults,
+        api_fault_only: None,
     };
     let report = run(cfg, |line| println!("chaos: {line}"))
         .await

@@ -9,8 +9,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-/// Exponential backoff with full jitter: the n-th delay is uniform in
-/// `[0, min(max, min_delay × 2^n)]`, so many clients don't reconnect in lockstep.
+/// Reconnect backoff: the house's one retry policy (`tradeflow_shared::retry`): the n-th
+/// delay is uniform in `[c/2, c]` with `c = min(max, min_delay × 2^n)`, so many clients
+/// don't reconnect in lockstep; each counts in `tradeflow_retries_total{op="producer.ws_connect"}`
+/// (the callers log each reconnect, at most one per delay).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,
@@ -34,10 +36,10 @@ impl Backoff {
     }
 
     pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling();
+        let delay = tradeflow_shared::retry::delay(self.attempt, self.min, self.max, rng.random());
         self.attempt = self.attempt.saturating_add(1);
-        let nanos = ceiling.as_nanos().min(u64::MAX as u128) as u64;
-        Duration::from_nanos(rng.random_range(0..=nanos))
+        metrics::counter!("tradeflow_retries_total", "op" => "producer.ws_connect").increment(1);
+        delay
     }
 
     /// After a connection proved healthy.
@@ -133,7 +135,8 @@ mod tests {
         for _ in 0..8 {
             let c = b.ceiling();
             ceilings.push(c.as_millis());
-            assert!(b.next_delay(&mut rng) <= c);
+            let d = b.next_delay(&mut rng);
+            assert!(d <= c && d >= c / 2, "{d:?} outside [{:?}, {c:?}]", c / 2);
         }
         assert_eq!(ceilings, vec![100, 200, 400, 800, 1600, 2000, 2000, 2000]);
         b.reset();
