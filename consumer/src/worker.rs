@@ -2,13 +2,10 @@
 //! (read → decode → fold → apply to Redis → checkpoint), and on shutdown finishes the
 //! batch in hand, checkpoints and gives its leases up.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
@@ -16,7 +13,7 @@ use tradeflow_shared::telemetry::Health;
 use tradeflow_shared::watchdog::Watchdog;
 use tradeflow_shared::{aws, Position};
 
-use crate::apply::{fold, RedisSink, SinkConfig, SinkError};
+use crate::apply::{fold, RedisSink, SinkConfig};
 use crate::config::{Config, InitialPositionArg};
 use crate::lease::{
     Checkpoint, HeldLease, InitialPosition, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle,
@@ -27,14 +24,16 @@ use crate::shard::fanout::{self, FanOutConfig, FanOutReader};
 use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
 use crate::shard::RecordSource;
 
+mod apply;
+mod tasks;
+use apply::{apply_until_done, Applied};
+use tasks::{end_of_task, ShardTasks};
+
 /// Waiting for Redis or DynamoDB at start: as long as it takes, observable.
 const STARTUP_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
 /// Redis unavailable under a shard: as long as it takes (giving up would only move the
 /// same wait to another worker), observable.
 const REDIS_RETRY: Policy = Policy::forever(Duration::from_millis(100), Duration::from_secs(5));
-/// Times a batch refused by Redis (not unavailable: a script error, a permission) is
-/// tried before the shard task fails and gives its lease up.
-const REFUSED_APPLY_ATTEMPTS: u32 = 5;
 
 /// Why a shard task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,70 +257,6 @@ fn initial_position(cfg: &Config) -> InitialPosition {
     }
 }
 
-/// The running shard tasks, each known by its shard even when it panics (a
-/// `JoinError` carries only the task's id).
-#[derive(Default)]
-struct ShardTasks {
-    set: JoinSet<ShardExit>,
-    shards: HashMap<tokio::task::Id, String>,
-}
-
-impl ShardTasks {
-    fn spawn(&mut self, shard: String, task: impl Future<Output = ShardExit> + Send + 'static) {
-        let handle = self.set.spawn(task);
-        self.shards.insert(handle.id(), shard);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    /// The next task to end: its shard and how it ended (`Err`: it panicked or was
-    /// cancelled).
-    async fn join_next(&mut self) -> Option<(String, Result<ShardExit, String>)> {
-        let done = self.set.join_next_with_id().await?;
-        let (id, exit) = match done {
-            Ok((id, exit)) => (id, Ok(exit)),
-            Err(e) => (e.id(), Err(e.to_string())),
-        };
-        let shard = self.shards.remove(&id).unwrap_or_default();
-        Some((shard, exit))
-    }
-}
-
-/// A shard task ended. One that failed or panicked gives its lease up at once (a
-/// lease still renewed with nobody reading would hold the shard for ever).
-async fn end_of_task(leases: &LeaseHandle, (shard, exit): (String, Result<ShardExit, String>)) {
-    // A worker that no longer reads a shard must not keep exporting its last lag: the
-    // gauge would sit there for months (the exporter cannot drop one series) and
-    // `max by (shard)` would alert on it. 0 never wins that max over the new owner.
-    metrics::gauge!("tradeflow_consumer_millis_behind_latest", "shard" => shard.clone()).set(0.0);
-    let why = match exit {
-        Ok(ShardExit::Failed(why)) => why,
-        Err(panic) => {
-            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "panic")
-                .increment(1);
-            format!("shard task panicked: {panic}")
-        }
-        Ok(exit) => {
-            tracing::info!(%shard, ?exit, "shard task ended");
-            return;
-        }
-    };
-    tracing::error!(%shard, reason = %why, "shard task failed; giving its lease up for another reader");
-    match leases.give_up(&shard).await {
-        Ok(true) => {}
-        Ok(false) => tracing::info!(%shard, "the lease had already moved"),
-        Err(e) => {
-            tracing::warn!(%shard, error = %e, "could not release the lease; it expires after the failover time")
-        }
-    }
-}
-
 /// Where to start: Redis's own position when it has one (it is stored atomically with
 /// the totals, so it is exactly what has been applied — even if Redis lost its last
 /// writes and the DynamoDB checkpoint ran ahead), else the lease's checkpoint.
@@ -471,69 +406,6 @@ fn open_reader(ctx: &Ctx, shard: &str, start: StartPosition) -> RecordSource {
             start,
             ctx.reader.clone(),
         )),
-    }
-}
-
-enum Applied {
-    Done,
-    /// Redis is behind what this task applied: re-read after this position.
-    Rewind(Option<Position>),
-    /// The lease was lost or shutdown was requested before the batch was applied.
-    Stopped(ShardExit),
-}
-
-/// Applies one batch, retrying Redis errors with backoff until it is applied, Redis is
-/// found behind `applied_through`, the lease is lost or shutdown is requested.
-async fn apply_until_done(
-    ctx: &Ctx,
-    shard: &str,
-    applied_through: Option<&Position>,
-    delta: &crate::apply::BatchDelta,
-    lost: &CancellationToken,
-    shutdown: &CancellationToken,
-) -> Applied {
-    // Redis unavailable: wait for it as long as it takes (the shard is paused, the
-    // watchdog and the retry metric say so). Refused work (a script error, a permission)
-    // is tried a few times, then the shard task fails and gives its lease up.
-    let mut unavailable = Retry::new("consumer.redis_apply", REDIS_RETRY);
-    let mut refused = Retry::new(
-        "consumer.redis_apply_refused",
-        Policy::new(
-            Duration::from_millis(200),
-            Duration::from_secs(5),
-            GiveUp::Attempts(REFUSED_APPLY_ATTEMPTS),
-        ),
-    );
-    loop {
-        let error = match ctx
-            .sink
-            .apply_after(&ctx.stream, shard, applied_through, delta)
-            .await
-        {
-            Ok(_) => {
-                unavailable.succeeded(shard);
-                return Applied::Done;
-            }
-            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
-            Err(e) => e,
-        };
-        let next = if error.is_retryable() {
-            unavailable.failed(shard, &error)
-        } else {
-            refused.failed(shard, &error)
-        };
-        let Next::RetryIn(wait) = next else {
-            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "redis_refused")
-                .increment(1);
-            return Applied::Stopped(ShardExit::Failed(format!(
-                "Redis refused the batch {REFUSED_APPLY_ATTEMPTS} times: {error}"
-            )));
-        };
-        tokio::select! {
-            _ = lost.cancelled() => return Applied::Stopped(ShardExit::LeaseLost),
-            _ = shutdown.cancelled() => return Applied::Stopped(ShardExit::Requested),
-            _ = tokio::time::sleep(wait) => {}
-        }
     }
 }
 

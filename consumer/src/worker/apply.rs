@@ -1,0 +1,78 @@
+//! Applying one batch to Redis under a shard's lease: waiting out an unavailable Redis
+//! as long as it takes (observable), giving up on a refused batch after a few tries.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
+use tradeflow_shared::Position;
+
+use super::{Ctx, ShardExit, REDIS_RETRY};
+use crate::apply::SinkError;
+
+/// Times a batch refused by Redis (not unavailable: a script error, a permission) is
+/// tried before the shard task fails and gives its lease up.
+const REFUSED_APPLY_ATTEMPTS: u32 = 5;
+
+pub(super) enum Applied {
+    Done,
+    /// Redis is behind what this task applied: re-read after this position.
+    Rewind(Option<Position>),
+    /// The lease was lost or shutdown was requested before the batch was applied.
+    Stopped(ShardExit),
+}
+
+/// Applies one batch, retrying Redis errors with backoff until it is applied, Redis is
+/// found behind `applied_through`, the lease is lost or shutdown is requested.
+pub(super) async fn apply_until_done(
+    ctx: &Ctx,
+    shard: &str,
+    applied_through: Option<&Position>,
+    delta: &crate::apply::BatchDelta,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Applied {
+    // Redis unavailable: wait for it as long as it takes (the shard is paused, the
+    // watchdog and the retry metric say so). Refused work (a script error, a permission)
+    // is tried a few times, then the shard task fails and gives its lease up.
+    let mut unavailable = Retry::new("consumer.redis_apply", REDIS_RETRY);
+    let mut refused = Retry::new(
+        "consumer.redis_apply_refused",
+        Policy::new(
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            GiveUp::Attempts(REFUSED_APPLY_ATTEMPTS),
+        ),
+    );
+    loop {
+        let error = match ctx
+            .sink
+            .apply_after(&ctx.stream, shard, applied_through, delta)
+            .await
+        {
+            Ok(_) => {
+                unavailable.succeeded(shard);
+                return Applied::Done;
+            }
+            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
+            Err(e) => e,
+        };
+        let next = if error.is_retryable() {
+            unavailable.failed(shard, &error)
+        } else {
+            refused.failed(shard, &error)
+        };
+        let Next::RetryIn(wait) = next else {
+            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "redis_refused")
+                .increment(1);
+            return Applied::Stopped(ShardExit::Failed(format!(
+                "Redis refused the batch {REFUSED_APPLY_ATTEMPTS} times: {error}"
+            )));
+        };
+        tokio::select! {
+            _ = lost.cancelled() => return Applied::Stopped(ShardExit::LeaseLost),
+            _ = shutdown.cancelled() => return Applied::Stopped(ShardExit::Requested),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
