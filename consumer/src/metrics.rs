@@ -5,6 +5,31 @@
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 pub fn describe() {
+    tradeflow_shared::retry::describe();
+    describe_gauge!(
+        "tradeflow_consumer_lease_table_other_rows",
+        "Rows of the lease table that are not leases (KCL 3.x metadata), left untouched."
+    );
+    describe_counter!(
+        "tradeflow_consumer_leases_inferred_finished_total",
+        "Lease rows created at SHARD_END for shards a previous owner finished (from the lineage)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_read_budget_waits_total",
+        "GetRecords calls that waited for room in the read budget."
+    );
+    describe_counter!(
+        "tradeflow_consumer_redis_reconnects_total",
+        "Redis Cluster connections rebuilt after a call made no progress."
+    );
+    describe_gauge!(
+        "tradeflow_consumer_shards_lineage_unknown",
+        "Listed shards without a lease row whose lineage the table cannot settle (no row written)."
+    );
+    describe_counter!(
+        "tradeflow_consumer_shard_task_failures_total",
+        "Shard tasks that failed or panicked (their lease is given up), by reason."
+    );
     describe_gauge!(
         "tradeflow_consumer_leases_held",
         "Leases this worker holds."

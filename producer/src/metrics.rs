@@ -27,6 +27,11 @@ pub const SHARD_REFRESHES: &str = "tradeflow_producer_shard_map_refreshes_total"
 
 /// Registers descriptions (shown as `# HELP` in a scrape).
 pub fn describe() {
+    tradeflow_shared::retry::describe();
+    describe_counter!(
+        crate::source::binance::WS_HELD_LIMIT,
+        "Rotations whose replacement connection held its limit of trades before the switch, by action."
+    );
     describe_counter!(TRADES_IN, "Trades received from the source");
     describe_counter!(
         TRADES_ACCEPTED,

@@ -20,6 +20,18 @@ use tokio_util::sync::CancellationToken;
 /// Warnings about a loop still failing are logged at most this often.
 pub const LOG_EVERY: Duration = Duration::from_secs(30);
 
+/// Help texts of the retry metrics (call once the recorder is installed).
+pub fn describe() {
+    metrics::describe_counter!(
+        "tradeflow_retries_total",
+        "Failed calls retried, by retrying loop (op)."
+    );
+    metrics::describe_counter!(
+        "tradeflow_retry_gave_up_total",
+        "Retrying loops that gave up, by op."
+    );
+}
+
 /// When a retrying loop stops retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GiveUp {

@@ -49,6 +49,10 @@ pub struct Watch {
 impl Watchdog {
     /// `gauge` is the metric's full name, e.g. `tradeflow_consumer_stalled`.
     pub fn new(gauge: &'static str, limit: Duration) -> Arc<Self> {
+        metrics::describe_gauge!(
+            gauge,
+            "Instances of each part (by part) with work pending and no progress for longer than the stall timeout."
+        );
         Arc::new(Watchdog {
             gauge,
             limit,
