@@ -7,7 +7,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{free_port, launch, state_dir, which, Service, Spec};
+use super::servers::redis_args;
+use super::service::{Service, Spec};
+use super::{free_port, strings, which};
 
 /// A node as `CLUSTER NODES` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,36 +310,19 @@ fn cluster_node(security: &ClusterSecurity) -> Service {
             break p;
         }
     };
-    let state = state_dir("redis-cluster");
-    let dir = state.path().display().to_string();
-    let args: Vec<String> = [
-        "--port",
-        &port.to_string(),
+    let spec = Spec::new("redis-cluster-node", which("redis-server"), port);
+    let dir = spec.state_dir().display().to_string();
+    let mut args = redis_args(port, spec.state_dir());
+    args.extend(strings(&[
         "--cluster-port",
         &bus.to_string(),
-        "--bind",
-        "127.0.0.1",
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         &format!("{dir}/nodes.conf"),
         "--cluster-node-timeout",
         "2000",
-        "--dir",
-        &dir,
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--daemonize",
-        "no",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut args = args;
+    ]));
     if let Some(p) = &security.password {
         for flag in ["--requirepass", "--masterauth"] {
             args.push(flag.into());
@@ -366,16 +351,7 @@ fn cluster_node(security: &ClusterSecurity) -> Service {
             "no".into(),
         ]);
     }
-    launch(Spec {
-        name: "redis-cluster-node",
-        program: which("redis-server"),
-        args,
-        envs: vec![],
-        cwd: None,
-        port,
-        tls_port: None,
-        state,
-    })
+    spec.args(args).launch()
 }
 
 /// Parses `CLUSTER NODES`: `<id> <ip:port@bus> <flags> <primary> <ping> <pong> <epoch>
