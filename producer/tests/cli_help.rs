@@ -1,50 +1,10 @@
-//! `--help` of the producer never prints a secret taken from the
-//! environment: every flag whose value may carry a password (URLs, endpoints) hides its
-//! environment value (clap shows `[env: NAME=value]` otherwise).
+//! `--help` of the producer never prints a secret taken from the environment (the
+//! check: `testkit::cli_help`).
 
-use std::process::Command;
-
-/// Every URL-valued variable the binaries read, each holding a password.
-const SECRET_ENV: &[(&str, &str)] = &[
-    (
-        "TRADEFLOW_REDIS_URL",
-        "redis://:pw-redis-SECRET@127.0.0.1:6379",
-    ),
-    (
-        "TRADEFLOW_BINANCE_REST_URL",
-        "https://u:pw-rest-SECRET@127.0.0.1:1",
-    ),
-    ("TRADEFLOW_BINANCE_URL", "wss://u:pw-ws-SECRET@127.0.0.1:1"),
-    (
-        "TRADEFLOW_KINESIS_ENDPOINT",
-        "http://u:pw-kinesis-SECRET@127.0.0.1:1",
-    ),
-    (
-        "TRADEFLOW_DYNAMODB_ENDPOINT",
-        "http://u:pw-ddb-SECRET@127.0.0.1:1",
-    ),
-];
-
-pub fn help_without_secrets(bin: &str, args: &[&str]) {
-    let out = Command::new(bin)
-        .args(args)
-        .envs(SECRET_ENV.iter().copied())
-        .output()
-        .expect("run --help");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{bin} {args:?}: {text}");
-    assert!(
-        !text.contains("SECRET"),
-        "{bin} {args:?} shows a secret:\n{text}"
-    );
-}
+use tradeflow_shared::testkit::cli_help::{assert_help_hides, SECRET_URLS};
 
 #[test]
 fn help_never_shows_secrets_from_the_environment() {
     let producer = env!("CARGO_BIN_EXE_tradeflow-producer");
-    help_without_secrets(producer, &["--help"]);
+    assert_help_hides(producer, &["--help"], SECRET_URLS);
 }
