@@ -7,7 +7,7 @@
 //! its own: the verdict's reader is borrowed by the process faults) and the binaries'
 //! watchdog gauges.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tradeflow_exchange::Exchange;
 use tradeflow_shared::testkit::api_faults::Fault;
 
 use crate::api_chaos::ApiChaos;
-use crate::procs::scrape;
+use crate::procs::{metrics_addr_in, scrape};
 
 const KINESIS_OPS: &[&str] = &[
     "PutRecords",
@@ -208,7 +208,7 @@ impl Monitor {
             .unwrap_or(0.0);
         for (i, log) in self.consumer_logs.iter().enumerate() {
             if self.consumer_metrics[i].is_none() {
-                self.consumer_metrics[i] = metrics_addr_in(log);
+                self.consumer_metrics[i] = metrics_addr_in_log(log);
             }
             if let Some(a) = &self.consumer_metrics[i] {
                 stalled += scrape(a, "tradeflow_consumer_stalled").await.unwrap_or(0.0);
@@ -296,18 +296,12 @@ impl Monitor {
 }
 
 /// The latest `serving /metrics` address in a JSON log (as `procs::metrics_addr`).
-fn metrics_addr_in(log: &PathBuf) -> Option<String> {
+fn metrics_addr_in_log(log: &Path) -> Option<String> {
     std::fs::read_to_string(log)
         .ok()?
         .lines()
         .rev()
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            if !v["message"].as_str()?.starts_with("serving /metrics") {
-                return None;
-            }
-            v["local"].as_str().map(str::to_string)
-        })
+        .find_map(metrics_addr_in)
 }
 
 /// The report's lines for the single fault.

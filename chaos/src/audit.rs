@@ -40,9 +40,18 @@ fn seq_gt(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
 }
 
+/// An SDK error as the reason the stream could not be read, naming the call.
+fn why<E: std::error::Error>(call: &'static str) -> impl FnOnce(E) -> String {
+    move |e| {
+        format!(
+            "{call}: {:?}",
+            aws_sdk_kinesis::error::DisplayErrorContext(e)
+        )
+    }
+}
+
 /// Reads the whole stream, or says why it could not.
 pub async fn stream_counts(k: &Client, stream: &str) -> Result<StreamAudit, String> {
-    let why = |call: &str, e: &dyn std::fmt::Debug| format!("{call}: {e:?}");
     let mut seen = BTreeSet::new();
     let mut past_end = 0;
     let shards = k
@@ -50,12 +59,7 @@ pub async fn stream_counts(k: &Client, stream: &str) -> Result<StreamAudit, Stri
         .stream_name(stream)
         .send()
         .await
-        .map_err(|e| {
-            why(
-                "ListShards",
-                &aws_sdk_kinesis::error::DisplayErrorContext(e),
-            )
-        })?;
+        .map_err(why("ListShards"))?;
     for s in shards.shards() {
         let end = s
             .sequence_number_range()
@@ -68,12 +72,7 @@ pub async fn stream_counts(k: &Client, stream: &str) -> Result<StreamAudit, Stri
             .shard_iterator_type(ShardIteratorType::TrimHorizon)
             .send()
             .await
-            .map_err(|e| {
-                why(
-                    "GetShardIterator",
-                    &aws_sdk_kinesis::error::DisplayErrorContext(e),
-                )
-            })?
+            .map_err(why("GetShardIterator"))?
             .shard_iterator
             .map(|s| s.to_string());
         while let Some(cur) = it.take() {
@@ -83,12 +82,7 @@ pub async fn stream_counts(k: &Client, stream: &str) -> Result<StreamAudit, Stri
                 .limit(10_000)
                 .send()
                 .await
-                .map_err(|e| {
-                    why(
-                        "GetRecords",
-                        &aws_sdk_kinesis::error::DisplayErrorContext(e),
-                    )
-                })?;
+                .map_err(why("GetRecords"))?;
             for r in out.records() {
                 if end
                     .as_deref()

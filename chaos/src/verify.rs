@@ -59,6 +59,15 @@ pub fn parse_scaled(s: &str, scale: usize) -> Option<u128> {
     format!("{int}{frac}").parse().ok()
 }
 
+/// A stored decimal (absent counts as 0) equals `units` at `scale`.
+fn stored_is(stored: &Option<String>, scale: usize, units: u128) -> bool {
+    stored
+        .as_deref()
+        .and_then(|s| parse_scaled(s, scale))
+        .unwrap_or(0)
+        == units
+}
+
 pub fn verify(
     truth: &BTreeMap<String, SymbolTotals>,
     observed: &BTreeMap<String, Observed>,
@@ -75,18 +84,8 @@ pub fn verify(
         v.counted += o.count;
         v.lost += t.count.saturating_sub(o.count);
         v.doubled += o.count.saturating_sub(t.count);
-        let base_ok = o
-            .base
-            .as_deref()
-            .and_then(|b| parse_scaled(b, 8))
-            .unwrap_or(0)
-            == t.volume_units;
-        let quote_ok = o
-            .quote
-            .as_deref()
-            .and_then(|q| parse_scaled(q, 16))
-            .unwrap_or(0)
-            == t.quote_units;
+        let base_ok = stored_is(&o.base, 8, t.volume_units);
+        let quote_ok = stored_is(&o.quote, 16, t.quote_units);
         if t.count != o.count || !base_ok || !quote_ok {
             v.mismatches.push(Mismatch {
                 symbol: sym.clone(),
