@@ -87,18 +87,11 @@ async fn wait_total_at_least(
     expected: &std::collections::BTreeMap<String, u64>,
     n: u64,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let got: u64 = stack.counts(expected).await.values().sum();
-        if got >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {got} of {n} trades counted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{n} trades counted");
+    tradeflow_shared::testkit::wait_until(&what, Duration::from_secs(120), || async {
+        stack.counts(expected).await.values().sum::<u64>() >= n
+    })
+    .await
 }
 
 /// Metrics that exist only once their event happened: their labels name the event's

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e_support::{Proc, Stack, STREAM};
+use fleet_support::workers::*;
 use fleet_support::*;
 
 /// One fleet at a time: each test runs several processes, and two fleets on a loaded
@@ -20,39 +21,6 @@ use fleet_support::*;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const DUPLICATES: &str = "tradeflow_consumer_duplicates_skipped_total";
-
-/// Waits until every lease is owned and the loads are `want` (worker → leases).
-async fn wait_loads(
-    table: &tradeflow_consumer::lease::LeaseTable,
-    shards: usize,
-    what: &str,
-    ok: impl Fn(&BTreeMap<String, usize>) -> bool,
-) -> BTreeMap<String, Option<String>> {
-    wait_for(what, Duration::from_secs(60), || async {
-        let o = owners(table).await;
-        let l = loads(&o);
-        (o.len() == shards && o.values().all(Option::is_some) && ok(&l)).then_some(o)
-    })
-    .await
-}
-
-/// Waits until Redis has applied, for each shard, at least the given sequence number.
-async fn wait_read_through(stack: &Stack, seqs: &std::collections::HashMap<String, String>) {
-    wait_for(
-        "the shards to be read past the new records",
-        Duration::from_secs(60),
-        || async {
-            for (shard, seq) in seqs {
-                match redis_pos(stack, shard).await {
-                    Some(p) if seq_ge(&p, seq) => {}
-                    _ => return None,
-                }
-            }
-            Some(())
-        },
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_balance_and_a_fourth_steals_without_churn() {
@@ -136,46 +104,21 @@ async fn three_workers_balance_and_a_fourth_steals_without_churn() {
     let last = writer.stop().await;
     let refs: Vec<&Proc> = procs.iter().collect();
     assert_exact(&stack, &last, &refs).await;
-    for p in &mut procs {
-        assert!(
-            p.terminate(Duration::from_secs(30)),
-            "{} did not exit 0",
-            p.name
-        );
-    }
+    terminate_cleanly(&mut procs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
     let _serial = SERIAL.lock().await;
-    let stack = Stack::start(4).await;
-    let kin = stack.kinesis_client().await;
-    let writer = Writer::start(
-        kin.clone(),
-        routes(&kin, 1).await,
-        Format::Json,
-        Duration::from_millis(100),
-        None,
-    );
-    let table = lease_table(&stack).await;
-    let mut a = consumer(&stack, "w-a", &[]);
-    let mut b = consumer(&stack, "w-b", &[]);
-    let o = wait_loads(&table, 4, "w-a and w-b hold 2 each", |l| {
-        l.len() == 2 && l.values().all(|n| *n == 2)
-    })
-    .await;
-    let a_shards = shards_of(&o, "w-a");
-    let seqs = writer.written_after(Instant::now(), &a_shards).await;
-    wait_read_through(&stack, &seqs).await;
+    let (mut w, a_shards) = two_workers_reading_a().await;
 
     // A crash: nothing is released; w-b takes the leases once they expire.
-    a.kill();
+    w.a.kill();
     let killed = Instant::now();
-    let seqs = writer.written_after(killed, &a_shards).await;
-    wait_read_through(&stack, &seqs).await;
+    read_past(&w.stack, &w.writer, killed, &a_shards).await;
     let kill_took = killed.elapsed();
     println!("kill -9: w-a's shards {a_shards:?} read again after {kill_took:?} (failover 2 s, take interval 1 s)");
-    let o = owners(&table).await;
+    let o = owners(&w.table).await;
     for s in &a_shards {
         assert_eq!(o[s].as_deref(), Some("w-b"), "{s} after the crash: {o:?}");
     }
@@ -183,9 +126,9 @@ async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
     // A third worker steals its share from w-b, then stops gracefully. w-b's readers of
     // the stolen shards go on until its next renewal or checkpoint (both apply then,
     // deduplicated); the duplicates figure must start after that overlap.
-    let ended_before = task_ends(&b);
-    let mut c = consumer(&stack, "w-c", &[]);
-    let o = wait_loads(&table, 4, "w-c steals 2 of w-b's 4", |l| {
+    let ended_before = task_ends(&w.b);
+    let mut c = consumer(&w.stack, "w-c", &[]);
+    let o = wait_loads(&w.table, 4, "w-c steals 2 of w-b's 4", |l| {
         l.get("w-b") == Some(&2) && l.get("w-c") == Some(&2)
     })
     .await;
@@ -194,7 +137,7 @@ async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
         "w-b to stop reading the stolen shards",
         Duration::from_secs(60),
         || async {
-            let now = task_ends(&b);
+            let now = task_ends(&w.b);
             c_shards
                 .iter()
                 .all(|s| {
@@ -204,9 +147,8 @@ async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
         },
     )
     .await;
-    let seqs = writer.written_after(Instant::now(), &c_shards).await;
-    wait_read_through(&stack, &seqs).await;
-    let b_metrics = metrics_addr(&b).await;
+    read_past(&w.stack, &w.writer, Instant::now(), &c_shards).await;
+    let b_metrics = metrics_addr(&w.b).await;
     let dups_before = scrape(&b_metrics, DUPLICATES);
 
     let termed = Instant::now();
@@ -217,7 +159,7 @@ async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
     );
     let exited = termed.elapsed();
     // Released before it exited: no owner, or already w-b's.
-    let o = owners(&table).await;
+    let o = owners(&w.table).await;
     for s in &c_shards {
         assert_ne!(
             o[s].as_deref(),
@@ -231,48 +173,39 @@ async fn kill9_is_taken_over_and_sigterm_hands_over_without_duplicates() {
         "w-c released its 2 leases:\n{}",
         c.output()
     );
-    let seqs = writer.written_after(Instant::now(), &c_shards).await;
-    wait_read_through(&stack, &seqs).await;
+    read_past(&w.stack, &w.writer, Instant::now(), &c_shards).await;
     let term_took = termed.elapsed();
     println!(
         "SIGTERM: w-c exited after {exited:?}; its shards read again by w-b after {term_took:?}"
     );
 
-    let last = writer.stop().await;
-    assert_exact(&stack, &last, &[&a, &b, &c]).await;
+    let last = w.writer.stop().await;
+    assert_exact(&w.stack, &last, &[&w.a, &w.b, &c]).await;
     let dups = scrape(&b_metrics, DUPLICATES) - dups_before;
     println!("SIGTERM: trades w-b skipped as already applied after the hand-over: {dups}");
     assert_eq!(dups, 0.0, "a graceful hand-over re-applied trades");
-    assert!(b.terminate(Duration::from_secs(30)), "w-b did not exit 0");
+    assert!(w.b.terminate(Duration::from_secs(30)), "w-b did not exit 0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_merge_while_records_flow_keep_counts_exact_and_parents_first() {
     let _serial = SERIAL.lock().await;
-    let stack = Stack::start(4).await;
-    let kin = stack.kinesis_client().await;
-    let writer = Writer::start(
-        kin.clone(),
-        routes(&kin, 2).await,
-        Format::Json,
-        Duration::from_millis(100),
-        None,
-    );
-    let table = lease_table(&stack).await;
-    let mut a = consumer(&stack, "w-a", &[]);
-    let mut b = consumer(&stack, "w-b", &[]);
-    wait_loads(&table, 4, "w-a and w-b hold 2 each", |l| {
-        l.len() == 2 && l.values().all(|n| *n == 2)
-    })
-    .await;
+    let TwoWorkers {
+        stack,
+        kin,
+        writer,
+        table,
+        mut a,
+        mut b,
+        ..
+    } = two_workers(2).await;
     let before = kin.list_shards().stream_name(STREAM).send().await.unwrap();
     let ids: Vec<String> = before
         .shards()
         .iter()
         .map(|s| s.shard_id().to_string())
         .collect();
-    let seqs = writer.written_after(Instant::now(), &ids).await;
-    wait_read_through(&stack, &seqs).await;
+    read_past(&stack, &writer, Instant::now(), &ids).await;
 
     let first = &before.shards()[0];
     let r = first.hash_key_range().unwrap();
@@ -317,8 +250,7 @@ async fn split_and_merge_while_records_flow_keep_counts_exact_and_parents_first(
         "two split children and one merged: {children:?}"
     );
     let child_ids: Vec<String> = children.iter().map(|c| c.0.clone()).collect();
-    let seqs = writer.written_after(Instant::now(), &child_ids).await;
-    wait_read_through(&stack, &seqs).await;
+    read_past(&stack, &writer, Instant::now(), &child_ids).await;
     println!("reshard: children read after {:?}", resharded.elapsed());
     let last = writer.stop().await;
     assert_exact(&stack, &last, &[&a, &b]).await;
@@ -363,85 +295,32 @@ async fn split_and_merge_while_records_flow_keep_counts_exact_and_parents_first(
     }
     let o = owners(&table).await;
     assert_eq!(o.len(), 4, "4 open shards hold leases: {o:?}");
-    for p in [&mut a, &mut b] {
-        assert!(
-            p.terminate(Duration::from_secs(30)),
-            "{} did not exit 0",
-            p.name
-        );
-    }
-}
-
-/// Per shard, how many of its reader tasks ended in this process so far.
-fn task_ends(p: &Proc) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in events_with(p, "shard task ended") {
-        if let Some(s) = e["shard"].as_str() {
-            *m.entry(s.to_string()).or_default() += 1;
-        }
-    }
-    m
-}
-
-async fn wait_active(kin: &aws_sdk_kinesis::Client) {
-    wait_for(
-        "stream ACTIVE after a reshard",
-        Duration::from_secs(30),
-        || async {
-            let d = kin
-                .describe_stream_summary()
-                .stream_name(STREAM)
-                .send()
-                .await
-                .ok()?;
-            (d.stream_description_summary()?.stream_status().as_str() == "ACTIVE").then_some(())
-        },
-    )
-    .await
+    terminate_cleanly([&mut a, &mut b]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
     let _serial = SERIAL.lock().await;
-    let stack = Stack::start(4).await;
-    let kin = stack.kinesis_client().await;
-    let writer = Writer::start(
-        kin.clone(),
-        routes(&kin, 1).await,
-        Format::Json,
-        Duration::from_millis(100),
-        None,
-    );
-    let table = lease_table(&stack).await;
-    let mut a = consumer(&stack, "w-a", &[]);
-    let mut b = consumer(&stack, "w-b", &[]);
-    let o = wait_loads(&table, 4, "w-a and w-b hold 2 each", |l| {
-        l.len() == 2 && l.values().all(|n| *n == 2)
-    })
-    .await;
-    let a_shards = shards_of(&o, "w-a");
-    let seqs = writer.written_after(Instant::now(), &a_shards).await;
-    wait_read_through(&stack, &seqs).await;
+    let (mut w, a_shards) = two_workers_reading_a().await;
 
-    a.signal("-STOP");
+    w.a.pause();
     let paused = Instant::now();
-    wait_loads(&table, 4, "w-b takes the paused worker's leases", |l| {
+    wait_loads(&w.table, 4, "w-b takes the paused worker's leases", |l| {
         l.get("w-b") == Some(&4)
     })
     .await;
-    let seqs = writer.written_after(Instant::now(), &a_shards).await;
-    wait_read_through(&stack, &seqs).await;
+    read_past(&w.stack, &w.writer, Instant::now(), &a_shards).await;
     println!(
         "SIGSTOP: w-a's shards taken and read by w-b after {:?}",
         paused.elapsed()
     );
 
-    a.signal("-CONT");
+    w.a.resume();
     wait_for(
         "w-a notices it lost its leases",
         Duration::from_secs(30),
         || async {
-            let lost: Vec<String> = events_with(&a, "lease lost")
+            let lost: Vec<String> = events_with(&w.a, "lease lost")
                 .iter()
                 .filter_map(|e| e["shard"].as_str().map(str::to_string))
                 .collect();
@@ -456,7 +335,7 @@ async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let ended = loop {
-        let exits = events_with(&a, "shard task ended");
+        let exits = events_with(&w.a, "shard task ended");
         let all = a_shards
             .iter()
             .all(|s| exits.iter().any(|e| ended_lost(e, s)));
@@ -468,12 +347,16 @@ async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
     assert!(
         ended,
         "w-a's readers of {a_shards:?} did not all end with LeaseLost:\n{}",
-        a.output()
+        w.a.output()
     );
-    assert!(a.is_running(), "w-a died after SIGCONT:\n{}", a.output());
+    assert!(
+        w.a.is_running(),
+        "w-a died after SIGCONT:\n{}",
+        w.a.output()
+    );
     // Its old writes could not win: each of those leases is w-b's, unless w-a took it
     // back afresh (a new take, with the counter w-b left) after waking.
-    let retaken: Vec<String> = events_with(&a, " lease")
+    let retaken: Vec<String> = events_with(&w.a, " lease")
         .iter()
         .filter(|e| {
             matches!(
@@ -483,26 +366,20 @@ async fn a_paused_worker_loses_its_leases_and_stops_reading_them() {
         })
         .filter_map(|e| e["shard"].as_str().map(str::to_string))
         .collect();
-    let o = owners(&table).await;
+    let o = owners(&w.table).await;
     for s in &a_shards {
         let owner = o[s].as_deref();
         assert!(
             owner == Some("w-b")
                 || (owner == Some("w-a") && retaken.iter().filter(|x| *x == s).count() >= 2),
             "{s} is {owner:?}'s without a new take by w-a:\n{}",
-            a.output()
+            w.a.output()
         );
     }
 
-    let last = writer.stop().await;
-    assert_exact(&stack, &last, &[&a, &b]).await;
-    for p in [&mut a, &mut b] {
-        assert!(
-            p.terminate(Duration::from_secs(30)),
-            "{} did not exit 0",
-            p.name
-        );
-    }
+    let last = w.writer.stop().await;
+    assert_exact(&w.stack, &last, &[&w.a, &w.b]).await;
+    terminate_cleanly([&mut w.a, &mut w.b]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

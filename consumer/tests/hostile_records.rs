@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::primitives::Blob;
 use e2e_support::{bin, Proc, Stack, STREAM};
 use hostile_support::corpus::{corpus, good_trade};
+use tradeflow_shared::testkit;
 
 const PASSWORD: &str = "hostile-Pa55word-93";
 const PARTITION_KEY: &str = "k";
@@ -152,23 +153,7 @@ async fn hostile_records_are_dead_lettered_once_and_good_ones_counted_exactly() 
     let mut consumer = Proc::spawn(
         "consumer-hostile",
         &bin("tradeflow-consumer"),
-        &[
-            "--stream",
-            STREAM,
-            "--application-name",
-            "tradeflow-hostile",
-            "--worker-id",
-            "hostile-1",
-            "--failover-time",
-            "2s",
-            "--idle-interval",
-            "100ms",
-            "--checkpoint-interval",
-            "500ms",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
+        &testkit::consumer_args(STREAM, "tradeflow-hostile", "hostile-1", &[]),
         &env,
         stack.dir.path(),
     );
@@ -304,7 +289,7 @@ async fn hostile_records_are_dead_lettered_once_and_good_ones_counted_exactly() 
     }
 
     // No panic, bounded memory, no password in the output.
-    let hwm = vm_hwm_kib(consumer.pid());
+    let hwm = vm_hwm_kib(consumer.pid().expect("consumer running"));
     let out = consumer.output();
     assert!(!out.contains("panicked"), "{out}");
     assert!(!out.contains(PASSWORD), "the Redis password was logged");

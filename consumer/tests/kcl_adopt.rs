@@ -36,23 +36,15 @@ async fn migrate(wait_for_parent_cleanup: bool) {
     let mut kcl = m.kcl("kcl-1", "kcl-worker-1");
 
     // The legacy application counts everything, through a split and a merge.
-    let got = m
-        .wait_counted(Duration::from_secs(180), Duration::ZERO)
+    m.assert_counted("KCL before resharding", &kcl, 180, 0)
         .await;
-    assert_eq!(got, m.written, "KCL before resharding:\n{}", kcl.output());
     let (low, high) = m.split(SHARD0).await;
     m.write_trades(600).await;
-    let got = m
-        .wait_counted(Duration::from_secs(180), Duration::ZERO)
-        .await;
-    assert_eq!(got, m.written, "KCL after the split:\n{}", kcl.output());
+    m.assert_counted("KCL after the split", &kcl, 180, 0).await;
     // `high` holds the upper half of shard 0's range: adjacent to shard 1.
     let merged = m.merge(&high, SHARD1).await;
     m.write_trades(600).await;
-    let got = m
-        .wait_counted(Duration::from_secs(180), Duration::ZERO)
-        .await;
-    assert_eq!(got, m.written, "KCL after the merge:\n{}", kcl.output());
+    m.assert_counted("KCL after the merge", &kcl, 180, 0).await;
 
     let parents = [SHARD0, SHARD1, high.as_str()];
     // The KCL finishes the parents (SHARD_END) once its children started.
@@ -108,16 +100,8 @@ async fn migrate(wait_for_parent_cleanup: bool) {
     // tradeflow takes over: only what was written since must be counted.
     m.write_trades(600).await;
     let mut tf = m.tradeflow("tradeflow-1");
-    let got = m
-        .wait_counted(Duration::from_secs(120), Duration::from_secs(8))
+    m.assert_counted("tradeflow after adopting", &tf, 120, 8)
         .await;
-    assert_eq!(
-        got,
-        m.written,
-        "tradeflow after adopting (written {:?}):\n{}",
-        m.written,
-        tf.output()
-    );
     let items = m.items().await;
     for p in parents {
         let row = &items[p];
@@ -160,15 +144,8 @@ async fn migrate(wait_for_parent_cleanup: bool) {
     // And the KCL application can take its table back, from tradeflow's checkpoints.
     m.write_trades(300).await;
     let mut kcl = m.kcl("kcl-2", "kcl-worker-2");
-    let got = m
-        .wait_counted(Duration::from_secs(240), Duration::from_secs(8))
+    m.assert_counted("KCL taking the table back", &kcl, 240, 8)
         .await;
-    assert_eq!(
-        got,
-        m.written,
-        "KCL taking the table back:\n{}",
-        kcl.output()
-    );
     assert!(
         kcl.terminate(Duration::from_secs(60)),
         "KCL app did not stop cleanly:\n{}",

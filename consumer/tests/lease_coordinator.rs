@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokio_util::sync::CancellationToken;
@@ -12,71 +12,44 @@ use tradeflow_consumer::lease::{
     Checkpoint, HeldLease, LeaseConfig, LeaseCoordinator, LeaseError, LeaseHandle, LeaseTable,
     Write,
 };
-use tradeflow_shared::aws::{dynamodb_client, kinesis_client, sdk_config, AwsArgs};
-use tradeflow_shared::testkit;
+use tradeflow_shared::testkit::{self, wait_until};
 use tradeflow_shared::{Position, SequenceNumber};
 
+/// The servers and clients of one test, and the lease table of its application.
 struct Env {
     _ddb: testkit::Service,
     _kin: testkit::Service,
     ddb: aws_sdk_dynamodb::Client,
     kin: aws_sdk_kinesis::Client,
+    stream: String,
+    app: String,
+    table: LeaseTable,
 }
 
-async fn env(stream: &str, shards: i32) -> Env {
+/// dynalite and ferrokinesis with `stream` of `shards` shards; `app`'s lease table.
+async fn env(stream: &str, app: &str, shards: i32) -> Env {
     testkit::local_aws_env();
     let ddb_s = testkit::dynalite();
     let kin_s = testkit::ferrokinesis(&[]);
-    let args = AwsArgs {
-        region: "eu-west-1".into(),
-        kinesis_endpoint: Some(kin_s.endpoint()),
-        dynamodb_endpoint: Some(ddb_s.endpoint()),
-    };
-    let conf = sdk_config(&args).await;
-    let kin = kinesis_client(&conf, &args);
-    kin.create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
+    let (kin, ddb) = testkit::clients_at(&kin_s.endpoint(), &ddb_s.endpoint()).await;
+    testkit::create_active_stream(&kin, stream, shards)
         .await
-        .unwrap();
-    wait_until("stream active", Duration::from_secs(20), || {
-        let kin = kin.clone();
-        let stream = stream.to_string();
-        async move {
-            kin.describe_stream_summary()
-                .stream_name(stream)
-                .send()
-                .await
-                .ok()
-                .and_then(|o| {
-                    o.stream_description_summary()
-                        .map(|d| d.stream_status().as_str() == "ACTIVE")
-                })
-                .unwrap_or(false)
-        }
-    })
-    .await;
+        .expect("stream active");
     Env {
-        ddb: dynamodb_client(&conf, &args),
+        table: LeaseTable::new(ddb.clone(), app),
+        ddb,
         kin,
+        stream: stream.into(),
+        app: app.into(),
         _ddb: ddb_s,
         _kin: kin_s,
     }
 }
 
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+impl Env {
+    /// Worker `id`'s configuration on the application's table.
+    fn cfg(&self, id: &str, failover_ms: u64) -> LeaseConfig {
+        LeaseConfig::with_failover(&self.app, id, Duration::from_millis(failover_ms))
     }
 }
 
@@ -88,12 +61,13 @@ struct Worker {
     acquired: Arc<Mutex<Vec<HeldLease>>>,
 }
 
-async fn worker(e: &Env, table: &str, stream: &str, cfg: LeaseConfig) -> Worker {
+/// A coordinator on the test's stream with the table and worker id of `cfg`.
+async fn worker(e: &Env, cfg: LeaseConfig) -> Worker {
     let shutdown = CancellationToken::new();
     let (handle, task) = LeaseCoordinator::start(
-        LeaseTable::new(e.ddb.clone(), table),
+        LeaseTable::new(e.ddb.clone(), &cfg.table_name),
         e.kin.clone(),
-        stream.into(),
+        e.stream.clone(),
         cfg,
         shutdown.clone(),
     )
@@ -114,8 +88,20 @@ async fn worker(e: &Env, table: &str, stream: &str, cfg: LeaseConfig) -> Worker 
     }
 }
 
-fn cfg(table: &str, id: &str, failover_ms: u64) -> LeaseConfig {
-    LeaseConfig::with_failover(table, id, Duration::from_millis(failover_ms))
+impl Worker {
+    /// Waits until its coordinator holds `n` leases.
+    async fn wait_holding(&self, n: usize, limit: Duration) {
+        let what = format!("the worker to hold {n} leases");
+        wait_until(&what, limit, || async { self.handle.held_count() == n }).await
+    }
+
+    /// Stops taking, releases what it holds (how many) and waits for its coordinator.
+    async fn stop(self) -> usize {
+        self.shutdown.cancel();
+        let released = self.handle.release_all().await.unwrap();
+        self.task.await.unwrap();
+        released
+    }
 }
 
 async fn owners(t: &LeaseTable) -> HashMap<String, Option<String>> {
@@ -137,17 +123,16 @@ fn loads(o: &HashMap<String, Option<String>>) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_balance_then_a_fourth_rebalances_without_churn() {
-    let e = env("trades", 8).await;
-    let t = LeaseTable::new(e.ddb.clone(), "balance-app");
+    let e = env("trades", "balance-app", 8).await;
     let mut ws = Vec::new();
     for id in ["w1", "w2", "w3"] {
-        ws.push(worker(&e, "balance-app", "trades", cfg("balance-app", id, 2000)).await);
+        ws.push(worker(&e, e.cfg(id, 2000)).await);
     }
     wait_until(
         "3 workers share 8 leases",
         Duration::from_secs(30),
         || async {
-            let o = owners(&t).await;
+            let o = owners(&e.table).await;
             let l = loads(&o);
             o.len() == 8
                 && l.values().sum::<usize>() == 8
@@ -162,23 +147,19 @@ async fn workers_balance_then_a_fourth_rebalances_without_churn() {
     })
     .await;
 
-    ws.push(worker(&e, "balance-app", "trades", cfg("balance-app", "w4", 2000)).await);
+    ws.push(worker(&e, e.cfg("w4", 2000)).await);
     wait_until("4 workers hold 2 each", Duration::from_secs(30), || async {
-        let l = loads(&owners(&t).await);
+        let l = loads(&owners(&e.table).await);
         l.len() == 4 && l.values().all(|n| *n == 2)
     })
     .await;
     // No churn: over several failover times, nobody moves anything.
-    let before = owners(&t).await;
+    let before = owners(&e.table).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(owners(&t).await, before, "leases moved after balance");
+    assert_eq!(owners(&e.table).await, before, "leases moved after balance");
+    // The handles agree with the table.
     for w in &ws {
-        wait_until(
-            "handles agree with the table",
-            Duration::from_secs(5),
-            || async { w.handle.held_count() == 2 },
-        )
-        .await;
+        w.wait_holding(2, Duration::from_secs(5)).await;
     }
     // A lease a worker lost is signalled to its reader.
     let lost: usize = ws
@@ -200,13 +181,13 @@ async fn workers_balance_then_a_fourth_rebalances_without_churn() {
         w.shutdown.cancel();
     }
     for w in ws {
-        w.handle.release_all().await.unwrap();
-        w.task.await.unwrap();
+        w.stop().await;
     }
     // Normally all are free now. A lease whose renewal was delayed past the failover
     // on a loaded machine was already dropped locally and is left to expire; it must
     // at least not be renewed by anyone any more.
-    let left: Vec<_> = t
+    let left: Vec<_> = e
+        .table
         .list()
         .await
         .unwrap()
@@ -216,7 +197,7 @@ async fn workers_balance_then_a_fourth_rebalances_without_churn() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for l in left {
         assert_eq!(
-            t.get(&l.shard_id).await.unwrap().unwrap().counter,
+            e.table.get(&l.shard_id).await.unwrap().unwrap().counter,
             l.counter
         );
     }
@@ -224,13 +205,9 @@ async fn workers_balance_then_a_fourth_rebalances_without_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_and_renew_after_a_steal_report_lost() {
-    let e = env("fence", 2).await;
-    let t = LeaseTable::new(e.ddb.clone(), "fence-app");
-    let a = worker(&e, "fence-app", "fence", cfg("fence-app", "a", 1500)).await;
-    wait_until("a holds both", Duration::from_secs(20), || async {
-        a.handle.held_count() == 2
-    })
-    .await;
+    let e = env("fence", "fence-app", 2).await;
+    let a = worker(&e, e.cfg("a", 1500)).await;
+    a.wait_holding(2, Duration::from_secs(20)).await;
     let shards = a.handle.held_shards();
     let seq = SequenceNumber::parse("12345678901234567890123").unwrap();
     a.handle
@@ -240,8 +217,8 @@ async fn checkpoint_and_renew_after_a_steal_report_lost() {
 
     // A thief takes both at the counters it reads.
     for s in &shards {
-        let l = t.get(s).await.unwrap().unwrap();
-        t.take(s, l.counter, "thief").await.unwrap();
+        let l = e.table.get(s).await.unwrap().unwrap();
+        e.table.take(s, l.counter, "thief").await.unwrap();
     }
     let r = a
         .handle
@@ -261,11 +238,9 @@ async fn checkpoint_and_renew_after_a_steal_report_lost() {
         .await
         .expect("renewer reports the stolen lease as lost");
     assert_eq!(a.handle.held_count(), 0);
-    a.shutdown.cancel();
-    a.handle.release_all().await.unwrap();
-    a.task.await.unwrap();
+    a.stop().await;
     // The thief's ownership was never disturbed.
-    assert!(owners(&t)
+    assert!(owners(&e.table)
         .await
         .values()
         .all(|o| o.as_deref() == Some("thief")));
@@ -273,71 +248,48 @@ async fn checkpoint_and_renew_after_a_steal_report_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_leases_move_long_before_the_failover_time() {
-    let e = env("handover", 4).await;
-    let t = LeaseTable::new(e.ddb.clone(), "handover-app");
+    let e = env("handover", "handover-app", 4).await;
     // A long failover: if b gets the leases in the wait below, it was the release.
-    let mut ca = cfg("handover-app", "a", 60_000);
+    let mut ca = e.cfg("a", 60_000);
     ca.take_interval = Duration::from_millis(300);
-    let a = worker(&e, "handover-app", "handover", ca).await;
-    wait_until("a holds 4", Duration::from_secs(20), || async {
-        a.handle.held_count() == 4
-    })
-    .await;
-    let mut cb = cfg("handover-app", "b", 60_000);
+    let a = worker(&e, ca).await;
+    a.wait_holding(4, Duration::from_secs(20)).await;
+    let mut cb = e.cfg("b", 60_000);
     cb.take_interval = Duration::from_millis(300);
-    let b = worker(&e, "handover-app", "handover", cb).await;
+    let b = worker(&e, cb).await;
     // b steals its share (2), one per pass.
-    wait_until("b holds 2", Duration::from_secs(15), || async {
-        b.handle.held_count() == 2
-    })
-    .await;
-    a.shutdown.cancel();
-    assert_eq!(a.handle.release_all().await.unwrap(), 2);
-    a.task.await.unwrap();
-    wait_until("b holds all 4", Duration::from_secs(15), || async {
-        b.handle.held_count() == 4
-    })
-    .await;
-    assert!(owners(&t).await.values().all(|o| o.as_deref() == Some("b")));
-    b.shutdown.cancel();
-    b.handle.release_all().await.unwrap();
-    b.task.await.unwrap();
+    b.wait_holding(2, Duration::from_secs(15)).await;
+    assert_eq!(a.stop().await, 2);
+    b.wait_holding(4, Duration::from_secs(15)).await;
+    assert!(owners(&e.table)
+        .await
+        .values()
+        .all(|o| o.as_deref() == Some("b")));
+    b.stop().await;
 }
 
 /// A write of ours that landed without its answer being kept (a renewal dropped half-way
 /// when the release began) must not keep the release from happening.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_goes_through_after_a_write_whose_answer_was_lost() {
-    let e = env("lostanswer", 2).await;
-    let t = LeaseTable::new(e.ddb.clone(), "lostanswer-app");
-    let a = worker(
-        &e,
-        "lostanswer-app",
-        "lostanswer",
-        cfg("lostanswer-app", "a", 60_000),
-    )
-    .await;
-    wait_until("a holds 2", Duration::from_secs(20), || async {
-        a.handle.held_count() == 2
-    })
-    .await;
+    let e = env("lostanswer", "lostanswer-app", 2).await;
+    let a = worker(&e, e.cfg("a", 60_000)).await;
+    a.wait_holding(2, Duration::from_secs(20)).await;
     // Bump one lease's counter as a's own renewal would, behind the coordinator's back.
-    let (shard, lease) = owners(&t).await.into_iter().next().unwrap();
+    let (shard, lease) = owners(&e.table).await.into_iter().next().unwrap();
     assert_eq!(lease.as_deref(), Some("a"));
-    let counter = t.get(&shard).await.unwrap().unwrap().counter;
+    let counter = e.table.get(&shard).await.unwrap().unwrap().counter;
     assert!(matches!(
-        t.renew(&shard, counter, "a").await.unwrap(),
+        e.table.renew(&shard, counter, "a").await.unwrap(),
         Write::Done { .. }
     ));
-    a.shutdown.cancel();
-    assert_eq!(a.handle.release_all().await.unwrap(), 2);
-    a.task.await.unwrap();
-    assert!(owners(&t).await.values().all(|o| o.is_none()));
+    assert_eq!(a.stop().await, 2);
+    assert!(owners(&e.table).await.values().all(|o| o.is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
-    let e = env("adopt", 2).await;
+    let e = env("adopt", "java-app", 2).await;
     let shards: Vec<String> = e
         .kin
         .list_shards()
@@ -349,8 +301,7 @@ async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
         .iter()
         .map(|s| s.shard_id().to_string())
         .collect();
-    let t = LeaseTable::new(e.ddb.clone(), "java-app");
-    t.ensure_table().await.unwrap();
+    e.table.ensure_table().await.unwrap();
     let s = |v: &str| AttributeValue::S(v.into());
     let n = |v: &str| AttributeValue::N(v.into());
     let seqs = [
@@ -382,7 +333,7 @@ async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
             .unwrap();
     }
     // The Java worker is gone; its leases expire by our clock after the failover.
-    let w = worker(&e, "java-app", "adopt", cfg("java-app", "rust-1", 1000)).await;
+    let w = worker(&e, e.cfg("rust-1", 1000)).await;
     wait_until("rust took both", Duration::from_secs(20), || async {
         w.acquired.lock().unwrap().len() == 2
     })
@@ -420,22 +371,16 @@ async fn adopts_a_java_kcl_table_and_resumes_from_its_checkpoints() {
         .unwrap();
     assert_eq!(item["throughputKBps"].as_n().unwrap(), "3.25");
     assert_eq!(item["entityType"].as_s().unwrap(), "LEASE");
-    w.shutdown.cancel();
-    w.handle.release_all().await.unwrap();
-    w.task.await.unwrap();
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_start_only_after_their_parent_ends() {
-    let e = env("split", 1).await;
-    let t = LeaseTable::new(e.ddb.clone(), "split-app");
-    let mut c = cfg("split-app", "w", 1000);
+    let e = env("split", "split-app", 1).await;
+    let mut c = e.cfg("w", 1000);
     c.shard_sync_interval = Duration::from_millis(500);
-    let w = worker(&e, "split-app", "split", c).await;
-    wait_until("parent held", Duration::from_secs(20), || async {
-        w.handle.held_count() == 1
-    })
-    .await;
+    let w = worker(&e, c).await;
+    w.wait_holding(1, Duration::from_secs(20)).await;
     let parent = w.handle.held_shards()[0].clone();
     e.kin
         .split_shard()
@@ -447,13 +392,13 @@ async fn children_start_only_after_their_parent_ends() {
         .unwrap();
     // The split completes asynchronously; the periodic sync (short here) finds it.
     wait_until("children rows exist", Duration::from_secs(20), || async {
-        t.list().await.unwrap().len() == 3
+        e.table.list().await.unwrap().len() == 3
     })
     .await;
     // Several passes: the children must wait for the parent.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(w.handle.held_shards(), vec![parent.clone()]);
-    let rows = t.list().await.unwrap();
+    let rows = e.table.list().await.unwrap();
     for c in rows.iter().filter(|l| l.shard_id != parent) {
         assert_eq!(c.parents, vec![parent.clone()]);
         assert_eq!(c.checkpoint.as_deref(), Some("TRIM_HORIZON"));
@@ -463,12 +408,10 @@ async fn children_start_only_after_their_parent_ends() {
         w.acquired.lock().unwrap().len() == 3
     })
     .await;
-    let p = t.get(&parent).await.unwrap().unwrap();
+    let p = e.table.get(&parent).await.unwrap().unwrap();
     assert!(p.is_shard_end());
     assert_eq!(p.children.len(), 2);
-    w.shutdown.cancel();
-    assert_eq!(w.handle.release_all().await.unwrap(), 2);
-    w.task.await.unwrap();
+    assert_eq!(w.stop().await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,8 +419,8 @@ async fn finished_rows_of_aged_out_shards_are_deleted_and_nothing_else() {
     use tradeflow_consumer::lease::InitialPosition;
     use tradeflow_consumer::shard::discovery::sync_leases;
 
-    let e = env("cleanup", 2).await;
-    let table = LeaseTable::new(e.ddb.clone(), "cleanup-leases");
+    let e = env("cleanup", "cleanup-leases", 2).await;
+    let table = &e.table;
     table.ensure_table().await.unwrap();
     // Rows as months of resharding leave them: a finished shard that is past retention
     // (not listed any more), one that expired unread, and a finished but listed one.
@@ -491,15 +434,16 @@ async fn finished_rows_of_aged_out_shards_are_deleted_and_nothing_else() {
         assert!(table.create_if_absent(l).await.unwrap());
     }
     let rows = table.list().await.unwrap();
-    let out = sync_leases(
-        &table,
-        &e.kin,
-        "cleanup",
-        &rows,
-        InitialPosition::TrimHorizon,
-    )
-    .await
-    .unwrap();
+    let sync = || {
+        sync_leases(
+            table,
+            &e.kin,
+            "cleanup",
+            &rows,
+            InitialPosition::TrimHorizon,
+        )
+    };
+    let out = sync().await.unwrap();
     assert_eq!(out.deleted, vec!["shardId-000000000777".to_string()]);
     let mut left: Vec<String> = table
         .list()
@@ -518,14 +462,6 @@ async fn finished_rows_of_aged_out_shards_are_deleted_and_nothing_else() {
         ]
     );
     // A second sync, with the stale scan still naming the deleted row, changes nothing.
-    let out = sync_leases(
-        &table,
-        &e.kin,
-        "cleanup",
-        &rows,
-        InitialPosition::TrimHorizon,
-    )
-    .await
-    .unwrap();
+    let out = sync().await.unwrap();
     assert!(out.deleted.is_empty() && out.created.is_empty());
 }

@@ -1,14 +1,16 @@
 //! The whole path on real parts, for end-to-end tests: redis-server, dynalite and
 //! ferrokinesis on free ports, and the real binaries (exchange, producer, consumer) as
-//! child processes that are killed when dropped.
+//! child processes (`testkit::Process`) that are killed when dropped.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tradeflow_shared::testkit::{self, Service};
+
+/// A child process of a test: the test kit's, killed by pid when dropped.
+pub use tradeflow_shared::testkit::Process as Proc;
 
 pub const STREAM: &str = "crypto";
 
@@ -26,91 +28,6 @@ pub fn bin(name: &str) -> PathBuf {
 
 pub fn capture_path() -> PathBuf {
     testkit::workspace_root().join("exchange/data/capture.jsonl")
-}
-
-/// A child process, killed (SIGKILL) when dropped unless stopped before.
-pub struct Proc {
-    pub name: String,
-    child: Option<Child>,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        envs: &[(String, String)],
-        dir: &Path,
-    ) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(program)
-            .args(args)
-            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// SIGKILL, as a crash.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait for a graceful exit; returns whether it exited 0.
-    pub fn terminate(&mut self, within: Duration) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
-    }
-
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 pub struct Stack {
@@ -137,32 +54,29 @@ impl Stack {
         format!("redis://127.0.0.1:{}", self.redis.port)
     }
 
+    /// A Kinesis client with the SDK's defaults (not the binaries' timeouts).
     pub async fn kinesis_client(&self) -> aws_sdk_kinesis::Client {
-        let conf = aws_sdk_kinesis::config::Builder::from(
-            &aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .load()
-                .await,
-        )
-        .endpoint_url(self.kinesis.endpoint())
-        .build();
+        let conf = aws_sdk_kinesis::config::Builder::from(&sdk_defaults().await)
+            .endpoint_url(self.kinesis.endpoint())
+            .build();
         aws_sdk_kinesis::Client::from_conf(conf)
+    }
+
+    /// A DynamoDB client with the SDK's defaults.
+    pub async fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_defaults().await)
+            .endpoint_url(self.dynamodb.endpoint())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
     }
 
     /// Environment for our binaries: endpoints and placeholder credentials.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("TRADEFLOW_KINESIS_ENDPOINT".into(), self.kinesis.endpoint()),
-            (
-                "TRADEFLOW_DYNAMODB_ENDPOINT".into(),
-                self.dynamodb.endpoint(),
-            ),
-            ("TRADEFLOW_REDIS_URL".into(), self.redis_url()),
-            ("AWS_ACCESS_KEY_ID".into(), "local".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
-            ("AWS_REGION".into(), "eu-west-1".into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-            ("TRADEFLOW_LOG".into(), "info".into()),
-        ]
+        testkit::binary_env(
+            &self.kinesis.endpoint(),
+            &self.dynamodb.endpoint(),
+            &self.redis_url(),
+        )
     }
 
     /// The exchange replaying the bundled capture at `rate` trades/s; returns it and
@@ -183,19 +97,11 @@ impl Stack {
             &[],
             self.dir.path(),
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = p.output();
-            if let Some(addr) = out
-                .lines()
-                .find_map(|l| l.split("listening on ").nth(1))
-                .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
-            {
-                return (p, format!("ws://{addr}"));
-            }
-            assert!(Instant::now() < deadline, "exchange did not start:\n{out}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let addr = p.wait_for_log("listening address", Duration::from_secs(30), |l| {
+            let rest = l.split("listening on ").nth(1)?;
+            Some(rest.split_whitespace().next().unwrap_or("").to_string())
+        });
+        (p, format!("ws://{addr}"))
     }
 
     /// The producer reading the exchange; `extra` flags such as `--aggregate`.
@@ -223,30 +129,10 @@ impl Stack {
     }
 
     pub fn consumer(&self, name: &str, extra: &[&str]) -> Proc {
-        let mut args: Vec<String> = [
-            "--stream",
-            STREAM,
-            "--application-name",
-            "tradeflow-e2e",
-            "--worker-id",
-            name,
-            "--failover-time",
-            "2s",
-            "--idle-interval",
-            "100ms",
-            "--checkpoint-interval",
-            "500ms",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
         Proc::spawn(
             name,
             &bin("tradeflow-consumer"),
-            &args,
+            &testkit::consumer_args(STREAM, "tradeflow-e2e", name, extra),
             &self.env(),
             self.dir.path(),
         )
@@ -254,36 +140,12 @@ impl Stack {
 
     /// `symbol:<SYM>` for every symbol of `expected`.
     pub async fn counts(&self, expected: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-        let client = redis::Client::open(self.redis_url()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        let mut out = BTreeMap::new();
-        for sym in expected.keys() {
-            let v: Option<u64> = redis::cmd("GET")
-                .arg(format!("symbol:{sym}"))
-                .query_async(&mut conn)
-                .await
-                .expect("GET");
-            out.insert(sym.clone(), v.unwrap_or(0));
-        }
-        out
+        redis_counts(&self.redis_url(), expected.keys().map(String::as_str)).await
     }
 
     /// A field of `tradeflow:stats:<SYM>`.
     pub async fn stat(&self, sym: &str, field: &str) -> Option<String> {
-        let client = redis::Client::open(self.redis_url()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        redis::cmd("HGET")
-            .arg(format!("tradeflow:stats:{sym}"))
-            .arg(field)
-            .query_async(&mut conn)
-            .await
-            .expect("HGET")
+        redis_hget(&self.redis_url(), &format!("tradeflow:stats:{sym}"), field).await
     }
 
     /// Polls until Redis's counts equal `expected` or `timeout` passes; returns the last
@@ -302,6 +164,50 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The SDK's default configuration (credentials and region from `local_aws_env`).
+pub async fn sdk_defaults() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+/// `HGET key field` on the Redis at `url`.
+pub async fn redis_hget(url: &str, key: &str, field: &str) -> Option<String> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query_async(&mut conn)
+        .await
+        .expect("HGET")
+}
+
+/// `symbol:<SYM>` of each symbol in the Redis at `url` (0 when absent).
+pub async fn redis_counts<'a>(
+    url: &str,
+    symbols: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, u64> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut out = BTreeMap::new();
+    for sym in symbols {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(format!("symbol:{sym}"))
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        out.insert(sym.to_string(), v.unwrap_or(0));
+    }
+    out
 }
 
 pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
@@ -348,13 +254,14 @@ pub fn units8(s: &str) -> u128 {
 
 /// The address a binary printed for its /metrics endpoint (`--metrics-addr 127.0.0.1:0`).
 pub fn metrics_addr(p: &Proc) -> String {
-    let out = p.output();
-    strip_ansi(&out)
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("local=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
-        .unwrap_or_else(|| panic!("{} printed no metrics address:\n{out}", p.name))
+    p.first_in_log(|l| {
+        let l = strip_ansi(l);
+        let rest = l
+            .contains("serving /metrics")
+            .then(|| l.split("local=").nth(1))??;
+        Some(rest.split_whitespace().next().unwrap_or("").to_string())
+    })
+    .unwrap_or_else(|| panic!("{} printed no metrics address:\n{}", p.name, p.output()))
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -374,20 +281,9 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// One scrape of `http://addr/metrics`, by a plain HTTP/1.0 request.
+/// One scrape of `http://addr/metrics` (it must answer 200).
 pub fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("response");
-    assert!(
-        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
-        "{body}"
-    );
-    body.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    testkit::scrape_metrics(addr).unwrap_or_else(|e| panic!("scrape {addr}: {e}"))
 }
 
 /// promtool, as scripts/test-infra installs it (or from the PATH).
@@ -396,10 +292,10 @@ pub fn promtool() -> PathBuf {
     if local.exists() {
         return local;
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-        .expect("promtool not found: run scripts/test-infra (scripts/test does) to install it")
+    let p = testkit::which("promtool");
+    assert!(
+        p.is_file(),
+        "promtool not found: run scripts/test-infra (scripts/test does) to install it"
+    );
+    p
 }

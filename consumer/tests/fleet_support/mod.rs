@@ -1,11 +1,10 @@
 //! Helpers for the fleet tests: consumer processes with JSON logs and a metrics port,
 //! a background writer putting per-symbol consecutive trade ids straight into the
 //! stream (plain JSON or KPL aggregates), lease-table snapshots, /metrics scrapes and
-//! log queries.
+//! log queries; the fleet tests' scenarios in `workers`.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,42 +13,24 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tokio_util::sync::CancellationToken;
 use tradeflow_consumer::lease::LeaseTable;
 use tradeflow_shared::kpl::Aggregator;
+use tradeflow_shared::testkit;
+pub use tradeflow_shared::testkit::wait_for;
 
-use crate::e2e_support::{bin, Proc, Stack, STREAM};
+use crate::e2e_support::{bin, redis_hget, Proc, Stack, STREAM};
+
+pub mod workers;
 
 pub const APP: &str = "tradeflow-fleet";
 
 /// One consumer process with the short test timings (failover 2 s, take every 1 s),
 /// JSON logs and /metrics on a free port.
 pub fn consumer(stack: &Stack, name: &str, extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = [
-        "--stream",
-        STREAM,
-        "--application-name",
-        APP,
-        "--worker-id",
-        name,
-        "--failover-time",
-        "2s",
-        "--take-interval",
-        "1s",
-        "--idle-interval",
-        "100ms",
-        "--checkpoint-interval",
-        "500ms",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut flags = vec!["--take-interval", "1s", "--log-format", "json"];
+    flags.extend(extra);
     Proc::spawn(
         name,
         &bin("tradeflow-consumer"),
-        &args,
+        &testkit::consumer_args(STREAM, APP, name, &flags),
         &stack.env(),
         stack.dir.path(),
     )
@@ -73,53 +54,24 @@ pub fn events_with(p: &Proc, needle: &str) -> Vec<serde_json::Value> {
 
 /// The address the process serves /metrics on, once it logged it.
 pub async fn metrics_addr(p: &Proc) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(a) = events_with(p, "serving /metrics")
-            .first()
-            .and_then(|e| e["local"].as_str().map(str::to_string))
-        {
-            return a;
+    p.wait_for_log_async("/metrics address", Duration::from_secs(60), |l| {
+        let e: serde_json::Value = serde_json::from_str(l).ok()?;
+        if !e["message"].as_str()?.contains("serving /metrics") {
+            return None;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} never served /metrics:\n{}",
-            p.name,
-            p.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        e["local"].as_str().map(str::to_string)
+    })
+    .await
 }
 
 /// Sum of every series of a metric in a Prometheus scrape of `addr` (0 when absent).
 pub fn scrape(addr: &str, metric: &str) -> f64 {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect /metrics");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        s,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("read /metrics");
-    body.lines()
-        .filter(|l| {
-            l.strip_prefix(metric)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let text = testkit::scrape_metrics(addr).expect("scrape /metrics");
+    testkit::sum_metric(&text, metric)
 }
 
 pub async fn lease_table(stack: &Stack) -> LeaseTable {
-    let conf = aws_sdk_dynamodb::config::Builder::from(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await,
-    )
-    .endpoint_url(stack.dynamodb.endpoint())
-    .build();
-    LeaseTable::new(aws_sdk_dynamodb::Client::from_conf(conf), APP)
+    LeaseTable::new(stack.dynamodb_client().await, APP)
 }
 
 /// shard → owner, for leases not finished (SHARD_END rows are left out). Empty while
@@ -150,22 +102,6 @@ pub fn shards_of(o: &BTreeMap<String, Option<String>>, worker: &str) -> Vec<Stri
         .collect()
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Kinesis sequence numbers are decimal big integers: compare by length, then text.
 pub fn seq_ge(a: &str, b: &str) -> bool {
     (a.len(), a) >= (b.len(), b)
@@ -173,17 +109,8 @@ pub fn seq_ge(a: &str, b: &str) -> bool {
 
 /// The highest position Redis has applied for a shard (its `seq`).
 pub async fn redis_pos(stack: &Stack, shard: &str) -> Option<String> {
-    let client = redis::Client::open(stack.redis_url()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    redis::cmd("HGET")
-        .arg(format!("tradeflow:pos:{STREAM}:{shard}"))
-        .arg("seq")
-        .query_async(&mut conn)
-        .await
-        .expect("HGET")
+    let key = format!("tradeflow:pos:{STREAM}:{shard}");
+    redis_hget(&stack.redis_url(), &key, "seq").await
 }
 
 /// Where a symbol's trades go: its partition key is the symbol, its explicit hash key

@@ -42,6 +42,10 @@ fn with_symbol(sym: &str) -> String {
     trade_with(sym, "1", r#""1.5""#, r#""2""#, "1717000000120", "true")
 }
 
+fn with_id(t: &str) -> String {
+    trade_with(r#""HUGE""#, t, r#""1""#, r#""1""#, "1717000000120", "true")
+}
+
 fn with_price_qty(p: &str, q: &str) -> String {
     trade_with(r#""BADPQ""#, "1", p, q, "1717000000120", "true")
 }
@@ -135,40 +139,11 @@ pub fn corpus(partition_key_len: usize) -> Vec<Entry> {
             with_price_qty(&format!("\"{}\"", "9".repeat(400)), r#""1""#),
             "price",
         ),
-        entry(
-            "huge_trade_id",
-            trade_with(
-                r#""HUGE""#,
-                &"9".repeat(400),
-                r#""1""#,
-                r#""1""#,
-                "1717000000120",
-                "true",
-            ),
-            "json",
-        ),
-        entry(
-            "huge_float_id",
-            trade_with(
-                r#""HUGE""#,
-                "1e400",
-                r#""1""#,
-                r#""1""#,
-                "1717000000120",
-                "true",
-            ),
-            "json",
-        ),
+        entry("huge_trade_id", with_id(&"9".repeat(400)), "json"),
+        entry("huge_float_id", with_id("1e400"), "json"),
         entry(
             "trade_id_above_2_pow_53",
-            trade_with(
-                r#""HUGE""#,
-                "9007199254740993",
-                r#""1""#,
-                r#""1""#,
-                "1717000000120",
-                "true",
-            ),
+            with_id("9007199254740993"),
             "trade_id_range",
         ),
         entry(

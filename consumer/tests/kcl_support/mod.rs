@@ -15,7 +15,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tradeflow_shared::testkit::{self, Service};
 
-use crate::e2e_support::{bin, Proc};
+use crate::e2e_support::{bin, redis_counts, Proc};
 
 pub const STREAM: &str = "crypto";
 /// The KCL application name, hence the lease table both applications share.
@@ -42,14 +42,7 @@ impl Migration {
         let kinesis = testkit::kinesis_mock();
         let dynamodb = testkit::dynalite();
         let redis = testkit::redis();
-        let args = tradeflow_shared::aws::AwsArgs {
-            region: "eu-west-1".into(),
-            kinesis_endpoint: Some(kinesis.endpoint()),
-            dynamodb_endpoint: Some(dynamodb.endpoint()),
-        };
-        let conf = tradeflow_shared::aws::sdk_config(&args).await;
-        let kin = tradeflow_shared::aws::kinesis_client(&conf, &args);
-        let ddb = tradeflow_shared::aws::dynamodb_client(&conf, &args);
+        let (kin, ddb) = testkit::clients_at(&kinesis.endpoint(), &dynamodb.endpoint()).await;
         testkit::create_active_stream(&kin, STREAM, 2)
             .await
             .expect("stream");
@@ -118,16 +111,10 @@ impl Migration {
     pub async fn split(&self, shard: &str) -> (String, String) {
         let before = self.open_shards().await;
         let s = self
-            .kin
-            .list_shards()
-            .stream_name(STREAM)
-            .send()
-            .await
-            .expect("ListShards")
             .shards()
-            .iter()
+            .await
+            .into_iter()
             .find(|s| s.shard_id() == shard)
-            .cloned()
             .expect("shard listed");
         let range = s.hash_key_range().expect("hash range");
         let lo: u128 = range.starting_hash_key().parse().expect("hash key");
@@ -174,7 +161,7 @@ impl Migration {
         new[0].clone()
     }
 
-    async fn open_shards(&self) -> Vec<String> {
+    async fn shards(&self) -> Vec<aws_sdk_kinesis::types::Shard> {
         self.kin
             .list_shards()
             .stream_name(STREAM)
@@ -182,7 +169,13 @@ impl Migration {
             .await
             .expect("ListShards")
             .shards()
-            .iter()
+            .to_vec()
+    }
+
+    async fn open_shards(&self) -> Vec<String> {
+        self.shards()
+            .await
+            .into_iter()
             .filter(|s| {
                 s.sequence_number_range()
                     .and_then(|r| r.ending_sequence_number())
@@ -193,45 +186,14 @@ impl Migration {
     }
 
     async fn wait_active(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let active = self
-                .kin
-                .describe_stream_summary()
-                .stream_name(STREAM)
-                .send()
-                .await
-                .ok()
-                .and_then(|d| d.stream_description_summary().cloned())
-                .is_some_and(|s| s.stream_status().as_str() == "ACTIVE");
-            if active {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stream not ACTIVE after a reshard"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        testkit::wait_stream_active(&self.kin, STREAM, Duration::from_secs(30))
+            .await
+            .expect("stream ACTIVE after a reshard");
     }
 
     /// `symbol:<SYM>` for every symbol.
     pub async fn counts(&self) -> BTreeMap<String, u64> {
-        let client = redis::Client::open(self.redis_url()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        let mut out = BTreeMap::new();
-        for sym in SYMBOLS {
-            let v: Option<u64> = redis::cmd("GET")
-                .arg(format!("symbol:{sym}"))
-                .query_async(&mut conn)
-                .await
-                .expect("GET");
-            out.insert(sym.to_string(), v.unwrap_or(0));
-        }
-        out
+        redis_counts(&self.redis_url(), SYMBOLS).await
     }
 
     /// Waits until Redis counts exactly what was written, then watches `settle` longer
@@ -252,6 +214,22 @@ impl Migration {
             got = self.counts().await;
         }
         got
+    }
+
+    /// [`Migration::wait_counted`] (`limit_s` and `settle_s` in seconds), then Redis must
+    /// count exactly what was written (`what` and `p`'s log say where otherwise).
+    pub async fn assert_counted(&self, what: &str, p: &Proc, limit_s: u64, settle_s: u64) {
+        let limit = Duration::from_secs(limit_s);
+        let got = self
+            .wait_counted(limit, Duration::from_secs(settle_s))
+            .await;
+        assert_eq!(
+            got,
+            self.written,
+            "{what} (written {:?}):\n{}",
+            self.written,
+            p.output()
+        );
     }
 
     /// Every item of the lease table, raw, by `leaseKey`.
@@ -319,46 +297,21 @@ impl Migration {
 
     /// tradeflow-consumer on the KCL's table, stream and Redis.
     pub fn tradeflow(&self, name: &str) -> Proc {
-        let args: Vec<String> = [
-            "--stream",
-            STREAM,
-            "--application-name",
-            APP,
-            "--worker-id",
-            name,
+        let flags = [
             "--initial-position",
             "trim-horizon",
-            "--failover-time",
-            "2s",
-            "--idle-interval",
-            "100ms",
-            "--checkpoint-interval",
-            "500ms",
             "--shard-sync-interval",
             "5s",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let env: Vec<(String, String)> = vec![
-            ("TRADEFLOW_KINESIS_ENDPOINT".into(), self.kinesis.endpoint()),
-            (
-                "TRADEFLOW_DYNAMODB_ENDPOINT".into(),
-                self.dynamodb.endpoint(),
-            ),
-            ("TRADEFLOW_REDIS_URL".into(), self.redis_url()),
-            ("AWS_ACCESS_KEY_ID".into(), "local".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
-            ("AWS_REGION".into(), "eu-west-1".into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-            ("TRADEFLOW_LOG".into(), "info".into()),
         ];
+        let env = testkit::binary_env(
+            &self.kinesis.endpoint(),
+            &self.dynamodb.endpoint(),
+            &self.redis_url(),
+        );
         Proc::spawn(
             name,
             &bin("tradeflow-consumer"),
-            &args,
+            &testkit::consumer_args(STREAM, APP, name, &flags),
             &env,
             self.dir.path(),
         )
@@ -373,15 +326,12 @@ pub fn s(item: &Item, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
-/// Polls `f` every 250 ms until it holds, or panics with `what` after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+/// Polls `f` every 250 ms (each look reads the lease table or Redis) until it holds, or
+/// panics with `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    testkit::wait_until_every(what, limit, Duration::from_millis(250), f).await
 }
