@@ -13,8 +13,6 @@ use tradeflow_producer::batcher::Limits;
 use tradeflow_producer::config::OverflowPolicy;
 use tradeflow_producer::pipeline::{run_with, Settings};
 use tradeflow_producer::sink::{KinesisSink, RetryPolicy};
-use tradeflow_producer::source::synthetic::Generator;
-use tradeflow_producer::source::SourceTrade;
 use tradeflow_shared::telemetry::Health;
 use tradeflow_shared::testkit;
 
@@ -47,15 +45,7 @@ async fn run_through_proxy(plan: support::proxy::Plan, aggregate: Option<usize>,
     let via_proxy = support::client(&proxy.endpoint()).await;
     let sink = KinesisSink::new(&via_proxy, "trades");
     let (tx, rx) = mpsc::channel(256);
-    let feeder = tokio::spawn(async move {
-        let syms = support::symbols(&["BTCUSDT", "ETHUSDT", "LTCBTC", "NEOBNB", "BNBETH"]);
-        let mut g = Generator::new(&syms, 5);
-        for i in 0..count {
-            let trade = g.next_trade(1_717_000_000_000 + i as u64);
-            let json = trade.to_json();
-            tx.send(SourceTrade { trade, json }).await.unwrap();
-        }
-    });
+    let feeder = support::feed::spawn(tx, count);
     let report = run_with(
         sink,
         rx,

@@ -2,6 +2,7 @@
 //! emulator, stream creation, reading a whole stream back, and checking trades.
 #![allow(dead_code)]
 
+pub mod feed;
 pub mod proxy;
 pub mod rest_front;
 

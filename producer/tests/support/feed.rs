@@ -1,0 +1,19 @@
+//! Synthetic trades offered to a pipeline under test as fast as it takes them.
+
+use tokio::sync::mpsc;
+use tradeflow_producer::source::synthetic::Generator;
+use tradeflow_producer::source::SourceTrade;
+
+/// Sends `count` synthetic trades over five symbols into `tx` (blocking on a full
+/// channel, as a source does) from a task of its own.
+pub fn spawn(tx: mpsc::Sender<SourceTrade>, count: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let syms = super::symbols(&["BTCUSDT", "ETHUSDT", "LTCBTC", "NEOBNB", "BNBETH"]);
+        let mut g = Generator::new(&syms, 5);
+        for i in 0..count {
+            let trade = g.next_trade(1_717_000_000_000 + i as u64);
+            let json = trade.to_json();
+            tx.send(SourceTrade { trade, json }).await.unwrap();
+        }
+    })
+}
