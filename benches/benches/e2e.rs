@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 use tradeflow_benches::e2e::report::{self, Phase};
-use tradeflow_benches::e2e::run::{self, E2eError, Paths, PhaseSpec, Stack};
+use tradeflow_benches::e2e::run::{self, E2eError, PhaseSpec};
+use tradeflow_benches::e2e::stack::{Paths, Stack};
 use tradeflow_benches::{full_mode, target_dir, write_results};
 
 #[derive(Debug)]

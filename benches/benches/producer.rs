@@ -22,22 +22,22 @@
 //! `target/bench-results/producer-latest.json`; under `cargo test --benches` a small
 //! smoke run checks every part (seconds) and writes nothing.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use criterion::{BenchmarkId, Throughput};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+use tradeflow_benches::e2e::procstat;
 use tradeflow_benches::{full_mode, target_dir, trade_jsons, write_results};
 use tradeflow_producer::batcher::{payload_units, Batcher, Limits, Pending, TradeRef};
 use tradeflow_producer::config::{Config, PAYLOAD_UNIT_BYTES};
 use tradeflow_producer::metrics as pm;
 use tradeflow_producer::pipeline;
 use tradeflow_producer::shard_map::{ShardMap, ShardRange};
-use tradeflow_shared::{decode_event, testkit, Event};
+use tradeflow_shared::testkit::{self, Process};
+use tradeflow_shared::{decode_event, Event};
 
 const SHARDS: usize = 4;
 /// Trades between two batch cuts in the pure model (10,000/s × 100 ms linger).
@@ -182,44 +182,9 @@ fn emitted_json(e: &Emitted, n: usize) -> Value {
     })
 }
 
-/// utime + stime of a process, in seconds (`/proc/<pid>/stat`, USER_HZ = 100).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command: state is field 3, utime 14, stime 15.
-    let tick = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
-    match (tick(14), tick(15)) {
-        (Some(u), Some(s)) => (u + s) / 100.0,
-        _ => 0.0,
-    }
-}
-
-/// A `Vm*:` line of `/proc/<pid>/status`, in KiB.
-fn vm_kib(pid: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// The sum of every series of `name` in a Prometheus text scrape.
 fn metric_sum(scrape: &str, name: &str) -> f64 {
-    scrape
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+    testkit::sum_metric(scrape, name)
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -281,13 +246,13 @@ async fn pipeline_part(
         args.push("--aggregate".into());
     }
     let before = counters(&render());
-    let cpu0 = cpu_seconds("self");
+    let cpu0 = procstat::cpu_seconds(std::process::id());
     let t = Instant::now();
     let report = pipeline::run(config(&args), CancellationToken::new())
         .await
         .expect("pipeline run");
     let wall = t.elapsed().as_secs_f64();
-    let cpu = cpu_seconds("self") - cpu0;
+    let cpu = procstat::cpu_seconds(std::process::id()) - cpu0;
     let c = sub(counters(&render()), before);
     assert_eq!(report.written_trades, n, "{report:?}");
     assert_eq!(report.lost, 0, "{report:?}");
@@ -317,14 +282,7 @@ async fn pipeline_part(
 }
 
 async fn create_stream(endpoint: &str, name: &str) {
-    let args = tradeflow_shared::aws::AwsArgs {
-        region: "eu-west-1".into(),
-        kinesis_endpoint: Some(endpoint.to_string()),
-        dynamodb_endpoint: None,
-    };
-    let conf = tradeflow_shared::aws::sdk_config(&args).await;
-    let client = tradeflow_shared::aws::kinesis_client(&conf, &args);
-    tradeflow_shared::testkit::create_active_stream(&client, name, SHARDS as i32)
+    testkit::create_stream_at(endpoint, name, SHARDS as i32)
         .await
         .expect("create stream");
 }
@@ -344,67 +302,48 @@ fn producer_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn scrape(port: u16) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
+/// One scrape of the binary's /metrics; empty while it does not answer.
+fn scrape(addr: &str) -> String {
+    testkit::scrape_metrics_within(addr, Duration::from_secs(5)).unwrap_or_default()
 }
 
 /// The binary at `rate` trades/s for `secs`: memory, CPU, what it wrote.
-async fn binary_part(
-    bin: &PathBuf,
-    endpoint: &str,
-    rate: u64,
-    secs: u64,
-    aggregate: bool,
-) -> Value {
+async fn binary_part(bin: &Path, endpoint: &str, rate: u64, secs: u64, aggregate: bool) -> Value {
     let mode = if aggregate { "aggregate" } else { "plain" };
     let stream = format!("bench-bin-{mode}");
     create_stream(endpoint, &stream).await;
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args([
+    let addr = format!("127.0.0.1:{}", testkit::free_port());
+    let mut args = testkit::strings(&[
         "--source=synthetic",
         &format!("--synthetic-rate={rate}"),
         &format!("--stream={stream}"),
         &format!("--kinesis-endpoint={endpoint}"),
-        &format!("--metrics-addr=127.0.0.1:{port}"),
+        &format!("--metrics-addr={addr}"),
         "--log=warn",
         // Plain mode falls behind at 10k/s: what it has not written at the end is
         // given up quickly (and the exit status says so) instead of draining for 30 s.
         "--drain-timeout=3s",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    // Plain mode logs every symbol's given-up range at exit; the status tells.
-    .stderr(Stdio::null());
+    ]);
     if aggregate {
-        cmd.arg("--aggregate");
+        args.push("--aggregate".into());
     }
-    let mut child = cmd.spawn().expect("start tradeflow-producer");
-    let pid = child.id().to_string();
+    // Its output (plain mode logs every symbol's given-up range at exit) goes to a log
+    // under the results; the exit status tells what matters.
+    let logs = target_dir().join("bench-results/producer-logs");
+    std::fs::create_dir_all(&logs).expect("log folder");
+    let mut producer = Process::new(&stream, bin, &logs).args(&args);
+    producer.start().expect("start tradeflow-producer");
+    let pid = producer.pid().expect("started");
     let t0 = Instant::now();
     // Written once the metrics endpoint answers: start of the measured window.
     let mut start: Option<(Instant, Counters)> = None;
     let mut rss_peak_samples = Vec::new();
     while t0.elapsed() < Duration::from_secs(secs + 10) {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = producer.wait_exit(Duration::ZERO) {
             panic!("tradeflow-producer exited early: {status}");
         }
-        let s = scrape(port);
+        let s = scrape(&addr);
         if s.is_empty() {
             continue;
         }
@@ -414,33 +353,18 @@ async fn binary_part(
             Some((at, _)) if at.elapsed() >= Duration::from_secs(secs) => break,
             _ => {}
         }
-        rss_peak_samples.push(vm_kib(&pid, "VmRSS:"));
+        rss_peak_samples.push(procstat::status_kib(pid, "VmRSS").unwrap_or(0));
     }
     let (at, c0) = start.expect("the producer wrote trades");
-    let end = counters(&scrape(port));
+    let end = counters(&scrape(&addr));
     let window = at.elapsed().as_secs_f64();
-    let final_scrape = scrape(port);
+    let final_scrape = scrape(&addr);
     let backlog = metric_sum(&final_scrape, pm::BUFFER_RECORDS);
-    let hwm = vm_kib(&pid, "VmHWM:");
-    let rss = vm_kib(&pid, "VmRSS:");
-    let cpu = cpu_seconds(&pid);
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let exited = async {
-        loop {
-            if let Ok(Some(s)) = child.try_wait() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    let status = match tokio::time::timeout(Duration::from_secs(40), exited).await {
-        Ok(s) => Some(s),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
-        }
-    };
+    let hwm = procstat::status_kib(pid, "VmHWM").unwrap_or(0);
+    let rss = procstat::status_kib(pid, "VmRSS").unwrap_or(0);
+    let cpu = procstat::cpu_seconds(pid);
+    // SIGTERM, up to 40 s to drain, then SIGKILL; nothing else runs meanwhile.
+    let status = tokio::task::block_in_place(|| producer.stop(Duration::from_secs(40)));
     let c = sub(end, c0);
     let written_rate = c.trades / window;
     let total_trades = end.trades.max(1.0);

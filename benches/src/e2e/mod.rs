@@ -2,7 +2,11 @@
 //! real producer and consumer binaries and the local emulators, measured per process
 //! from /proc, against the seed's per-record consumer in Python.
 
+pub mod figures;
+pub mod goals;
 pub mod procstat;
 pub mod prom;
+pub mod redis;
 pub mod report;
 pub mod run;
+pub mod stack;

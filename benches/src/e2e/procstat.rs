@@ -49,12 +49,23 @@ pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(proc_file(pid, "stat")).ok()?)
 }
 
-/// Peak RSS (VmHWM) in KiB; None for a zombie (its memory is gone) or a reaped pid.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// CPU seconds (utime + stime) the process used so far; 0 once it is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    stat(pid).map_or(0.0, |s| s.cpu_seconds)
+}
+
+/// A `kB` field of the process's status (`VmRSS`, `VmHWM`, …) in KiB; None for a
+/// zombie (its memory is gone) or a reaped pid.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     parse_status_kib(
         &std::fs::read_to_string(proc_file(pid, "status")).ok()?,
-        "VmHWM",
+        field,
     )
+}
+
+/// Peak RSS (VmHWM) in KiB; None for a zombie (its memory is gone) or a reaped pid.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
 }
 
 /// Follows one child process: keeps the highest VmHWM seen and the last CPU reading,

@@ -1,9 +1,5 @@
-//! Reading the Prometheus text the producer and consumer serve on /metrics, and
-//! fetching it over plain HTTP/1.0 from loopback (no client library needed).
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+//! Reading the Prometheus text the producer and consumer serve on /metrics (fetched
+//! with `testkit::scrape_metrics`) into samples, and summing them by name and label.
 
 /// One sample line: metric name, its labels as written, and the value.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,23 +37,6 @@ pub fn sum(samples: &[Sample], name: &str, label_part: &str) -> f64 {
         .filter(|s| s.name == name && s.labels.contains(label_part))
         .map(|s| s.value)
         .sum()
-}
-
-/// GETs `http://<addr>/metrics` and returns the body.
-pub fn scrape(addr: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    match buf.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200") => {
-            Ok(body.to_string())
-        }
-        _ => Err(std::io::Error::other(format!(
-            "unexpected /metrics answer from {addr}"
-        ))),
-    }
 }
 
 #[cfg(test)]

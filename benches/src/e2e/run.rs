@@ -1,19 +1,20 @@
-//! Runs one end-to-end pass against real processes: the local stack from
-//! `tradeflow_shared::testkit` (redis-server, dynalite, ferrokinesis on free loopback
-//! ports, stopped on drop), the `tradeflow-producer` and `tradeflow-consumer`
-//! binaries as children, and the Python baseline. Fails when Redis's counts are not
+//! Runs one end-to-end pass against real processes: the local stack (`stack`), the
+//! `tradeflow-producer` and `tradeflow-consumer` binaries and the Python baseline as
+//! children (`testkit::Process`, followed in /proc). Fails when Redis's counts are not
 //! exact.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use tradeflow_shared::testkit::{self, RedisCluster, Service};
+use tradeflow_shared::testkit::{self, Process};
 
 use super::procstat::Tracker;
 use super::prom;
+use super::redis::{total, Redis};
 use super::report::{Baseline, Phase};
+use super::stack::{create_stream, Paths, Stack};
 
 #[derive(Debug, thiserror::Error)]
 pub enum E2eError {
@@ -27,298 +28,48 @@ pub enum E2eError {
     Timeout(String),
 }
 
-type Result<T> = std::result::Result<T, E2eError>;
+pub type Result<T> = std::result::Result<T, E2eError>;
 
-fn setup(e: impl std::fmt::Display) -> E2eError {
+pub(crate) fn setup(e: impl std::fmt::Display) -> E2eError {
     E2eError::Setup(e.to_string())
 }
 
-/// Where the binaries and the Python venv are.
-#[derive(Clone, Debug)]
-pub struct Paths {
-    pub producer: PathBuf,
-    pub consumer: PathBuf,
-    pub python: PathBuf,
-    pub baseline_script: PathBuf,
-    pub logs: PathBuf,
+/// How long a child that has exited may take to be reaped.
+const REAP_LIMIT: Duration = Duration::from_secs(10);
+
+/// What our binaries and the baseline get: the emulators' endpoints, Redis at `url`,
+/// placeholder credentials.
+fn env(stack: &Stack, url: &str) -> Vec<(String, String)> {
+    testkit::binary_env(&stack.kinesis.endpoint(), &stack.dynalite.endpoint(), url)
 }
 
-impl Paths {
-    /// The binaries of the bench's own profile (`target/<profile>/`), which `cargo
-    /// build` (tests) or `cargo build --release` (`cargo bench`) must have built.
-    pub fn discover(bin_dir: &Path, logs: &Path) -> Result<Self> {
-        let root = testkit::workspace_root();
-        let p = Paths {
-            producer: bin_dir.join("tradeflow-producer"),
-            consumer: bin_dir.join("tradeflow-consumer"),
-            python: testkit::tools_dir().join("python-bench/bin/python"),
-            baseline_script: root.join("benches/baseline/seed_consumer.py"),
-            logs: logs.to_path_buf(),
-        };
-        for b in [&p.producer, &p.consumer] {
-            if !b.is_file() {
-                return Err(E2eError::Setup(format!(
-                    "{} is missing: build it first with `cargo build{} -p tradeflow-producer -p tradeflow-consumer`",
-                    b.display(),
-                    if bin_dir.ends_with("release") { " --release" } else { "" }
-                )));
-            }
-        }
-        Ok(p)
-    }
-}
-
-/// Where the consumers count: one redis-server, or a Redis Cluster.
-pub enum RedisSide {
-    Single(Service),
-    /// 3 primaries with a replica each (the consumers `WAIT` for the replicas).
-    Cluster(RedisCluster),
-}
-
-/// Redis, dynalite and ferrokinesis for one configuration.
-pub struct Stack {
-    pub redis: RedisSide,
-    pub dynalite: Service,
-    pub kinesis: Service,
-}
-
-impl Stack {
-    pub fn start() -> Self {
-        Self::start_with(RedisSide::Single(testkit::redis()))
-    }
-
-    /// The same stack counting into a Redis Cluster of 3 primaries, a replica each.
-    pub fn start_cluster() -> Self {
-        Self::start_with(RedisSide::Cluster(RedisCluster::start(3, 1)))
-    }
-
-    fn start_with(redis: RedisSide) -> Self {
-        testkit::local_aws_env();
-        Stack {
-            redis,
-            dynalite: testkit::dynalite(),
-            // In memory: its write-ahead log (records as JSON number arrays) grew to
-            // 18 GB over a 1M-trade run and bounded its throughput. No periodic
-            // snapshots either: they re-serialise every stored record and stall
-            // PutRecords for seconds once a few hundred MB are held.
-            kinesis: testkit::ferrokinesis_volatile(&[
-                "--create-stream-ms",
-                "0",
-                "--shard-limit",
-                "500",
-                "--snapshot-interval-secs",
-                "0",
-            ]),
-        }
-    }
-
-    fn redis_url(&self, db: u32) -> String {
-        match &self.redis {
-            RedisSide::Single(r) => format!("redis://127.0.0.1:{}/{db}", r.port),
-            // A cluster has database 0 only: a phase on a cluster gets a stack of its own.
-            RedisSide::Cluster(c) => {
-                assert_eq!(db, 0, "a Redis Cluster has database 0 only");
-                c.url()
-            }
-        }
-    }
-
-    /// The emulators, then every Redis process (one, or each node of a cluster).
-    fn trackers(&self) -> Vec<Tracker> {
-        let redis: Vec<&Service> = match &self.redis {
-            RedisSide::Single(r) => vec![r],
-            RedisSide::Cluster(c) => c.nodes.iter().collect(),
-        };
-        [&self.kinesis, &self.dynalite]
-            .into_iter()
-            .chain(redis)
-            .map(|s| Tracker::new(s.pid().unwrap_or(0)))
-            .collect()
-    }
-
-    fn open_redis(&self, db: u32) -> Result<Redis> {
-        match &self.redis {
-            RedisSide::Single(_) => Redis::open(&self.redis_url(db)),
-            RedisSide::Cluster(c) => Redis::open_cluster(c),
-        }
-    }
-}
-
-/// Creates the stream with the SDK the binaries use and waits until it is ACTIVE.
-pub fn create_stream(endpoint: &str, name: &str, shards: u32) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(setup)?;
-    rt.block_on(async {
-        let args = tradeflow_shared::aws::AwsArgs {
-            region: "eu-west-1".into(),
-            kinesis_endpoint: Some(endpoint.to_string()),
-            dynamodb_endpoint: None,
-        };
-        let conf = tradeflow_shared::aws::sdk_config(&args).await;
-        let client = tradeflow_shared::aws::kinesis_client(&conf, &args);
-        tradeflow_shared::testkit::create_active_stream(&client, name, shards as i32)
-            .await
-            .map_err(setup)
-    })
-}
-
-/// Our own Redis connection (counts and INFO), counting the commands it sends so they
-/// can be taken out of the server's total.
-struct Redis {
-    con: Con,
-    sent: u64,
-}
-
-enum Con {
-    Single(redis::Connection),
-    /// The cluster client (KEYS fans out to every primary, MGET splits by slot) and a
-    /// direct connection to each primary for its INFO.
-    Cluster {
-        con: Box<redis::cluster::ClusterConnection>,
-        primaries: Vec<redis::Connection>,
-    },
-}
-
-impl Redis {
-    fn open(url: &str) -> Result<Self> {
-        let con = redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .map_err(setup)?;
-        Ok(Redis {
-            con: Con::Single(con),
-            sent: 0,
-        })
-    }
-
-    fn open_cluster(c: &RedisCluster) -> Result<Self> {
-        let url = |i: usize| format!("redis://127.0.0.1:{}", c.nodes[i].port);
-        let all: Vec<String> = (0..c.nodes.len()).map(url).collect();
-        let con = redis::cluster::ClusterClient::new(all)
-            .and_then(|cl| cl.get_connection())
-            .map_err(setup)?;
-        let primaries = c
-            .primaries()
-            .into_iter()
-            .map(|i| {
-                redis::Client::open(url(i))
-                    .and_then(|cl| cl.get_connection())
-                    .map_err(setup)
-            })
-            .collect::<Result<_>>()?;
-        Ok(Redis {
-            con: Con::Cluster {
-                con: Box::new(con),
-                primaries,
-            },
-            sent: 0,
-        })
-    }
-
-    /// Sends one of our own commands (counted on one Redis; on a cluster our kinds are
-    /// taken out by name, see `commands_processed`).
-    fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T> {
-        match &mut self.con {
-            Con::Single(c) => {
-                self.sent += 1;
-                cmd.query(c)
-            }
-            Con::Cluster { con, .. } => cmd.query(con.as_mut()),
-        }
-        .map_err(setup)
-    }
-
-    /// `symbol:<SYMBOL>` counts (the seed's key family) of this db.
-    fn counts(&mut self) -> Result<BTreeMap<String, u64>> {
-        let keys: Vec<String> = self.query(redis::cmd("KEYS").arg("symbol:*"))?;
-        if keys.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let vals: Vec<Option<u64>> = self.query(redis::cmd("MGET").arg(&keys))?;
-        Ok(keys
-            .into_iter()
-            .zip(vals)
-            .map(|(k, v)| (k, v.unwrap_or(0)))
-            .collect())
-    }
-
-    /// Commands the server(s) processed for others. One Redis: its total less ours. A
-    /// cluster: the primaries' totals less the calls of our own kinds (KEYS, MGET and
-    /// INFO reach several nodes each, so they are not counted one by one).
-    fn commands_processed(&mut self) -> Result<f64> {
-        let field = |info: &str, key: &str| -> f64 {
-            info.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().trim_start_matches("calls=").parse().ok())
-                .unwrap_or(0.0)
-        };
-        match &mut self.con {
-            Con::Single(c) => {
-                self.sent += 1;
-                let info: String = redis::cmd("INFO").arg("stats").query(c).map_err(setup)?;
-                Ok(field(&info, "total_commands_processed:"))
-            }
-            Con::Cluster { primaries, .. } => {
-                let mut n = 0.0;
-                for c in primaries {
-                    let info: String = redis::cmd("INFO")
-                        .arg("everything")
-                        .query(c)
-                        .map_err(setup)?;
-                    n += field(&info, "total_commands_processed:");
-                    for ours in ["cmdstat_keys:", "cmdstat_mget:", "cmdstat_info:"] {
-                        n -= field(&info, ours);
-                    }
-                }
-                Ok(n)
-            }
-        }
-    }
-}
-
-fn total(counts: &BTreeMap<String, u64>) -> u64 {
-    counts.values().sum()
-}
-
-fn log_file(paths: &Paths, name: &str) -> Result<(Stdio, Stdio)> {
-    let f = std::fs::File::create(paths.logs.join(format!("{name}.log"))).map_err(setup)?;
-    let g = f.try_clone().map_err(setup)?;
-    Ok((Stdio::from(f), Stdio::from(g)))
-}
-
-fn aws_env(cmd: &mut Command, stack: &Stack) {
-    cmd.env("TRADEFLOW_KINESIS_ENDPOINT", stack.kinesis.endpoint())
-        .env("TRADEFLOW_DYNAMODB_ENDPOINT", stack.dynalite.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-}
-
-/// A child we started, stopped (SIGTERM, then SIGKILL) when dropped.
+/// A child we started, logging to `<logs>/<name>.log`, followed in /proc, stopped
+/// (SIGTERM, then SIGKILL) when dropped.
 struct Proc {
-    name: String,
-    child: Child,
+    process: Process,
     tracker: Tracker,
     metrics: String,
     reaped: bool,
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, paths: &Paths, metrics: String) -> Result<Self> {
-        let (out, err) = log_file(paths, name)?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
+    fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        paths: &Paths,
+        metrics: String,
+    ) -> Result<Self> {
+        let mut process = Process::new(name, program, &paths.logs)
+            .args(args)
+            .envs(env);
+        process
+            .start()
             .map_err(|e| setup(format!("starting {name}: {e}")))?;
-        let tracker = Tracker::new(child.id());
+        let tracker = Tracker::new(process.pid().unwrap_or(0));
         Ok(Proc {
-            name: name.to_string(),
-            child,
+            process,
             tracker,
             metrics,
             reaped: false,
@@ -327,13 +78,13 @@ impl Proc {
 
     /// Samples /proc; once the child has exited, reads its last figures (still there
     /// while it is a zombie) and reaps it. Returns its exit status once reaped.
-    fn poll(&mut self) -> Option<std::process::ExitStatus> {
+    fn poll(&mut self) -> Option<ExitStatus> {
         if self.reaped {
             return None;
         }
         if !self.tracker.sample() {
             self.reaped = true;
-            return self.child.wait().ok();
+            return self.process.wait_exit(REAP_LIMIT);
         }
         None
     }
@@ -343,19 +94,7 @@ impl Proc {
             return;
         }
         self.tracker.sample();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                self.reaped = true;
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop(Duration::from_secs(10));
         self.reaped = true;
     }
 }
@@ -399,16 +138,33 @@ pub fn run_phase(
     let sent_before = rds.sent;
     let mut servers = stack.trackers();
 
+    let env = env(stack, &url);
     let spawn_consumers = |consumers: &mut Vec<Proc>| -> Result<()> {
         for i in 0..spec.consumers {
             let name = format!("{}-consumer-{i}", spec.stream);
             let addr = metrics_addr();
-            let mut cmd = Command::new(&paths.consumer);
-            aws_env(&mut cmd, stack);
-            cmd.args(["--stream", &spec.stream, "--application-name", &spec.stream])
-                .args(["--worker-id", &name, "--redis-url", &url])
-                .args(["--metrics-addr", &addr, "--log", "info"]);
-            consumers.push(Proc::spawn(&name, cmd, paths, addr)?);
+            let args = testkit::strings(&[
+                "--stream",
+                &spec.stream,
+                "--application-name",
+                &spec.stream,
+                "--worker-id",
+                &name,
+                "--redis-url",
+                &url,
+                "--metrics-addr",
+                &addr,
+                "--log",
+                "info",
+            ]);
+            consumers.push(Proc::spawn(
+                &name,
+                &paths.consumer,
+                &args,
+                &env,
+                paths,
+                addr,
+            )?);
         }
         Ok(())
     };
@@ -420,21 +176,30 @@ pub fn run_phase(
 
     let producer_started = Instant::now();
     let addr = metrics_addr();
-    let mut cmd = Command::new(&paths.producer);
-    aws_env(&mut cmd, stack);
-    cmd.args(["--stream", &spec.stream, "--source", "synthetic"])
-        .args(["--synthetic-rate", "0"])
-        .args(["--synthetic-count", &spec.trades.to_string()])
-        .args(["--metrics-addr", &addr, "--log", "info"]);
+    let mut args = testkit::strings(&[
+        "--stream",
+        &spec.stream,
+        "--source",
+        "synthetic",
+        "--synthetic-rate",
+        "0",
+        "--synthetic-count",
+        &spec.trades.to_string(),
+        "--metrics-addr",
+        &addr,
+        "--log",
+        "info",
+    ]);
     if spec.aggregate {
-        cmd.arg("--aggregate");
+        args.push("--aggregate".into());
     } else {
         // Strict order allows one record per symbol per PutRecords call, which with
         // 14 symbols and no aggregation measures round trips, not the pipeline. The
         // counts (what the bench checks) do not depend on order.
-        cmd.arg("--relaxed-order");
+        args.push("--relaxed-order".into());
     }
-    let mut producer = Proc::spawn(&format!("{}-producer", spec.stream), cmd, paths, addr)?;
+    let name = format!("{}-producer", spec.stream);
+    let mut producer = Proc::spawn(&name, &paths.producer, &args, &env, paths, addr)?;
 
     // Generous: the emulator bounds the rate (on a loaded machine its write-ahead
     // log's fsyncs can be slow); the smoke run is tiny.
@@ -446,7 +211,7 @@ pub fn run_phase(
             if producer_started.elapsed() > limit {
                 return Err(E2eError::Timeout(format!("{}: producer", spec.label)));
             }
-            if let Ok(text) = prom::scrape(&producer.metrics) {
+            if let Ok(text) = testkit::scrape_metrics(&producer.metrics) {
                 last_scrape = prom::parse(&text);
             }
             if let Some(status) = producer.poll() {
@@ -471,7 +236,7 @@ pub fn run_phase(
         }
         if !producer.reaped {
             // Keep the last scrape: the producer exits once everything is written.
-            if let Ok(text) = prom::scrape(&producer.metrics) {
+            if let Ok(text) = testkit::scrape_metrics(&producer.metrics) {
                 last_scrape = prom::parse(&text);
             }
             if let Some(status) = producer.poll() {
@@ -484,7 +249,7 @@ pub fn run_phase(
             if let Some(status) = c.poll() {
                 return Err(E2eError::Process(
                     "consumer",
-                    format!("{} {status}", c.name),
+                    format!("{} {status}", c.process.name),
                 ));
             }
         }
@@ -517,7 +282,7 @@ pub fn run_phase(
     }
     let mut consumer_metrics = Vec::new();
     for c in &consumers {
-        let text = prom::scrape(&c.metrics).map_err(setup)?;
+        let text = testkit::scrape_metrics(&c.metrics).map_err(setup)?;
         consumer_metrics.extend(prom::parse(&text));
     }
     let sent = rds.sent - sent_before;
@@ -603,29 +368,36 @@ pub fn run_baseline(
     let mut rds = Redis::open(&url)?;
     let cmds_before = rds.commands_processed()?;
     let out_path = paths.logs.join("baseline.json");
-    let out = std::fs::File::create(&out_path).map_err(setup)?;
-    let (_, err) = log_file(paths, "baseline")?;
-    let mut cmd = Command::new(&paths.python);
-    aws_env(&mut cmd, stack);
-    cmd.arg(&paths.baseline_script)
-        .args(["--endpoint", &stack.kinesis.endpoint(), "--stream", stream])
-        .args(["--redis-url", &url, "--records", &records.to_string()])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+    let args = vec![
+        paths.baseline_script.display().to_string(),
+        "--endpoint".into(),
+        stack.kinesis.endpoint(),
+        "--stream".into(),
+        stream.into(),
+        "--redis-url".into(),
+        url.clone(),
+        "--records".into(),
+        records.to_string(),
+    ];
+    let env = env(stack, &url);
+    let mut python = Process::new("baseline", &paths.python, &paths.logs)
+        .args(&args)
+        .envs(&env)
+        .stdout_to(&out_path);
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| setup(format!("python: {e}")))?;
-    let mut tracker = Tracker::new(child.id());
+    python.start().map_err(|e| setup(format!("python: {e}")))?;
+    let mut tracker = Tracker::new(python.pid().unwrap_or(0));
     let limit = Duration::from_secs(120 + records / 200);
     while tracker.sample() {
         if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
+            python.kill();
             return Err(E2eError::Timeout("the Python baseline".into()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = child.wait().map_err(setup)?;
+    let status = python
+        .wait_exit(REAP_LIMIT)
+        .ok_or_else(|| setup("the Python baseline did not exit"))?;
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
         return Err(E2eError::Process(
