@@ -6,8 +6,12 @@ use std::time::Duration;
 use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::Client;
 use tokio::time::Instant;
+use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
 
 use crate::shard::reader::error_text;
+
+/// How often the consumer's status is read again while the service is creating it.
+const ACTIVE_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -54,6 +58,16 @@ pub async fn ensure_consumer(
         Err(e) => return Err(fail(format!("RegisterStreamConsumer: {}", error_text(&e)))),
     }
     let deadline = Instant::now() + wait_at_most;
+    // A status still CREATING is polled at a steady pace; a failing call backs off as
+    // the house does (counted, its warnings rate-limited), within the same deadline.
+    let mut retry = Retry::new(
+        "consumer.describe_stream_consumer",
+        Policy::new(
+            ACTIVE_POLL,
+            Duration::from_secs(5),
+            GiveUp::After(wait_at_most),
+        ),
+    );
     loop {
         let out = client
             .describe_stream_consumer()
@@ -61,23 +75,30 @@ pub async fn ensure_consumer(
             .consumer_name(name)
             .send()
             .await;
-        match out {
+        let wait = match out {
             Ok(out) => {
+                retry.succeeded(name);
                 if let Some(d) = out.consumer_description() {
                     if d.consumer_status() == &ConsumerStatus::Active {
                         return Ok(d.consumer_arn().to_string());
                     }
                 }
+                ACTIVE_POLL
             }
             Err(e) => {
-                tracing::warn!(error = %error_text(&e), "DescribeStreamConsumer failed; retrying")
+                let why = error_text(&e);
+                match retry.failed(name, &why) {
+                    Next::RetryIn(wait) => wait,
+                    Next::GiveUp => return Err(fail(format!("DescribeStreamConsumer: {why}"))),
+                }
             }
-        }
-        if Instant::now() >= deadline {
+        };
+        let now = Instant::now();
+        if now >= deadline {
             return Err(fail(format!(
                 "stream consumer {name} not ACTIVE after {wait_at_most:?}"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(wait.min(deadline - now)).await;
     }
 }
