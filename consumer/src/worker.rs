@@ -461,11 +461,7 @@ async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tradeflow_shared::SequenceNumber;
-
-    fn pos(s: &str, sub: u64) -> Position {
-        Position::new(SequenceNumber::parse(s).unwrap(), sub)
-    }
+    use crate::shard::test_support::pos;
 
     #[test]
     fn redis_position_wins_over_the_lease_checkpoint() {
