@@ -228,10 +228,9 @@ impl LeaseTable {
         expected: u64,
         me: &str,
     ) -> Result<Write, LeaseError> {
-        let req = self
-            .owned_update(shard_id, expected, me)
-            .update_expression("SET #c = :next");
-        self.conditional("renew", shard_id, expected, req, |l| l.is_owned_by(me))
+        let renewed = |l: &Lease| l.is_owned_by(me);
+        let expr = "SET #c = :next";
+        self.holder_write("renew", shard_id, expected, me, expr, renewed)
             .await
     }
 
@@ -281,10 +280,9 @@ impl LeaseTable {
         expected: u64,
         me: &str,
     ) -> Result<Write, LeaseError> {
-        let req = self
-            .owned_update(shard_id, expected, me)
-            .update_expression("SET #c = :next REMOVE #o");
-        self.conditional("release", shard_id, expected, req, |l| l.owner.is_none())
+        let released = |l: &Lease| l.owner.is_none();
+        let expr = "SET #c = :next REMOVE #o";
+        self.holder_write("release", shard_id, expected, me, expr, released)
             .await
     }
 
@@ -365,6 +363,23 @@ impl LeaseTable {
             .condition_expression("#c = :expected AND #o = :me")
             .expression_attribute_names("#o", attr::LEASE_OWNER)
             .expression_attribute_values(":me", s(me))
+    }
+
+    /// A holder's write that only moves the counter and the owner (renew, release):
+    /// `expr` under the holder's fence; `applied` tells a lost answer from a conflict.
+    async fn holder_write(
+        &self,
+        op: &'static str,
+        shard_id: &str,
+        expected: u64,
+        me: &str,
+        expr: &'static str,
+        applied: impl Fn(&Lease) -> bool,
+    ) -> Result<Write, LeaseError> {
+        let req = self
+            .owned_update(shard_id, expected, me)
+            .update_expression(expr);
+        self.conditional(op, shard_id, expected, req, applied).await
     }
 
     /// Sends a conditional update. On a condition failure, reads the row back: if it is
