@@ -225,11 +225,11 @@ async fn connect_sink(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RedisSink>> {
     let sink_cfg = SinkConfig {
-        url: cfg.redis_url.clone(),
+        url: cfg.redis.url.clone(),
         key_prefix: cfg.key_prefix.clone(),
         minute_ttl: cfg.minute_ttl,
         dead_letter_maxlen: cfg.dead_letter_maxlen,
-        ca_file: cfg.redis_ca_file.clone(),
+        ca_file: cfg.redis.ca_file.clone(),
         wait_replicas: cfg.redis_wait_replicas,
         wait_timeout: cfg.redis_wait_timeout,
     };

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod decimal;
 pub mod kpl;
+pub mod redis_args;
 pub mod rest;
 pub mod retry;
 pub mod seqnum;
