@@ -12,7 +12,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
 
 use super::keys::Layout;
 use super::redact::{redact_url, scrub_text, url_password};
@@ -195,6 +196,34 @@ impl RedisConn {
         match self {
             RedisConn::Single(_) => Layout::Single,
             RedisConn::Cluster(_) => Layout::Cluster,
+        }
+    }
+
+    /// `WAIT replicas timeout` where `key` lives: on a cluster, at the primary serving
+    /// its slot only (a primary the batch did not write to has nothing to wait for, and
+    /// one without replicas must not stall other slots' writers); on one Redis, there.
+    /// Returns how many replicas hold everything this connection wrote there.
+    pub async fn wait_replicas_at(
+        &self,
+        key: &str,
+        replicas: usize,
+        timeout: Duration,
+    ) -> redis::RedisResult<i64> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout.as_millis() as u64);
+        match self {
+            RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            RedisConn::Cluster(h) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let mut c = h.current();
+                let v = h
+                    .call(c.route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    ))
+                    .await?;
+                Ok(i64::from_redis_value(v)?)
+            }
         }
     }
 }
