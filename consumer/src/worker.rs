@@ -26,7 +26,7 @@ use crate::shard::RecordSource;
 
 mod apply;
 mod tasks;
-use apply::{apply_until_done, Applied};
+use apply::{apply_until_done, shard_end_durable, Applied};
 use tasks::{end_of_task, ShardTasks};
 
 /// Waiting for Redis or DynamoDB at start: as long as it takes, observable.
@@ -346,15 +346,7 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
                 }
                 Applied::Rewind(stored) => {
                     applying.idle();
-                    // Redis lost writes (restart under appendfsync everysec, failover):
-                    // re-read from what it holds. Positions beyond it are not saved.
-                    metrics::counter!("tradeflow_consumer_redis_rewinds_total").increment(1);
-                    tracing::warn!(%shard, redis_position = ?stored, applied_through = ?applied_through,
-                        "Redis holds less than was applied (lost writes); re-reading the shard from its position");
-                    let start = stored
-                        .clone()
-                        .map_or(first_start.clone(), StartPosition::After);
-                    reader = open_reader(ctx, &shard, start);
+                    reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
                     applied_through = stored;
                     unsaved = None;
                     continue;
@@ -367,7 +359,18 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         }
         ctx.health.progress();
         if let Some(children) = batch.end {
-            return finish_shard(ctx, &shard, &children).await;
+            applying.busy();
+            match shard_end_durable(ctx, &shard, applied_through.as_ref(), &lost, &shutdown).await {
+                Applied::Done => return finish_shard(ctx, &shard, &children).await,
+                Applied::Rewind(stored) => {
+                    applying.idle();
+                    reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
+                    applied_through = stored;
+                    unsaved = None;
+                    continue;
+                }
+                Applied::Stopped(exit) => return checkpoint_then(ctx, &shard, unsaved, exit).await,
+            }
         }
         if unsaved.is_some() && last_checkpoint.elapsed() >= ctx.checkpoint_interval {
             let pos = unsaved.take().expect("checked");
@@ -388,6 +391,24 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         }
     }
     checkpoint_then(ctx, &shard, unsaved, ShardExit::Requested).await
+}
+
+/// Redis lost writes (restart under appendfsync everysec, failover): the shard is read
+/// again from what Redis holds (`stored`); positions beyond it are not saved.
+fn rewind(
+    ctx: &Ctx,
+    shard: &str,
+    first_start: &StartPosition,
+    applied_through: &Option<Position>,
+    stored: &Option<Position>,
+) -> RecordSource {
+    metrics::counter!("tradeflow_consumer_redis_rewinds_total").increment(1);
+    tracing::warn!(%shard, redis_position = ?stored, applied_through = ?applied_through,
+        "Redis holds less than was applied (lost writes); re-reading the shard from its position");
+    let start = stored
+        .clone()
+        .map_or(first_start.clone(), StartPosition::After);
+    open_reader(ctx, shard, start)
 }
 
 fn open_reader(ctx: &Ctx, shard: &str, start: StartPosition) -> RecordSource {

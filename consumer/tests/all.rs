@@ -28,6 +28,8 @@ mod report_prices;
 mod report_redis;
 #[path = "report_web.rs"]
 mod report_web;
+#[path = "shard_end_durable.rs"]
+mod shard_end_durable;
 #[path = "shard_reader.rs"]
 mod shard_reader;
 #[path = "worker_faults.rs"]

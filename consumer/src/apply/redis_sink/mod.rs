@@ -21,6 +21,8 @@ use tradeflow_shared::{Position, SequenceNumber, Symbol};
 
 mod cluster;
 mod foreign;
+mod shard_end;
+pub use shard_end::ShardEndCheck;
 
 use super::connection::RedisConn;
 use super::fold::{self, BatchDelta, PoisonEntry, Segment};
