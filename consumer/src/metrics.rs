@@ -104,6 +104,10 @@ pub fn describe() {
         "Shards read to their end and checkpointed SHARD_END."
     );
     describe_counter!(
+        "tradeflow_consumer_stream_resets_total",
+        "Starts with --reset-recreated-stream that found the stream recreated and forgot the old stream's positions."
+    );
+    describe_counter!(
         "tradeflow_consumer_shard_ends_unconfirmed_total",
         "SHARD_END checkpoints written without Redis confirming the shard's last writes durable (Redis < 7.2 has no WAITAOF, or it has neither AOF nor a replica)."
     );

@@ -23,6 +23,7 @@ use crate::shard::budget::ReadBudget;
 use crate::shard::fanout::{self, FanOutConfig, FanOutReader};
 use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
 use crate::shard::RecordSource;
+use crate::stream_identity::{self, Checked};
 
 mod apply;
 mod tasks;
@@ -30,7 +31,8 @@ use apply::{apply_until_done, shard_end_durable, Applied};
 use tasks::{end_of_task, ShardTasks};
 
 /// Waiting for Redis or DynamoDB at start: as long as it takes, observable.
-const STARTUP_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
+pub(crate) const STARTUP_RETRY: Policy =
+    Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
 /// Redis unavailable under a shard: as long as it takes (giving up would only move the
 /// same wait to another worker), observable.
 const REDIS_RETRY: Policy = Policy::forever(Duration::from_millis(100), Duration::from_secs(5));
@@ -114,6 +116,15 @@ pub async fn run_with_hooks(
     };
 
     let table = LeaseTable::new(dynamodb, &cfg.application_name);
+    let checked = stream_identity::check(
+        &kinesis,
+        &sink,
+        &table,
+        &cfg.stream,
+        cfg.reset_recreated_stream,
+        &shutdown,
+    )
+    .await?;
     let lease_cfg = LeaseConfig {
         table_name: cfg.application_name.clone(),
         worker_id: worker_id.clone(),
@@ -121,7 +132,11 @@ pub async fn run_with_hooks(
         renew_interval: cfg.failover_time / 3,
         take_interval: cfg.take_interval(),
         max_leases_per_worker: cfg.max_leases_per_worker,
-        initial_position: initial_position(&cfg),
+        // A recreated stream is read from its start: nothing of it was counted yet.
+        initial_position: match checked {
+            Checked::Reset => InitialPosition::TrimHorizon,
+            Checked::Current => initial_position(&cfg),
+        },
         shard_sync_interval: cfg.shard_sync_interval,
     };
     // The coordinator runs until told to stop after the shard tasks have drained, so

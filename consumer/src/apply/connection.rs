@@ -199,6 +199,40 @@ impl RedisConn {
         }
     }
 
+    /// Every key matching `pattern` on the server where `anchor` lives (a cluster: at
+    /// that slot's primary), by `SCAN`.
+    pub async fn scan_at(&self, anchor: &str, pattern: &str) -> redis::RedisResult<Vec<String>> {
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = match self {
+                RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await?,
+                RedisConn::Cluster(h) => {
+                    let route = Route::with_key(anchor, SlotAddr::Master);
+                    let mut c = h.current();
+                    let v = h
+                        .call(c.route_command(
+                            cmd,
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                        ))
+                        .await?;
+                    <(u64, Vec<String>)>::from_redis_value(v)?
+                }
+            };
+            found.extend(keys);
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
     /// `WAIT replicas timeout` where `key` lives: on a cluster, at the primary serving
     /// its slot only (a primary the batch did not write to has nothing to wait for, and
     /// one without replicas must not stall other slots' writers); on one Redis, there.
