@@ -321,26 +321,15 @@ impl LeaseTable {
     /// Deletes a lease row whatever it holds (rows of a stream that no longer exists:
     /// see `crate::stream_identity`). Rows that are not leases are never passed here.
     pub async fn delete(&self, shard_id: &str) -> Result<(), LeaseError> {
-        count("delete_item");
-        let res = self
-            .client
-            .delete_item()
-            .table_name(&self.name)
-            .key(attr::LEASE_KEY, s(shard_id))
-            .send()
-            .await;
+        let res = self.delete_item(shard_id).send().await;
         condition_held("delete_item", &self.name, res).map(|_| ())
     }
 
     /// Deletes a finished row if it is still SHARD_END at the counter seen. False when
     /// it changed or is already gone (another worker's sync got there first).
     pub async fn delete_finished(&self, shard_id: &str, expected: u64) -> Result<bool, LeaseError> {
-        count("delete_item");
         let res = self
-            .client
-            .delete_item()
-            .table_name(&self.name)
-            .key(attr::LEASE_KEY, s(shard_id))
+            .delete_item(shard_id)
             .condition_expression("#c = :expected AND #k = :end")
             .expression_attribute_names("#c", attr::LEASE_COUNTER)
             .expression_attribute_names("#k", attr::CHECKPOINT)
@@ -349,6 +338,18 @@ impl LeaseTable {
             .send()
             .await;
         condition_held("delete_item", &self.name, res)
+    }
+
+    /// A DeleteItem of one row (counted).
+    fn delete_item(
+        &self,
+        shard_id: &str,
+    ) -> aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder {
+        count("delete_item");
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
     }
 
     fn update(
