@@ -5,6 +5,8 @@ pub mod decimal;
 pub mod kpl;
 pub mod rest;
 pub mod retry;
+#[cfg(feature = "ssm")]
+pub mod secret;
 pub mod seqnum;
 pub mod shutdown;
 pub mod symbol;

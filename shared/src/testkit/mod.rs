@@ -536,6 +536,8 @@ pub fn local_aws_env() {
 }
 
 pub mod api_faults;
+mod moto;
+pub use moto::moto;
 mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
 
