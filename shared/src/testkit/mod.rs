@@ -540,6 +540,8 @@ mod moto;
 pub use moto::moto;
 mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
+pub mod slack;
+pub use slack::SlackServer;
 
 #[cfg(test)]
 mod tests {
