@@ -542,6 +542,8 @@ mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
 pub mod slack;
 pub use slack::SlackServer;
+mod valkey;
+pub use valkey::{valkey, valkey_server};
 
 #[cfg(test)]
 mod tests {
