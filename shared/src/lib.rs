@@ -6,6 +6,8 @@ pub mod kpl;
 pub mod redis_args;
 pub mod rest;
 pub mod retry;
+#[cfg(feature = "ssm")]
+pub mod secret;
 pub mod seqnum;
 pub mod shutdown;
 pub mod symbol;
