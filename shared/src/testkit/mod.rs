@@ -16,24 +16,30 @@ pub mod cli_help;
 mod clients;
 mod ferrokinesis;
 mod http;
+mod moto;
 pub mod process;
 mod redis_cluster;
 mod servers;
 mod service;
+pub mod slack;
 mod stream;
 mod tls;
+mod valkey;
 pub mod wait;
 
 pub use binaries::{binary_env, consumer_args, local_aws_env};
 pub use clients::{clients_at, kinesis_client_at};
 pub use ferrokinesis::{cut_torn_wal, ferrokinesis_wal, wait_ferrokinesis_up};
 pub use http::{get, http_get, scrape_metrics, scrape_metrics_within, sum_metric};
+pub use moto::moto;
 pub use process::Process;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
 pub use servers::{dynalite, ferrokinesis, ferrokinesis_volatile, kinesis_mock, redis};
 pub use service::Service;
+pub use slack::SlackServer;
 pub use stream::{create_active_stream, create_stream_at, wait_stream_active};
 pub use tls::tls_certificates;
+pub use valkey::{valkey, valkey_server};
 pub use wait::{poll, poll_blocking, wait_for, wait_for_port, wait_until, wait_until_every};
 
 /// The folder the test tools were installed into.

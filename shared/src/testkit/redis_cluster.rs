@@ -38,6 +38,9 @@ pub struct ClusterSecurity {
     pub password: Option<String>,
     /// TLS everywhere, certificates from `super::tls_certificates` in this folder.
     pub tls: Option<std::path::PathBuf>,
+    /// The server binary (redis-cli stays the one on the PATH); default `redis-server`
+    /// from the PATH. `super::valkey_server()` for a Redis 7.2-compatible cluster.
+    pub server: Option<std::path::PathBuf>,
 }
 
 impl RedisCluster {
@@ -310,7 +313,11 @@ fn cluster_node(security: &ClusterSecurity) -> Service {
             break p;
         }
     };
-    let spec = Spec::new("redis-cluster-node", which("redis-server"), port);
+    let server = security
+        .server
+        .clone()
+        .unwrap_or_else(|| which("redis-server"));
+    let spec = Spec::new("redis-cluster-node", server, port);
     let dir = spec.state_dir().display().to_string();
     let mut args = redis_args(port, spec.state_dir());
     args.extend(strings(&[
