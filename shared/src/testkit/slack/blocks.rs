@@ -159,6 +159,20 @@ fn image(b: &Map<String, Value>, at: &str, errs: &mut Errors) {
     }
 }
 
+/// `b[key]`; when it is absent, says so.
+fn required<'a>(
+    b: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+    errs: &mut Errors,
+) -> Option<&'a Value> {
+    let v = b.get(key);
+    if v.is_none() {
+        errs.add(&format!("missing required field: {key}"), at);
+    }
+    v
+}
+
 /// `b[key]` must be a text object (plain_text only when `plain`) of at most `max`.
 fn text_field(
     b: &Map<String, Value>,
@@ -168,9 +182,8 @@ fn text_field(
     plain: bool,
     errs: &mut Errors,
 ) {
-    match b.get(key) {
-        None => errs.add(&format!("missing required field: {key}"), at),
-        Some(t) => text_object(t, &format!("{at}/{key}"), max, plain, errs),
+    if let Some(t) = required(b, key, at, errs) {
+        text_object(t, &format!("{at}/{key}"), max, plain, errs);
     }
 }
 
@@ -208,18 +221,20 @@ fn list_field(
     max: usize,
     errs: &mut Errors,
 ) {
-    match b.get(key) {
-        None => errs.add(&format!("missing required field: {key}"), at),
-        Some(Value::Array(items)) if items.len() < min => errs.add(
+    let Some(v) = required(b, key, at, errs) else {
+        return;
+    };
+    match v {
+        Value::Array(items) if items.len() < min => errs.add(
             &format!("must provide at least {min} item"),
             &format!("{at}/{key}"),
         ),
-        Some(Value::Array(items)) if items.len() > max => errs.add(
+        Value::Array(items) if items.len() > max => errs.add(
             &format!("must provide an array of no more than {max} items"),
             &format!("{at}/{key}"),
         ),
-        Some(Value::Array(_)) => {}
-        Some(_) => errs.add("must be an array", &format!("{at}/{key}")),
+        Value::Array(_) => {}
+        _ => errs.add("must be an array", &format!("{at}/{key}")),
     }
 }
 

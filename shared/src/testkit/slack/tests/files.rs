@@ -2,28 +2,17 @@
 
 use serde_json::{json, Value};
 
-use super::{call, post, Answer};
+use super::{api_post, call, post, post_to, Answer, FORM};
 use crate::testkit::slack::{Endpoint, Fault, SlackServer};
 
 async fn upload_url(slack: &SlackServer, filename: &str, length: usize) -> Answer {
-    let auth = format!("Bearer {}", slack.token());
-    let url = format!("{}files.getUploadURLExternal", slack.api_url());
     let form = format!("filename={filename}&length={length}&alt_txt=Trades+per+symbol");
-    let h = [
-        ("authorization", auth.as_str()),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
-    call("POST", &url, &h, form).await
+    api_post(slack, "files.getUploadURLExternal", FORM, form).await
 }
 
 async fn complete(slack: &SlackServer, body: Value) -> Answer {
-    let auth = format!("Bearer {}", slack.token());
-    let url = format!("{}files.completeUploadExternal", slack.api_url());
-    let h = [
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-    ];
-    call("POST", &url, &h, body.to_string()).await
+    let ct = "application/json";
+    api_post(slack, "files.completeUploadExternal", ct, body.to_string()).await
 }
 
 #[tokio::test]
@@ -38,13 +27,7 @@ async fn files_go_through_the_three_step_upload_flow() {
         a.json()["upload_url"].as_str().unwrap().to_string(),
         a.json()["file_id"].as_str().unwrap().to_string(),
     );
-    let u = call(
-        "POST",
-        &up_url,
-        &[("content-type", "application/octet-stream")],
-        png.clone(),
-    )
-    .await;
+    let u = post_to(&up_url, "application/octet-stream", png.clone()).await;
     assert_eq!((u.status, u.text()), (200, format!("OK - {}", png.len())));
     let done = complete(
         &slack,
@@ -71,13 +54,7 @@ async fn files_go_through_the_three_step_upload_flow() {
     let mut body = b"--b0und\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"tpm.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
     body.extend(&png);
     body.extend(b"\r\n--b0und--\r\n");
-    let u = call(
-        "POST",
-        &up2,
-        &[("content-type", "multipart/form-data; boundary=b0und")],
-        body,
-    )
-    .await;
+    let u = post_to(&up2, "multipart/form-data; boundary=b0und", body).await;
     assert_eq!(u.status, 200, "{}", u.text());
     let done = complete(
         &slack,

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{call, post, section};
+use super::{call, post, post_to, section, FORM};
 use crate::testkit::slack::SlackServer;
 
 #[tokio::test]
@@ -39,13 +39,7 @@ async fn valid_messages_are_recorded_and_answered_as_slack_does() {
         slack.token()
     );
     let url = format!("{}chat.postMessage", slack.api_url());
-    let a = call(
-        "POST",
-        &url,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form,
-    )
-    .await;
+    let a = post_to(&url, FORM, form).await;
     assert_eq!(a.error(), "ok");
 
     let posts = slack.messages();
@@ -54,10 +48,9 @@ async fn valid_messages_are_recorded_and_answered_as_slack_does() {
     assert_eq!(posts[2]["text"], "from a form");
     assert!(posts[2].get("token").is_none(), "the token is not kept");
 
-    let hook = call(
-        "POST",
+    let hook = post_to(
         &slack.webhook_url(),
-        &[("content-type", "application/json")],
+        "application/json",
         json!({"text": "report failed: Redis unreachable"}).to_string(),
     )
     .await;
@@ -77,50 +70,24 @@ async fn invalid_web_api_calls_get_slacks_errors() {
     let json_ct = ("content-type", "application/json");
     let ok = json!({"channel": slack.channel(), "text": "hi"}).to_string();
     // Authentication and encoding.
-    assert_eq!(
-        call("POST", &url, &[json_ct], ok.clone()).await.error(),
-        "not_authed"
-    );
-    let a = call(
-        "POST",
-        &url,
-        &[json_ct, ("authorization", "Bearer xoxb-wrong")],
-        ok.clone(),
-    )
-    .await;
-    assert_eq!(a.error(), "invalid_auth");
-    // A JSON body must carry its token in the header, not the body.
-    let in_body = json!({"token": slack.token(), "channel": slack.channel(), "text": "x"});
-    assert_eq!(
-        call("POST", &url, &[json_ct], in_body.to_string())
-            .await
-            .error(),
-        "not_authed"
-    );
     let auth = format!("Bearer {}", slack.token());
     let a_h = ("authorization", auth.as_str());
-    assert_eq!(
-        call("POST", &url, &[a_h], ok.clone()).await.error(),
-        "missing_post_type"
-    );
-    let a = call(
-        "POST",
-        &url,
-        &[a_h, ("content-type", "text/csv")],
-        ok.clone(),
-    )
-    .await;
-    assert_eq!(a.error(), "invalid_post_type");
-    assert_eq!(
-        call("POST", &url, &[a_h, json_ct], "{\"channel\":")
-            .await
-            .error(),
-        "invalid_json"
-    );
-    assert_eq!(
-        call("POST", &url, &[a_h, json_ct], "[1]").await.error(),
-        "json_not_object"
-    );
+    let wrong = ("authorization", "Bearer xoxb-wrong");
+    let csv = ("content-type", "text/csv");
+    // A JSON body must carry its token in the header, not the body.
+    let in_body = json!({"token": slack.token(), "channel": slack.channel(), "text": "x"});
+    for (headers, body, want) in [
+        (vec![json_ct], ok.clone(), "not_authed"),
+        (vec![json_ct, wrong], ok.clone(), "invalid_auth"),
+        (vec![json_ct], in_body.to_string(), "not_authed"),
+        (vec![a_h], ok.clone(), "missing_post_type"),
+        (vec![a_h, csv], ok.clone(), "invalid_post_type"),
+        (vec![a_h, json_ct], "{\"channel\":".into(), "invalid_json"),
+        (vec![a_h, json_ct], "[1]".into(), "json_not_object"),
+    ] {
+        let a = call("POST", &url, &headers, body.clone()).await;
+        assert_eq!(a.error(), want, "{headers:?} {body}");
+    }
 
     // Message rules.
     let ch = slack.channel().to_string();
@@ -219,7 +186,7 @@ async fn the_webhook_checks_its_path_and_payload() {
             "no_text",
         ),
     ] {
-        let a = call("POST", &url, &[("content-type", ct)], body).await;
+        let a = post_to(&url, ct, body).await;
         assert_eq!((a.status, a.text().as_str()), (status, want), "{body}");
     }
     let long = json!({"text": "x".repeat(40_001)}).to_string();
@@ -234,13 +201,7 @@ async fn the_webhook_checks_its_path_and_payload() {
     );
     // Form-encoded with the JSON in `payload`, as Slack also accepts.
     let form = "payload=%7B%22text%22%3A%22via+form%22%7D";
-    let a = call(
-        "POST",
-        &url,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form,
-    )
-    .await;
+    let a = post_to(&url, FORM, form).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(slack.webhook_posts(), [json!({"text": "via form"})]);
 }

@@ -61,15 +61,34 @@ pub(super) async fn call(
     }
 }
 
-/// chat.postMessage with a JSON body and the bearer token.
-pub(super) async fn post(slack: &SlackServer, body: Value) -> Answer {
+/// A form body's content type.
+pub(super) const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A POST of `body` of `content_type` to `url`, without a token.
+pub(super) async fn post_to(url: &str, content_type: &str, body: impl Into<Bytes>) -> Answer {
+    call("POST", url, &[("content-type", content_type)], body).await
+}
+
+/// A POST of `body` (of `content_type`) to Web API `method`, with the bearer token.
+pub(super) async fn api_post(
+    slack: &SlackServer,
+    method: &str,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Answer {
     let auth = format!("Bearer {}", slack.token());
-    let url = format!("{}chat.postMessage", slack.api_url());
+    let url = format!("{}{method}", slack.api_url());
     let h = [
         ("authorization", auth.as_str()),
-        ("content-type", "application/json; charset=utf-8"),
+        ("content-type", content_type),
     ];
-    call("POST", &url, &h, body.to_string()).await
+    call("POST", &url, &h, body).await
+}
+
+/// chat.postMessage with a JSON body and the bearer token.
+pub(super) async fn post(slack: &SlackServer, body: Value) -> Answer {
+    let json = "application/json; charset=utf-8";
+    api_post(slack, "chat.postMessage", json, body.to_string()).await
 }
 
 pub(super) fn section(text: &str) -> Value {
