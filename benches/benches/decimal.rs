@@ -1,9 +1,9 @@
 //! Exact decimal arithmetic (`tradeflow_shared::decimal`): parsing Binance's 8-decimal
 //! strings, formatting scaled totals, and adding arbitrary-length decimal strings.
 
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use std::hint::black_box;
-use tradeflow_benches::{export_criterion, Rng};
+use tradeflow_benches::Rng;
 use tradeflow_shared::decimal::{add_decimal_strings, format_scaled};
 use tradeflow_shared::Fixed8;
 
@@ -65,14 +65,4 @@ fn decimal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = tradeflow_benches::criterion();
-    targets = decimal
-}
-
-fn main() {
-    benches();
-    tradeflow_benches::criterion().final_summary();
-    export_criterion("decimal", &["decimal"]);
-}
+tradeflow_benches::criterion_main!("decimal", decimal, &["decimal"]);

@@ -1,9 +1,9 @@
 //! Trade decoding (`tradeflow_shared::decode_event`): the raw trade object and the
 //! combined-stream envelope, plus `decode_bytes` as the consumer calls it.
 
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use std::hint::black_box;
-use tradeflow_benches::{combined, export_criterion, trade_jsons};
+use tradeflow_benches::{combined, trade_jsons};
 use tradeflow_shared::{decode_bytes, decode_event, Event};
 
 const N: usize = 1000;
@@ -31,14 +31,4 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = tradeflow_benches::criterion();
-    targets = decode
-}
-
-fn main() {
-    benches();
-    tradeflow_benches::criterion().final_summary();
-    export_criterion("decode", &["decode"]);
-}
+tradeflow_benches::criterion_main!("decode", decode, &["decode"]);

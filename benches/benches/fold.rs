@@ -3,9 +3,9 @@
 //! records and for KPL aggregates. Decoding is the readers' path: the page's KPL digests
 //! checked together (`kpl::check_many`), then `record::decode_checked` per record.
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use tradeflow_benches::{export_criterion, sequence_number, trade_jsons};
+use tradeflow_benches::{sequence_number, trade_jsons};
 use tradeflow_consumer::apply::fold;
 use tradeflow_consumer::record::{decode_checked, DecodedRecord};
 use tradeflow_shared::kpl::{check_many, Aggregator};
@@ -61,14 +61,4 @@ fn fold_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = tradeflow_benches::criterion();
-    targets = fold_benches
-}
-
-fn main() {
-    benches();
-    tradeflow_benches::criterion().final_summary();
-    export_criterion("fold", &["fold"]);
-}
+tradeflow_benches::criterion_main!("fold", fold_benches, &["fold"]);

@@ -1,9 +1,9 @@
 //! KPL aggregation and de-aggregation (`tradeflow_shared::kpl`), in bytes/s of the
 //! aggregate.
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use tradeflow_benches::{export_criterion, trade_jsons};
+use tradeflow_benches::trade_jsons;
 use tradeflow_shared::kpl::{check_many, deaggregate, md5_many, Aggregator, Check};
 
 fn build(records: &[String]) -> Vec<u8> {
@@ -82,14 +82,4 @@ fn kpl(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = tradeflow_benches::criterion();
-    targets = kpl
-}
-
-fn main() {
-    benches();
-    tradeflow_benches::criterion().final_summary();
-    export_criterion("kpl", &["kpl", "kpl_page"]);
-}
+tradeflow_benches::criterion_main!("kpl", kpl, &["kpl", "kpl_page"]);

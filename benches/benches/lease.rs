@@ -4,9 +4,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use std::hint::black_box;
-use tradeflow_benches::export_criterion;
 use tradeflow_consumer::lease::decisions::{plan_take, Observations, TakeInput};
 use tradeflow_consumer::lease::{Checkpoint, Lease};
 
@@ -96,14 +95,4 @@ fn lease(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = tradeflow_benches::criterion();
-    targets = lease
-}
-
-fn main() {
-    benches();
-    tradeflow_benches::criterion().final_summary();
-    export_criterion("lease", &["lease"]);
-}
+tradeflow_benches::criterion_main!("lease", lease, &["lease"]);

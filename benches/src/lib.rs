@@ -85,6 +85,29 @@ pub fn sequence_number(i: u64) -> SequenceNumber {
     .expect("digits")
 }
 
+#[doc(hidden)]
+pub use criterion as __criterion;
+
+/// The `main` of a criterion bench binary (harness = false): runs `target` with
+/// [`criterion()`], prints the summary, and exports `groups` as `<name>.json`
+/// ([`export_criterion`]).
+#[macro_export]
+macro_rules! criterion_main {
+    ($name:literal, $target:path, $groups:expr) => {
+        $crate::__criterion::criterion_group! {
+            name = benches;
+            config = $crate::criterion();
+            targets = $target
+        }
+
+        fn main() {
+            benches();
+            $crate::criterion().final_summary();
+            $crate::export_criterion($name, $groups);
+        }
+    };
+}
+
 /// Criterion with short runs (the machine is shared; figures are for comparison, not
 /// for asserting), still overridable from the command line.
 pub fn criterion() -> criterion::Criterion {
