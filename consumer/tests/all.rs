@@ -22,12 +22,6 @@ mod redis_proptest;
 mod redis_sink;
 #[path = "redis_tls.rs"]
 mod redis_tls;
-#[path = "report_prices.rs"]
-mod report_prices;
-#[path = "report_redis.rs"]
-mod report_redis;
-#[path = "report_web.rs"]
-mod report_web;
 #[path = "shard_reader.rs"]
 mod shard_reader;
 #[path = "worker_faults.rs"]

@@ -225,6 +225,37 @@ pub fn redis() -> Service {
     })
 }
 
+/// redis-server speaking TLS only (`port` is its TLS port) with `password`, its
+/// certificate from [`tls_certificates`] in `certs` (written here); clients need the
+/// private CA `certs/ca.pem`.
+pub fn redis_tls(certs: &Path, password: &str) -> Service {
+    tls_certificates(certs);
+    let port = free_port();
+    let state = state_dir("redis-tls");
+    let c = certs.display();
+    let args = [
+        "--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1",
+        "--tls-cert-file", &format!("{c}/server.pem"),
+        "--tls-key-file", &format!("{c}/server.key"),
+        "--tls-ca-cert-file", &format!("{c}/ca.pem"),
+        "--tls-auth-clients", "no", "--requirepass", password,
+        "--save", "", "--appendonly", "no",
+        "--dir", &state.path().display().to_string(), "--daemonize", "no",
+    ]
+    .map(String::from)
+    .to_vec();
+    launch(Spec {
+        name: "redis-tls",
+        program: which("redis-server"),
+        args,
+        envs: vec![],
+        cwd: None,
+        port,
+        tls_port: None,
+        state,
+    })
+}
+
 /// dynalite keeping its tables on disk (they survive a restart).
 pub fn dynalite() -> Service {
     let port = free_port();

@@ -1,5 +1,5 @@
 //! `tradeflow-report`: the totals for people and scripts. Reads Redis only, through the
-//! symbols index (never `KEYS`): top N symbols by trades or by USD value, totals, the
+//! shared snapshot read (`tradeflow_shared::snapshot`: the symbols index, never `KEYS`): top N symbols by trades or by USD value, totals, the
 //! USD value of each symbol's traded quantity (direct `<BASE>USDT` pair, else through
 //! BTC, ETH or BNB — see [`value`]) from the last prices in Redis or, with
 //! `--prices binance`, Binance's REST prices of the moment (see [`prices`]); the output
@@ -8,10 +8,15 @@
 //! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
 //! across it: trades already counted are not counted again, new ones are.
 //! `serve` is the same numbers as a live web page and JSON (see [`web`]).
+//!
+//! Modules, each leaning only on those above it: [`value`] (USD valuation of a
+//! quantity), [`prices`] (which prices: Redis's or Binance's), [`format`] (ranking and
+//! rendering), [`reset`], [`web`]; [`error`] is the report's own error type.
 
+pub mod error;
 pub mod format;
 pub mod prices;
-pub mod read;
+pub mod reset;
 pub mod value;
 pub mod web;
 
@@ -21,9 +26,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-pub use format::{build, build_priced, render, Format, Report, Row, SortBy, SymbolTotals};
+pub use error::ReportError;
+pub use format::{build, build_priced, render, Format, Report, Row, SortBy};
 pub use prices::{PriceArgs, PriceFeed, PriceSet, PriceSource};
-pub use read::Reader;
+pub use reset::reset;
+pub use tradeflow_shared::snapshot::{Reader, SymbolTotals};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +52,7 @@ pub struct Args {
     #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
     pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of tradeflow's keys (all but the legacy `symbol:<SYM>` counts).
-    #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = crate::apply::keys::DEFAULT_PREFIX)]
+    #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = tradeflow_shared::redis_keys::DEFAULT_PREFIX)]
     pub key_prefix: String,
     /// How many symbols to list.
     #[arg(long, default_value_t = 20)]
@@ -76,7 +83,7 @@ pub enum Command {
 }
 
 /// Runs the report until done (or, with `--watch`, until `shutdown`).
-pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportError> {
     if let Some(Command::Serve(serve)) = args.command {
         // Connects lazily: the page must come up (with a notice) while Redis is down.
         return web::serve(
@@ -101,7 +108,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
             println!("reset cancelled");
             return Ok(());
         }
-        let n = reader.reset().await?;
+        let n = reset(&reader).await?;
         println!("reset counts and volumes of {n} symbols (dedupe state kept)");
         return Ok(());
     }
@@ -132,7 +139,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     }
 }
 
-fn confirm() -> anyhow::Result<bool> {
+fn confirm() -> std::io::Result<bool> {
     eprint!("Zero all trade counts and volumes in Redis? Type `yes` to confirm: ");
     std::io::stderr().flush()?;
     let mut line = String::new();

@@ -15,7 +15,7 @@ use tradeflow_shared::decimal::Fixed8;
 use tradeflow_shared::rest::{RestClient, RestError};
 use tradeflow_shared::Symbol;
 
-use super::format::SymbolTotals;
+use tradeflow_shared::snapshot::SymbolTotals;
 use super::value::parse_scaled;
 
 /// Entries of a ticker reply that were skipped (bad symbol or price).
