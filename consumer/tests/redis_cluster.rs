@@ -211,7 +211,6 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         }
     }
     assert_eq!(reader.snapshot().await.unwrap().len(), SYMBOLS);
-
 }
 
 /// A cluster on TLS only (clients, replication, bus) whose nodes require a password:

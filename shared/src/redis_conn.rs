@@ -216,10 +216,7 @@ impl RedisConn {
                     b = b.certs(c);
                 }
                 let client = b.build().map_err(config_err)?;
-                let con = client
-                    .get_async_connection()
-                    .await
-                    .map_err(failed)?;
+                let con = client.get_async_connection().await.map_err(failed)?;
                 Ok(RedisConn::Cluster(Arc::new(ClusterHandle {
                     client,
                     con: Mutex::new(con),

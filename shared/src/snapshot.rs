@@ -160,8 +160,10 @@ impl Reader {
             self.stats_cmd(&mut pipe, s);
         }
         let mut con = self.con.clone();
-        let mut all: Vec<redis::Value> =
-            pipe.query_async(&mut con).await.map_err(|e| self.error(e))?;
+        let mut all: Vec<redis::Value> = pipe
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error(e))?;
         if all.is_empty() {
             return Err(ReadError::Protocol("empty snapshot reply".into()));
         }

@@ -92,13 +92,13 @@
 //! in [`redis_sink`] and in the README ("Redis Cluster").
 
 mod conn_error;
+pub mod fold;
 #[cfg(test)]
 mod lua_keys;
-pub mod fold;
 pub mod redis_sink;
 
-pub use tradeflow_shared::redis_conn::{RedisConn, Target};
 pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
-pub use tradeflow_shared::redact::redact_url;
-pub use tradeflow_shared::redis_keys::{self as keys, KeyError, Keys, Layout};
 pub use redis_sink::{ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL};
+pub use tradeflow_shared::redact::redact_url;
+pub use tradeflow_shared::redis_conn::{RedisConn, Target};
+pub use tradeflow_shared::redis_keys::{self as keys, KeyError, Keys, Layout};

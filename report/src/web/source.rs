@@ -22,8 +22,8 @@ use super::snapshot::{
     anchor_minute, build_snapshot, error_snapshot, minute_window, newest_trade, top_symbols,
     MinuteSeries, SymbolMinutes, WebSnapshot,
 };
-use crate::prices::PriceFeed;
 use crate::error::ReportError;
+use crate::prices::PriceFeed;
 use tradeflow_shared::redact::redact_url;
 use tradeflow_shared::redis_conn::Target;
 use tradeflow_shared::snapshot::{ReadError, Reader};

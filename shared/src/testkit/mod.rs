@@ -234,13 +234,30 @@ pub fn redis_tls(certs: &Path, password: &str) -> Service {
     let state = state_dir("redis-tls");
     let c = certs.display();
     let args = [
-        "--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1",
-        "--tls-cert-file", &format!("{c}/server.pem"),
-        "--tls-key-file", &format!("{c}/server.key"),
-        "--tls-ca-cert-file", &format!("{c}/ca.pem"),
-        "--tls-auth-clients", "no", "--requirepass", password,
-        "--save", "", "--appendonly", "no",
-        "--dir", &state.path().display().to_string(), "--daemonize", "no",
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        &format!("{c}/server.pem"),
+        "--tls-key-file",
+        &format!("{c}/server.key"),
+        "--tls-ca-cert-file",
+        &format!("{c}/ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        password,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &state.path().display().to_string(),
+        "--daemonize",
+        "no",
     ]
     .map(String::from)
     .to_vec();
