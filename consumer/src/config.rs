@@ -81,6 +81,14 @@ pub struct Config {
     )]
     pub initial_position: InitialPositionArg,
 
+    /// The stream was deleted and created again under the same name (the worker stops
+    /// and says so otherwise): forget the shard positions Redis and the lease table hold
+    /// for the old stream and read the new one from its start (TRIM_HORIZON) — trades
+    /// counted before are recognised by their ids and not counted twice. Stop every
+    /// consumer of the stream first; only the first start needs the flag.
+    #[arg(long, env = "TRADEFLOW_RESET_RECREATED_STREAM")]
+    pub reset_recreated_stream: bool,
+
     /// With `--initial-position at-timestamp`: RFC 3339 time, e.g. 2026-11-23T10:00:00Z.
     #[arg(long, env = "TRADEFLOW_INITIAL_TIMESTAMP", value_parser = humantime::parse_rfc3339_weak)]
     pub initial_timestamp: Option<std::time::SystemTime>,

@@ -15,4 +15,5 @@ pub mod lease;
 pub mod metrics;
 pub mod record;
 pub mod shard;
+pub mod stream_identity;
 pub mod worker;

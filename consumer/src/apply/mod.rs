@@ -98,7 +98,9 @@ mod lua_keys;
 pub mod redis_sink;
 
 pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
-pub use redis_sink::{ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL};
+pub use redis_sink::{
+    ApplyOutcome, RedisSink, ShardEndCheck, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
+};
 pub use tradeflow_shared::redact::redact_url;
 pub use tradeflow_shared::redis_conn::{RedisConn, Target};
 pub use tradeflow_shared::redis_keys::{self as keys, KeyError, Keys, Layout};

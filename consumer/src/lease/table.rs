@@ -320,6 +320,20 @@ impl LeaseTable {
         }
     }
 
+    /// Deletes a lease row whatever it holds (rows of a stream that no longer exists:
+    /// see `crate::stream_identity`). Rows that are not leases are never passed here.
+    pub async fn delete(&self, shard_id: &str) -> Result<(), LeaseError> {
+        count("delete_item");
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
+            .send()
+            .await;
+        condition_held("delete_item", &self.name, res).map(|_| ())
+    }
+
     /// Deletes a finished row if it is still SHARD_END at the counter seen. False when
     /// it changed or is already gone (another worker's sync got there first).
     pub async fn delete_finished(&self, shard_id: &str, expected: u64) -> Result<bool, LeaseError> {

@@ -586,6 +586,8 @@ pub fn local_aws_env() {
 pub mod api_faults;
 mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
+mod valkey;
+pub use valkey::{valkey, valkey_server};
 
 #[cfg(test)]
 mod tests {
