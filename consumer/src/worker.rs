@@ -240,11 +240,11 @@ async fn connect_sink(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RedisSink>> {
     let sink_cfg = SinkConfig {
-        url: cfg.redis_url.clone(),
+        url: cfg.redis.url.clone(),
         key_prefix: cfg.key_prefix.clone(),
         minute_ttl: cfg.minute_ttl,
         dead_letter_maxlen: cfg.dead_letter_maxlen,
-        ca_file: cfg.redis_ca_file.clone(),
+        ca_file: cfg.redis.ca_file.clone(),
         wait_replicas: cfg.redis_wait_replicas,
         wait_timeout: cfg.redis_wait_timeout,
     };
@@ -497,11 +497,7 @@ async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tradeflow_shared::SequenceNumber;
-
-    fn pos(s: &str, sub: u64) -> Position {
-        Position::new(SequenceNumber::parse(s).unwrap(), sub)
-    }
+    use crate::shard::test_support::pos;
 
     #[test]
     fn redis_position_wins_over_the_lease_checkpoint() {

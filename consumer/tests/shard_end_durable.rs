@@ -186,9 +186,10 @@ async fn shard_end_waits_until_the_parents_last_writes_are_durable() {
         early, None,
         "SHARD_END was checkpointed while the parent's last trades were on the primary only (its replica stopped)"
     );
-    // Once the replica holds them, the parent ends.
+    // Once the replica holds them, the parent ends (after the retry's current backoff,
+    // up to 5 s, and the lease's next renewal: allow for a busy machine).
     let mut ended = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         if parent_checkpoint(&table).await.as_deref() == Some("SHARD_END") {
             ended = true;
             break;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tradeflow_shared::redis_args::RedisArgs;
 
 pub use error::ReportError;
 pub use format::{build, build_priced, render, Format, Report, Row, SortBy};
@@ -38,19 +39,10 @@ pub use tradeflow_shared::snapshot::{Reader, SymbolTotals};
     about = "Exact per-symbol trade totals from Redis"
 )]
 pub struct Args {
-    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS); a Redis
-    /// Cluster as `redis+cluster://[:password@]host:port[,host:port…]` (`rediss+cluster://`).
-    #[arg(
-        long,
-        env = "TRADEFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-    /// PEM file of the CA that signed Redis's TLS certificate (`rediss://` with a
-    /// private CA; public CAs are trusted without it).
-    #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Where Redis is (`--redis-url`, `--redis-ca-file`): the consumer's flags, declared
+    /// once in `tradeflow_shared::redis_args`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Prefix of tradeflow's keys (all but the legacy `symbol:<SYM>` counts).
     #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = tradeflow_shared::redis_keys::DEFAULT_PREFIX)]
     pub key_prefix: String,
@@ -87,8 +79,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
     if let Some(Command::Serve(serve)) = args.command {
         // Connects lazily: the page must come up (with a notice) while Redis is down.
         return web::serve(
-            &args.redis_url,
-            args.redis_ca_file.as_deref(),
+            &args.redis.url,
+            args.redis.ca_file.as_deref(),
             &args.key_prefix,
             &args.prices,
             serve,
@@ -98,8 +90,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
     }
     let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
     let reader = Reader::connect_with_ca(
-        &args.redis_url,
-        args.redis_ca_file.as_deref(),
+        &args.redis.url,
+        args.redis.ca_file.as_deref(),
         &args.key_prefix,
     )
     .await?;

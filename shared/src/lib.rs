@@ -6,10 +6,13 @@ pub mod aws;
 pub mod decimal;
 pub mod kpl;
 pub mod redact;
+pub mod redis_args;
 pub mod redis_conn;
 pub mod redis_keys;
 pub mod rest;
 pub mod retry;
+#[cfg(feature = "ssm")]
+pub mod secret;
 pub mod seqnum;
 pub mod shutdown;
 pub mod snapshot;

@@ -584,8 +584,12 @@ pub fn local_aws_env() {
 }
 
 pub mod api_faults;
+mod moto;
+pub use moto::moto;
 mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
+pub mod slack;
+pub use slack::SlackServer;
 mod valkey;
 pub use valkey::{valkey, valkey_server};
 
