@@ -19,8 +19,12 @@ use crate::batcher::{Batcher, Limits, Pending, TradeRef};
 use crate::config::{BackfillMode, Config, ConfigError, OverflowPolicy, SourceKind};
 use crate::dedupe::{Dedupe, Verdict};
 use crate::metrics as m;
+use crate::shard_map::ShardMap;
 use crate::sink::{deliver, Delivery, KinesisSink, RetryPolicy, SinkError};
 use crate::source::{self, SourceTrade, TradeRx};
+use shard_refresh::Refresher;
+
+mod shard_refresh;
 
 /// Capacity of the channel between the sources and the pipeline.
 pub const CHANNEL_CAPACITY: usize = 4096;
@@ -280,59 +284,37 @@ pub async fn run_with(
     let abort = CancellationToken::new();
     let mut rx_open = true;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
-    // A refresh is due (periodic) or needed (a sign the map is stale). Only a stale map
-    // holds deliveries back until ListShards answers; a periodic refresh that fails
-    // keeps the old map. Either way a failed ListShards is retried on a timer of its
-    // own: nothing else may be coming to wake the loop (a full buffer stops reading).
-    let mut refresh_needed = false;
-    let mut map_stale = false;
-    let mut refresh_retry_at: Option<tokio::time::Instant> = None;
-    let mut next_refresh = tokio::time::Instant::now() + st.settings.shard_refresh;
     let sink = Arc::new(sink);
+    // The map is refreshed beside this loop: writing goes on with the map in hand while
+    // ListShards is slow or failing. Deliveries are held back only while a changed map
+    // waits for the ones in flight (`next_map`), or while a delivery's sign that the map
+    // is stale (`stale`: the refresh that answers it) waits for a fresh map.
+    let mut refresher = Refresher::spawn(
+        sink.clone(),
+        st.settings.shard_refresh,
+        list_retry,
+        watch_map,
+    );
+    let mut next_map: Option<ShardMap> = None;
+    let mut stale: Option<u64> = None;
     let mut incoming = Vec::with_capacity(READ_CHUNK);
 
     loop {
         let now = Instant::now();
         let flush = !rx_open || drain_deadline.is_some();
-        let retry_due = refresh_retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
-        if refresh_needed && retry_due && in_flight.is_empty() && !abort.is_cancelled() {
+        if next_map.is_some() && in_flight.is_empty() && !abort.is_cancelled() {
             // Reshard barrier: nothing in flight, so no symbol can have records on two
             // shards at once.
-            match sink.list_shards().await {
-                Ok(map) => {
-                    list_retry.succeeded(sink.stream());
-                    watch_map.idle();
-                    if &map != batcher.map() {
-                        tracing::info!(
-                            shards = map.len(),
-                            "shard map changed; rerouting queued trades"
-                        );
-                        batcher.reroute(map);
-                        busy = vec![false; batcher.shards()];
-                    }
-                    refresh_needed = false;
-                    map_stale = false;
-                    refresh_retry_at = None;
-                    next_refresh = tokio::time::Instant::now() + st.settings.shard_refresh;
-                }
-                Err(e) => {
-                    let Next::RetryIn(wait) = list_retry.failed(sink.stream(), &e) else {
-                        unreachable!("retried forever");
-                    };
-                    let at = tokio::time::Instant::now() + wait;
-                    if map_stale {
-                        // Deliveries wait for the new map: retry on the timer.
-                        watch_map.busy();
-                        refresh_retry_at = Some(at);
-                    } else {
-                        // Keep writing with the old map; refresh again soon.
-                        refresh_needed = false;
-                        next_refresh = at;
-                    }
-                }
-            }
+            let map = next_map.take().expect("checked");
+            tracing::info!(
+                shards = map.len(),
+                "shard map changed; rerouting queued trades"
+            );
+            batcher.reroute(map);
+            busy = vec![false; batcher.shards()];
         }
-        if !refresh_needed && !abort.is_cancelled() {
+        let hold = next_map.is_some() || stale.is_some();
+        if !hold && !abort.is_cancelled() {
             for (shard, is_busy) in busy.iter_mut().enumerate() {
                 if in_flight.len() >= st.settings.max_in_flight {
                     break;
@@ -358,7 +340,7 @@ pub async fn run_with(
         let can_read = rx_open
             && (buffered < st.settings.buffer_records
                 || st.settings.overflow == OverflowPolicy::DropNewest);
-        let linger_at = if refresh_needed {
+        let linger_at = if hold {
             None
         } else {
             batcher
@@ -388,9 +370,8 @@ pub async fn run_with(
                 if lost_here > 0 {
                     st.lose("drain deadline reached with the call unanswered or failing", lost_here, d.unwritten.iter().flat_map(|e| e.trades.iter()));
                 }
-                if d.stale_map {
-                    refresh_needed = true;
-                    map_stale = true;
+                if d.stale_map && stale.is_none() {
+                    stale = Some(refresher.stale());
                 }
                 if d.written_trades > 0 {
                     watch_put.progress();
@@ -417,6 +398,17 @@ pub async fn run_with(
                 let refs: Vec<TradeRef> = rest.iter().map(|p| p.trade).collect();
                 st.lose("still queued", refs.len() as u64, refs.iter());
             }
+            fresh = refresher.recv() => {
+                let Some(fresh) = fresh else {
+                    return Err(PipelineError::Internal("the shard map refresh task ended".into()));
+                };
+                if stale.is_some_and(|asked| fresh.answers >= asked) {
+                    stale = None;
+                }
+                // The newest map wins; it waits for the deliveries in flight only if it
+                // differs from the one in use.
+                next_map = (&fresh.map != batcher.map()).then_some(fresh.map);
+            }
             // Trades are taken in chunks: the loop around them (readiness of every
             // shard, timers) then runs once per chunk, not once per trade. A chunk never
             // takes the buffer past its limit (the block policy's memory bound).
@@ -431,12 +423,6 @@ pub async fn run_with(
                 }
             },
             _ = tokio::time::sleep_until(linger_at.unwrap_or(far)), if linger_at.is_some() => {}
-            _ = tokio::time::sleep_until(next_refresh), if !refresh_needed => {
-                refresh_needed = true;
-            }
-            _ = tokio::time::sleep_until(refresh_retry_at.unwrap_or(far)), if refresh_needed && refresh_retry_at.is_some() => {
-                refresh_retry_at = None;
-            }
         }
     }
     m::buffer(0);
