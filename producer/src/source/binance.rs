@@ -38,19 +38,15 @@ pub use limits::{
 };
 
 use super::{SourceTrade, TradeTx};
+use crate::metrics::{
+    self as m, BAD_INPUT, WS_CONNECT_FAILURES, WS_MESSAGES, WS_RECONNECTS, WS_ROTATIONS,
+};
 use conn::{clip, connect, start_drain, without_userinfo, Conn};
 
 /// Binance's public spot stream endpoint.
 pub const LIVE_URL: &str = "wss://stream.binance.com:9443";
 /// Binance's limit of streams on one connection.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
-
-pub const WS_CONNECTIONS: &str = "tradeflow_producer_ws_connections";
-pub const WS_RECONNECTS: &str = "tradeflow_producer_ws_reconnects_total";
-pub const WS_ROTATIONS: &str = "tradeflow_producer_ws_rotations_total";
-pub const WS_MESSAGES: &str = "tradeflow_producer_ws_messages_total";
-pub const WS_CONNECT_FAILURES: &str = "tradeflow_producer_ws_connect_failures_total";
-pub const WS_HELD_LIMIT: &str = "tradeflow_producer_ws_held_limit_total";
 
 const SOURCE: &str = "binance";
 
@@ -511,8 +507,7 @@ impl Group {
         let msg = match msg {
             None => return Got::Ended("eof"),
             Some(Err(WsError::Capacity(e))) => {
-                counter!(crate::metrics::BAD_INPUT, "source" => SOURCE, "kind" => "oversized_frame")
-                    .increment(1);
+                counter!(BAD_INPUT, "source" => SOURCE, "kind" => "oversized_frame").increment(1);
                 tracing::warn!(conn = conn.id, error = %e, "oversized frame: connection dropped");
                 return Got::Ended("oversized");
             }
@@ -538,7 +533,7 @@ impl Group {
                 }
                 Ok(Event::ControlReply) => {
                     if text.contains(r#""error""#) {
-                        crate::metrics::bad_input(SOURCE, "subscribe_error");
+                        m::bad_input(SOURCE, "subscribe_error");
                         tracing::error!(conn = conn.id, reply = %clip(&text), "subscription refused");
                     }
                     conn.acks_pending = conn.acks_pending.saturating_sub(1);
@@ -550,18 +545,18 @@ impl Group {
                     Got::Nothing
                 }
                 Ok(Event::Other { event_type }) => {
-                    crate::metrics::bad_input(SOURCE, "other_event");
+                    m::bad_input(SOURCE, "other_event");
                     tracing::debug!(conn = conn.id, %event_type, "ignored event");
                     Got::Nothing
                 }
                 Err(e) => {
-                    crate::metrics::bad_input(SOURCE, e.kind());
+                    m::bad_input(SOURCE, e.kind());
                     tracing::warn!(conn = conn.id, error = %e, message = %clip(&text), "message is not a trade; skipped");
                     Got::Nothing
                 }
             },
             Message::Binary(b) => {
-                crate::metrics::bad_input(SOURCE, "binary_frame");
+                m::bad_input(SOURCE, "binary_frame");
                 tracing::warn!(conn = conn.id, bytes = b.len(), "binary frame; skipped");
                 Got::Nothing
             }

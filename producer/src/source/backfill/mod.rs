@@ -32,9 +32,7 @@ use super::{TradeRx, TradeTx};
 use fetch::{fetch_gap, Budget, WeightBudget};
 use tasks::{Outcome, Running};
 
-pub const BACKFILLED: &str = "tradeflow_producer_backfilled_trades_total";
-pub const BACKFILL_FAILURES: &str = "tradeflow_producer_backfill_failures_total";
-pub const BACKFILL_REQUESTS: &str = "tradeflow_producer_backfill_requests_total";
+use crate::metrics::{BACKFILLED, BACKFILL_FAILURES, BACKFILL_REQUESTS};
 
 #[derive(Debug, Clone)]
 pub struct BackfillConfig {

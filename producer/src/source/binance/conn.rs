@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::limits::{connection_requests, AttemptWindow, CONTROL_SPACING};
-use super::{BinanceConfig, BinanceError, WS_CONNECTIONS};
+use super::{BinanceConfig, BinanceError};
+use crate::metrics::WS_CONNECTIONS;
 use crate::source::SourceTrade;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -18,7 +18,8 @@ use metrics::counter;
 use tokio::time::{timeout, Instant};
 
 use super::conn::Conn;
-use super::{Group, WS_HELD_LIMIT};
+use super::Group;
+use crate::metrics::WS_HELD_LIMIT;
 
 /// Whether the replacement (if any) may be read: not while its held trades are at the
 /// limit.
