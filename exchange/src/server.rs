@@ -20,8 +20,9 @@ use tokio_util::task::TaskTracker;
 use tradeflow_shared::{Fixed8, Symbol};
 
 use crate::history::History;
+use crate::item::TapeItem;
 use crate::protocol::{self, MAX_STREAMS_PER_CONNECTION};
-use crate::tape::{Tape, TapeItem};
+use crate::tape::Tape;
 
 /// Timings and limits. Defaults are Binance's; tests shrink the timings.
 #[derive(Debug, Clone)]
