@@ -1,4 +1,5 @@
-//! The shard map kept current beside the pipeline's loop: ListShards every
+//! The stream's shard map: listed once before anything is accepted (`first_map`), then
+//! kept current beside the pipeline's loop (`Refresher`): ListShards every
 //! `shard_refresh`, at once when the loop reports its map stale, and again after a
 //! backoff when a call fails. ListShards is a control-plane call that may hang up to the
 //! SDK's attempt timeout; run inside the loop it stopped every write meanwhile. Here the
@@ -10,12 +11,38 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tradeflow_shared::retry::{Next, Retry};
 use tradeflow_shared::watchdog::Watch;
 
 use crate::shard_map::ShardMap;
-use crate::sink::KinesisSink;
+use crate::sink::{KinesisSink, SinkError};
+
+/// The stream's first map, retried until it answers (the stream may be being
+/// created); on `shutdown`, the last error.
+pub async fn first_map(
+    sink: &KinesisSink,
+    retry: &mut Retry,
+    shutdown: &CancellationToken,
+) -> Result<ShardMap, SinkError> {
+    loop {
+        let e = match sink.list_shards().await {
+            Ok(map) => {
+                retry.succeeded(sink.stream());
+                return Ok(map);
+            }
+            Err(e) => e,
+        };
+        let Next::RetryIn(wait) = retry.failed(sink.stream(), &e) else {
+            unreachable!("retried forever");
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return Err(e),
+        }
+    }
+}
 
 /// A map just listed.
 #[derive(Debug)]
