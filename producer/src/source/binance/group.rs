@@ -86,7 +86,7 @@ impl Group {
                 }
             };
             let before = state.kind();
-            state.on(event, Instant::now(), &mut actions);
+            actions.extend(state.on(event, Instant::now()));
             if state.kind() != before {
                 tracing::debug!(group = self.idx, from = ?before, to = ?state.kind(), "connection group state");
             }
@@ -120,7 +120,7 @@ impl Group {
                 if let Some(cur) = seats.cur.as_mut() {
                     start_drain(cur, self.cfg.drain_timeout).await;
                 }
-                state.on(Event::DrainStarted, Instant::now(), more);
+                more.extend(state.on(Event::DrainStarted, Instant::now()));
             }
             Action::DropCurrent => seats.cur = None,
             Action::CloseReplacement => {

@@ -203,6 +203,10 @@ pub(super) struct GroupState<T> {
     timing: Timing,
     backoff: Backoff,
     phase: Phase<T>,
+    /// The current event's time.
+    now: Instant,
+    /// The current event's actions.
+    out: Vec<Action<T>>,
 }
 
 impl<T> GroupState<T> {
@@ -213,6 +217,8 @@ impl<T> GroupState<T> {
             timing,
             backoff,
             phase: Phase::Waiting { until: now },
+            now,
+            out: Vec::new(),
         }
     }
 
@@ -262,21 +268,26 @@ impl<T> GroupState<T> {
         overlap::may_hold_more(held.len(), self.timing.max_held)
     }
 
-    /// One event at `now`; the actions go to `out`, to be executed in order.
-    pub fn on(&mut self, event: Event<T>, now: Instant, out: &mut impl Extend<Action<T>>) {
+    /// One event at `now`; returns the actions, to be executed in order.
+    pub fn on(&mut self, event: Event<T>, now: Instant) -> std::vec::Drain<'_, Action<T>> {
+        self.now = now;
         let phase = std::mem::replace(&mut self.phase, Phase::Stopped);
         self.phase = match event {
             Event::Shutdown => {
                 if !matches!(phase, Phase::Stopped) {
-                    out.extend([Action::Stop]);
+                    self.out.push(Action::Stop);
                 }
                 Phase::Stopped
             }
-            Event::Connected(link) => self.connected(phase, link, out),
-            Event::ConnectFailed(error) => self.connect_failed(phase, &error, now),
-            Event::Message(Role::Current, msg) => self.on_current(phase, msg, now, out),
-            Event::Message(Role::Replacement, msg) => self.on_replacement(phase, msg, now, out),
-            Event::Tick => self.tick(phase, now, out),
+            Event::Connected(link) => self.connected(phase, link),
+            Event::ConnectFailed(error) => self.connect_failed(phase, &error),
+            Event::Message(Role::Current, Msg::Ended(reason)) => self.current_ended(phase, reason),
+            Event::Message(Role::Replacement, Msg::Ended(reason)) => {
+                self.replacement_ended(phase, reason)
+            }
+            Event::Message(Role::Current, msg) => self.on_current(phase, msg),
+            Event::Message(Role::Replacement, msg) => self.on_replacement(phase, msg),
+            Event::Tick => self.tick(phase),
             Event::DrainStarted => match phase {
                 // The close may have taken a while to send: the deadline counts from now.
                 Phase::Draining { cur, next, .. } => Phase::Draining {
@@ -287,11 +298,12 @@ impl<T> GroupState<T> {
                 p => p,
             },
         };
+        self.out.drain(..)
     }
 
     /// A message on `link` other than its end; returns the trade if it was one.
-    fn heard(&mut self, link: &mut Link, msg: Msg<T>, now: Instant) -> Option<T> {
-        link.last_rx = now;
+    fn heard(&mut self, link: &mut Link, msg: Msg<T>) -> Option<T> {
+        link.last_rx = self.now;
         match msg {
             Msg::Trade(t) => {
                 if !link.got_trade {
@@ -306,9 +318,10 @@ impl<T> GroupState<T> {
                 None
             }
             Msg::ServerShutdown => {
-                link.notice.get_or_insert(now);
+                link.notice.get_or_insert(self.now);
                 None
             }
+            // An end never comes here (`on` routes it to `*_ended`).
             Msg::Other | Msg::Ended(_) => None,
         }
     }

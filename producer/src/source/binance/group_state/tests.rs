@@ -85,9 +85,7 @@ impl T {
     }
 
     fn ev(&mut self, e: Event<u32>) -> Vec<A> {
-        let mut out = Vec::new();
-        self.g.on(e, self.now, &mut out);
-        out
+        self.g.on(e, self.now).collect()
     }
 
     fn connected(&mut self, acks: usize) -> Vec<A> {

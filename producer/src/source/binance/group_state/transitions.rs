@@ -1,29 +1,23 @@
 //! The transitions of `GroupState`, one function per event (see the parent's doc).
 
 use metrics::counter;
-use tokio::time::Instant;
 
 use super::{Action, GroupState, Link, Msg, Phase, Role, Successor};
 use crate::metrics::{WS_CONNECT_FAILURES, WS_RECONNECTS, WS_ROTATIONS};
 use crate::source::binance::overlap;
 
 impl<T> GroupState<T> {
-    pub(super) fn connected(
-        &mut self,
-        phase: Phase<T>,
-        link: Link,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn connected(&mut self, phase: Phase<T>, link: Link) -> Phase<T> {
         match phase {
             Phase::Connecting => {
-                out.extend([Action::Seat(Role::Current)]);
+                self.out.extend([Action::Seat(Role::Current)]);
                 Phase::Serving {
                     cur: link,
                     retry_at: None,
                 }
             }
             Phase::Opening { cur } => {
-                out.extend([Action::Seat(Role::Replacement)]);
+                self.out.extend([Action::Seat(Role::Replacement)]);
                 Phase::Overlap {
                     cur,
                     repl: link,
@@ -36,7 +30,7 @@ impl<T> GroupState<T> {
                 next: Successor::Reopening { orphans },
             } => {
                 // What the lost replacement received goes out first, held with its own.
-                out.extend([Action::Seat(Role::Replacement)]);
+                self.out.extend([Action::Seat(Role::Replacement)]);
                 Phase::Draining {
                     cur,
                     until,
@@ -51,12 +45,7 @@ impl<T> GroupState<T> {
         }
     }
 
-    pub(super) fn connect_failed(
-        &mut self,
-        phase: Phase<T>,
-        error: &str,
-        now: Instant,
-    ) -> Phase<T> {
+    pub(super) fn connect_failed(&mut self, phase: Phase<T>, error: &str) -> Phase<T> {
         let what = match &phase {
             Phase::Connecting => "websocket connect failed",
             Phase::Opening { .. }
@@ -72,7 +61,7 @@ impl<T> GroupState<T> {
         match phase {
             Phase::Opening { cur } => Phase::Serving {
                 cur,
-                retry_at: Some(now + delay),
+                retry_at: Some(self.now + delay),
             },
             // The old connection closes: reconnect once it has.
             Phase::Draining {
@@ -84,20 +73,14 @@ impl<T> GroupState<T> {
                 until,
                 next: Successor::Orphaned { orphans },
             },
-            _ => Phase::Waiting { until: now + delay },
+            _ => Phase::Waiting {
+                until: self.now + delay,
+            },
         }
     }
 
-    pub(super) fn on_current(
-        &mut self,
-        mut phase: Phase<T>,
-        msg: Msg<T>,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
-        if let Msg::Ended(reason) = msg {
-            return self.current_ended(phase, reason, now, out);
-        }
+    /// A message other than its end on the current connection.
+    pub(super) fn on_current(&mut self, mut phase: Phase<T>, msg: Msg<T>) -> Phase<T> {
         let cur = match &mut phase {
             Phase::Serving { cur, .. }
             | Phase::Opening { cur }
@@ -105,43 +88,29 @@ impl<T> GroupState<T> {
             | Phase::Draining { cur, .. } => cur,
             _ => return phase,
         };
-        if let Some(t) = self.heard(cur, msg, now) {
-            out.extend([Action::Forward(t)]);
+        if let Some(t) = self.heard(cur, msg) {
+            self.out.extend([Action::Forward(t)]);
         }
         phase
     }
 
-    pub(super) fn current_ended(
-        &mut self,
-        phase: Phase<T>,
-        reason: &'static str,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn current_ended(&mut self, phase: Phase<T>, reason: &'static str) -> Phase<T> {
         match phase {
             // The close handshake finished: everything it had is in.
-            Phase::Draining { cur, next, .. } => self.old_closed(cur, next, now, out),
+            Phase::Draining { cur, next, .. } => self.old_closed(cur, next),
             Phase::Serving { ref cur, .. }
             | Phase::Opening { ref cur }
             | Phase::Overlap { ref cur, .. } => {
                 counter!(WS_RECONNECTS, "reason" => reason).increment(1);
                 tracing::warn!(group = self.group, conn = cur.id, reason, "connection lost");
-                self.lost(phase, now, out)
+                self.lost(phase)
             }
             p => p,
         }
     }
 
-    pub(super) fn on_replacement(
-        &mut self,
-        mut phase: Phase<T>,
-        msg: Msg<T>,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
-        if let Msg::Ended(reason) = msg {
-            return self.replacement_ended(phase, reason, now, out);
-        }
+    /// A message other than its end on the replacement.
+    pub(super) fn on_replacement(&mut self, mut phase: Phase<T>, msg: Msg<T>) -> Phase<T> {
         let (repl, held) = match &mut phase {
             Phase::Overlap { repl, held, .. }
             | Phase::Draining {
@@ -150,14 +119,14 @@ impl<T> GroupState<T> {
             } => (repl, held),
             _ => return phase,
         };
-        let Some(t) = self.heard(repl, msg, now) else {
+        let Some(t) = self.heard(repl, msg) else {
             return phase;
         };
         held.push(t);
         let phase = match phase {
             // The replacement is receiving: the old connection may close.
             Phase::Overlap { cur, repl, held } if repl.acks_pending == 0 => {
-                self.start_drain(cur, repl, held, now, out)
+                self.start_drain(cur, repl, held)
             }
             p => p,
         };
@@ -165,10 +134,10 @@ impl<T> GroupState<T> {
             Phase::Overlap { cur, repl, held } if held.len() >= self.timing.max_held => {
                 let delay = self.backoff.next_delay(&mut rand::rng());
                 overlap::abandoned(self.group, repl.id, held.len(), repl.acks_pending, delay);
-                out.extend([Action::CloseReplacement]);
+                self.out.extend([Action::CloseReplacement]);
                 Phase::Serving {
                     cur,
-                    retry_at: Some(now + delay),
+                    retry_at: Some(self.now + delay),
                 }
             }
             Phase::Draining {
@@ -182,13 +151,7 @@ impl<T> GroupState<T> {
         }
     }
 
-    pub(super) fn replacement_ended(
-        &mut self,
-        phase: Phase<T>,
-        reason: &'static str,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn replacement_ended(&mut self, phase: Phase<T>, reason: &'static str) -> Phase<T> {
         let group = self.group;
         match phase {
             Phase::Overlap { cur, repl, held } => {
@@ -197,10 +160,10 @@ impl<T> GroupState<T> {
                 let delay = self.backoff.next_delay(&mut rand::rng());
                 tracing::warn!(group, conn = repl.id, reason, retry_in = ?delay, "replacement connection lost");
                 drop(held);
-                out.extend([Action::DropReplacement]);
+                self.out.extend([Action::DropReplacement]);
                 Phase::Serving {
                     cur,
-                    retry_at: Some(now + delay),
+                    retry_at: Some(self.now + delay),
                 }
             }
             Phase::Draining {
@@ -218,7 +181,7 @@ impl<T> GroupState<T> {
                     held = held.len(),
                     "replacement connection lost while the old one closes; opening another"
                 );
-                out.extend([Action::DropReplacement, Action::Connect]);
+                self.out.extend([Action::DropReplacement, Action::Connect]);
                 Phase::Draining {
                     cur,
                     until,
@@ -229,18 +192,13 @@ impl<T> GroupState<T> {
         }
     }
 
-    pub(super) fn tick(
-        &mut self,
-        phase: Phase<T>,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn tick(&mut self, phase: Phase<T>) -> Phase<T> {
         match phase {
-            Phase::Waiting { until } if now >= until => {
-                out.extend([Action::Connect]);
+            Phase::Waiting { until } if self.now >= until => {
+                self.out.extend([Action::Connect]);
                 Phase::Connecting
             }
-            Phase::Serving { cur, retry_at } if now >= self.rotate_at(&cur, retry_at) => {
+            Phase::Serving { cur, retry_at } if self.now >= self.rotate_at(&cur, retry_at) => {
                 let reason = if cur.notice.is_some() {
                     "server_shutdown"
                 } else {
@@ -253,31 +211,31 @@ impl<T> GroupState<T> {
                     reason,
                     "opening the replacement connection"
                 );
-                out.extend([Action::Connect]);
+                self.out.extend([Action::Connect]);
                 Phase::Opening { cur }
             }
             Phase::Serving { ref cur, .. }
             | Phase::Opening { ref cur }
             | Phase::Overlap { ref cur, .. }
-                if now >= self.dead_at(cur) =>
+                if self.now >= self.dead_at(cur) =>
             {
                 counter!(WS_RECONNECTS, "reason" => "dead").increment(1);
                 tracing::warn!(group = self.group, conn = cur.id, silent_for = ?self.timing.dead_timeout, "connection dead: no message and no ping");
-                self.lost(phase, now, out)
+                self.lost(phase)
             }
             Phase::Overlap { cur, repl, held }
-                if self.settle_at(&repl).is_some_and(|s| now >= s) =>
+                if self.settle_at(&repl).is_some_and(|s| self.now >= s) =>
             {
                 // Subscribed and quiet for `switch_settle`: taken as receiving.
-                self.start_drain(cur, repl, held, now, out)
+                self.start_drain(cur, repl, held)
             }
-            Phase::Draining { cur, until, next } if now >= until => {
+            Phase::Draining { cur, until, next } if self.now >= until => {
                 tracing::warn!(
                     group = self.group,
                     conn = cur.id,
                     "old connection did not finish closing; dropped"
                 );
-                self.old_closed(cur, next, now, out)
+                self.old_closed(cur, next)
             }
             p => p,
         }
@@ -285,21 +243,16 @@ impl<T> GroupState<T> {
 
     /// The current connection is gone (not by a close of ours): go on with the
     /// replacement if there is one, or the one being opened, else reconnect.
-    pub(super) fn lost(
-        &mut self,
-        phase: Phase<T>,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn lost(&mut self, phase: Phase<T>) -> Phase<T> {
         match phase {
-            Phase::Overlap { cur, repl, held } => self.promote(cur, repl, held, out),
+            Phase::Overlap { cur, repl, held } => self.promote(cur, repl, held),
             Phase::Opening { .. } => {
-                out.extend([Action::DropCurrent]);
+                self.out.extend([Action::DropCurrent]);
                 Phase::Connecting
             }
             Phase::Serving { .. } => {
-                out.extend([Action::DropCurrent]);
-                self.reconnect_later(now)
+                self.out.extend([Action::DropCurrent]);
+                self.reconnect_later()
             }
             p => p,
         }
@@ -308,35 +261,23 @@ impl<T> GroupState<T> {
     /// The old connection finished closing (or was given up on): switch to the
     /// replacement, or, if it was lost meanwhile, release what it had received and go
     /// on with the one being opened (or reconnect).
-    pub(super) fn old_closed(
-        &mut self,
-        old: Link,
-        next: Successor<T>,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn old_closed(&mut self, old: Link, next: Successor<T>) -> Phase<T> {
         match next {
-            Successor::Open { repl, held } => self.promote(old, repl, held, out),
+            Successor::Open { repl, held } => self.promote(old, repl, held),
             Successor::Reopening { orphans } => {
-                release(orphans, out);
+                self.release(orphans);
                 Phase::Connecting
             }
             Successor::Orphaned { orphans } => {
-                release(orphans, out);
-                self.reconnect_later(now)
+                self.release(orphans);
+                self.reconnect_later()
             }
         }
     }
 
     /// Switches to the replacement: the old connection is dropped first, then the
     /// replacement's held trades are released in order.
-    pub(super) fn promote(
-        &mut self,
-        old: Link,
-        new: Link,
-        held: Vec<T>,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
+    pub(super) fn promote(&mut self, old: Link, new: Link, held: Vec<T>) -> Phase<T> {
         tracing::info!(
             group = self.group,
             from = old.id,
@@ -344,39 +285,34 @@ impl<T> GroupState<T> {
             held = held.len(),
             "switched connection"
         );
-        out.extend([Action::Promote]);
-        out.extend(held.into_iter().map(Action::Forward));
+        self.out.extend([Action::Promote]);
+        self.out.extend(held.into_iter().map(Action::Forward));
         Phase::Serving {
             cur: new,
             retry_at: None,
         }
     }
 
-    pub(super) fn start_drain(
-        &mut self,
-        cur: Link,
-        repl: Link,
-        held: Vec<T>,
-        now: Instant,
-        out: &mut impl Extend<Action<T>>,
-    ) -> Phase<T> {
-        out.extend([Action::StartDrain]);
+    pub(super) fn start_drain(&mut self, cur: Link, repl: Link, held: Vec<T>) -> Phase<T> {
+        self.out.extend([Action::StartDrain]);
         Phase::Draining {
             cur,
-            until: now + self.timing.drain_timeout,
+            until: self.now + self.timing.drain_timeout,
             next: Successor::Open { repl, held },
         }
     }
 
-    pub(super) fn reconnect_later(&mut self, now: Instant) -> Phase<T> {
+    pub(super) fn reconnect_later(&mut self) -> Phase<T> {
         let delay = self.backoff.next_delay(&mut rand::rng());
-        Phase::Waiting { until: now + delay }
+        Phase::Waiting {
+            until: self.now + delay,
+        }
     }
-}
 
-/// The old connection is dropped, then what a lost replacement received goes out: the
-/// old one will not deliver it any more.
-fn release<T>(orphans: Vec<T>, out: &mut impl Extend<Action<T>>) {
-    out.extend([Action::DropCurrent]);
-    out.extend(orphans.into_iter().map(Action::Forward));
+    /// The old connection is dropped, then what a lost replacement received goes out:
+    /// the old one will not deliver it any more.
+    fn release(&mut self, orphans: Vec<T>) {
+        self.out.push(Action::DropCurrent);
+        self.out.extend(orphans.into_iter().map(Action::Forward));
+    }
 }
