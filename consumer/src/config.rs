@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tradeflow_shared::aws::AwsArgs;
+use tradeflow_shared::redis_args::RedisArgs;
 use tradeflow_shared::telemetry::TelemetryArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,22 +33,8 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Redis URL: redis://[:password@]host:port[/db] or rediss:// for TLS; a Redis Cluster
-    /// as redis+cluster://[:password@]host:port[,host:port…] (seed nodes; rediss+cluster://
-    /// for TLS).
-    #[arg(
-        long,
-        env = "TRADEFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        // It holds the password: never echoed by --help.
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// PEM file of the CA that signed Redis's TLS certificate (`rediss://` with a
-    /// private CA; public CAs are trusted without it).
-    #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// Redis Cluster: replicas of each primary that must hold a batch's writes (WAIT)
     /// before the shard's position moves past it, so a failover loses none of them.
@@ -80,6 +67,14 @@ pub struct Config {
         default_value = "trim-horizon"
     )]
     pub initial_position: InitialPositionArg,
+
+    /// The stream was deleted and created again under the same name (the worker stops
+    /// and says so otherwise): forget the shard positions Redis and the lease table hold
+    /// for the old stream and read the new one from its start (TRIM_HORIZON) — trades
+    /// counted before are recognised by their ids and not counted twice. Stop every
+    /// consumer of the stream first; only the first start needs the flag.
+    #[arg(long, env = "TRADEFLOW_RESET_RECREATED_STREAM")]
+    pub reset_recreated_stream: bool,
 
     /// With `--initial-position at-timestamp`: RFC 3339 time, e.g. 2026-11-23T10:00:00Z.
     #[arg(long, env = "TRADEFLOW_INITIAL_TIMESTAMP", value_parser = humantime::parse_rfc3339_weak)]
@@ -199,18 +194,7 @@ impl Config {
         {
             return Err("--initial-position at-timestamp needs --initial-timestamp".into());
         }
-        if ![
-            "redis://",
-            "rediss://",
-            "unix://",
-            "redis+cluster://",
-            "rediss+cluster://",
-        ]
-        .iter()
-        .any(|s| self.redis_url.starts_with(s))
-        {
-            return Err("--redis-url must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://".into());
-        }
+        self.redis.validate()?;
         if self.redis_wait_replicas > 0 && self.redis_wait_timeout.is_zero() {
             return Err("--redis-wait-timeout must be positive".into());
         }

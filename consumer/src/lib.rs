@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod record;
 pub mod report;
 pub mod shard;
+pub mod stream_identity;
 pub mod worker;

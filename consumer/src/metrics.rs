@@ -104,6 +104,14 @@ pub fn describe() {
         "Shards read to their end and checkpointed SHARD_END."
     );
     describe_counter!(
+        "tradeflow_consumer_stream_resets_total",
+        "Starts with --reset-recreated-stream that found the stream recreated and forgot the old stream's positions."
+    );
+    describe_counter!(
+        "tradeflow_consumer_shard_ends_unconfirmed_total",
+        "SHARD_END checkpoints written without Redis confirming the shard's last writes durable (Redis < 7.2 has no WAITAOF, or it has neither AOF nor a replica)."
+    );
+    describe_counter!(
         "tradeflow_consumer_leases_created_total",
         "Lease rows created for newly discovered shards."
     );
@@ -187,6 +195,7 @@ pub fn describe() {
         "tradeflow_consumer_getrecords_throttled_total",
         "tradeflow_consumer_getrecords_errors_total",
         "tradeflow_consumer_shards_ended_total",
+        "tradeflow_consumer_shard_ends_unconfirmed_total",
         "tradeflow_consumer_trades_applied_total",
         "tradeflow_consumer_duplicates_skipped_total",
         "tradeflow_consumer_late_trades_dropped_total",

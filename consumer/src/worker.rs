@@ -23,14 +23,16 @@ use crate::shard::budget::ReadBudget;
 use crate::shard::fanout::{self, FanOutConfig, FanOutReader};
 use crate::shard::reader::{ReaderConfig, ShardReader, StartPosition};
 use crate::shard::RecordSource;
+use crate::stream_identity::{self, Checked};
 
 mod apply;
 mod tasks;
-use apply::{apply_until_done, Applied};
+use apply::{apply_until_done, shard_end_durable, Applied};
 use tasks::{end_of_task, ShardTasks};
 
 /// Waiting for Redis or DynamoDB at start: as long as it takes, observable.
-const STARTUP_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
+pub(crate) const STARTUP_RETRY: Policy =
+    Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
 /// Redis unavailable under a shard: as long as it takes (giving up would only move the
 /// same wait to another worker), observable.
 const REDIS_RETRY: Policy = Policy::forever(Duration::from_millis(100), Duration::from_secs(5));
@@ -114,6 +116,15 @@ pub async fn run_with_hooks(
     };
 
     let table = LeaseTable::new(dynamodb, &cfg.application_name);
+    let checked = stream_identity::check(
+        &kinesis,
+        &sink,
+        &table,
+        &cfg.stream,
+        cfg.reset_recreated_stream,
+        &shutdown,
+    )
+    .await?;
     let lease_cfg = LeaseConfig {
         table_name: cfg.application_name.clone(),
         worker_id: worker_id.clone(),
@@ -121,7 +132,11 @@ pub async fn run_with_hooks(
         renew_interval: cfg.failover_time / 3,
         take_interval: cfg.take_interval(),
         max_leases_per_worker: cfg.max_leases_per_worker,
-        initial_position: initial_position(&cfg),
+        // A recreated stream is read from its start: nothing of it was counted yet.
+        initial_position: match checked {
+            Checked::Reset => InitialPosition::TrimHorizon,
+            Checked::Current => initial_position(&cfg),
+        },
         shard_sync_interval: cfg.shard_sync_interval,
     };
     // The coordinator runs until told to stop after the shard tasks have drained, so
@@ -225,11 +240,11 @@ async fn connect_sink(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RedisSink>> {
     let sink_cfg = SinkConfig {
-        url: cfg.redis_url.clone(),
+        url: cfg.redis.url.clone(),
         key_prefix: cfg.key_prefix.clone(),
         minute_ttl: cfg.minute_ttl,
         dead_letter_maxlen: cfg.dead_letter_maxlen,
-        ca_file: cfg.redis_ca_file.clone(),
+        ca_file: cfg.redis.ca_file.clone(),
         wait_replicas: cfg.redis_wait_replicas,
         wait_timeout: cfg.redis_wait_timeout,
     };
@@ -346,15 +361,7 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
                 }
                 Applied::Rewind(stored) => {
                     applying.idle();
-                    // Redis lost writes (restart under appendfsync everysec, failover):
-                    // re-read from what it holds. Positions beyond it are not saved.
-                    metrics::counter!("tradeflow_consumer_redis_rewinds_total").increment(1);
-                    tracing::warn!(%shard, redis_position = ?stored, applied_through = ?applied_through,
-                        "Redis holds less than was applied (lost writes); re-reading the shard from its position");
-                    let start = stored
-                        .clone()
-                        .map_or(first_start.clone(), StartPosition::After);
-                    reader = open_reader(ctx, &shard, start);
+                    reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
                     applied_through = stored;
                     unsaved = None;
                     continue;
@@ -367,7 +374,18 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         }
         ctx.health.progress();
         if let Some(children) = batch.end {
-            return finish_shard(ctx, &shard, &children).await;
+            applying.busy();
+            match shard_end_durable(ctx, &shard, applied_through.as_ref(), &lost, &shutdown).await {
+                Applied::Done => return finish_shard(ctx, &shard, &children).await,
+                Applied::Rewind(stored) => {
+                    applying.idle();
+                    reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
+                    applied_through = stored;
+                    unsaved = None;
+                    continue;
+                }
+                Applied::Stopped(exit) => return checkpoint_then(ctx, &shard, unsaved, exit).await,
+            }
         }
         if unsaved.is_some() && last_checkpoint.elapsed() >= ctx.checkpoint_interval {
             let pos = unsaved.take().expect("checked");
@@ -388,6 +406,24 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
         }
     }
     checkpoint_then(ctx, &shard, unsaved, ShardExit::Requested).await
+}
+
+/// Redis lost writes (restart under appendfsync everysec, failover): the shard is read
+/// again from what Redis holds (`stored`); positions beyond it are not saved.
+fn rewind(
+    ctx: &Ctx,
+    shard: &str,
+    first_start: &StartPosition,
+    applied_through: &Option<Position>,
+    stored: &Option<Position>,
+) -> RecordSource {
+    metrics::counter!("tradeflow_consumer_redis_rewinds_total").increment(1);
+    tracing::warn!(%shard, redis_position = ?stored, applied_through = ?applied_through,
+        "Redis holds less than was applied (lost writes); re-reading the shard from its position");
+    let start = stored
+        .clone()
+        .map_or(first_start.clone(), StartPosition::After);
+    open_reader(ctx, shard, start)
 }
 
 fn open_reader(ctx: &Ctx, shard: &str, start: StartPosition) -> RecordSource {
@@ -461,11 +497,7 @@ async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tradeflow_shared::SequenceNumber;
-
-    fn pos(s: &str, sub: u64) -> Position {
-        Position::new(SequenceNumber::parse(s).unwrap(), sub)
-    }
+    use crate::shard::test_support::pos;
 
     #[test]
     fn redis_position_wins_over_the_lease_checkpoint() {

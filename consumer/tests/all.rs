@@ -14,6 +14,8 @@ mod hostile_records;
 mod kcl_metadata;
 #[path = "lease_table.rs"]
 mod lease_table;
+#[path = "recreated_stream.rs"]
+mod recreated_stream;
 #[path = "redis_foreign.rs"]
 mod redis_foreign;
 #[path = "redis_proptest.rs"]
@@ -28,6 +30,8 @@ mod report_prices;
 mod report_redis;
 #[path = "report_web.rs"]
 mod report_web;
+#[path = "shard_end_durable.rs"]
+mod shard_end_durable;
 #[path = "shard_reader.rs"]
 mod shard_reader;
 #[path = "worker_faults.rs"]

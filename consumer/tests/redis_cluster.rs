@@ -6,6 +6,8 @@
 
 #[path = "redis_common/mod.rs"]
 mod redis_common;
+#[path = "redis_cluster_wait.rs"]
+mod wait;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -294,6 +296,7 @@ async fn tls_and_password_protected_cluster() {
     let security = ClusterSecurity {
         password: Some(SECRET.into()),
         tls: Some(certs.path().to_path_buf()),
+        ..ClusterSecurity::default()
     };
     let cluster = tokio::task::spawn_blocking(move || RedisCluster::start_secured(3, 0, security))
         .await

@@ -3,8 +3,11 @@
 pub mod aws;
 pub mod decimal;
 pub mod kpl;
+pub mod redis_args;
 pub mod rest;
 pub mod retry;
+#[cfg(feature = "ssm")]
+pub mod secret;
 pub mod seqnum;
 pub mod shutdown;
 pub mod symbol;

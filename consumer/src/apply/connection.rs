@@ -12,7 +12,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
 
 use super::keys::Layout;
 use super::redact::{redact_url, scrub_text, url_password};
@@ -195,6 +196,68 @@ impl RedisConn {
         match self {
             RedisConn::Single(_) => Layout::Single,
             RedisConn::Cluster(_) => Layout::Cluster,
+        }
+    }
+
+    /// Every key matching `pattern` on the server where `anchor` lives (a cluster: at
+    /// that slot's primary), by `SCAN`.
+    pub async fn scan_at(&self, anchor: &str, pattern: &str) -> redis::RedisResult<Vec<String>> {
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = match self {
+                RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await?,
+                RedisConn::Cluster(h) => {
+                    let route = Route::with_key(anchor, SlotAddr::Master);
+                    let mut c = h.current();
+                    let v = h
+                        .call(c.route_command(
+                            cmd,
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                        ))
+                        .await?;
+                    <(u64, Vec<String>)>::from_redis_value(v)?
+                }
+            };
+            found.extend(keys);
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    /// `WAIT replicas timeout` where `key` lives: on a cluster, at the primary serving
+    /// its slot only (a primary the batch did not write to has nothing to wait for, and
+    /// one without replicas must not stall other slots' writers); on one Redis, there.
+    /// Returns how many replicas hold everything this connection wrote there.
+    pub async fn wait_replicas_at(
+        &self,
+        key: &str,
+        replicas: usize,
+        timeout: Duration,
+    ) -> redis::RedisResult<i64> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout.as_millis() as u64);
+        match self {
+            RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            RedisConn::Cluster(h) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let mut c = h.current();
+                let v = h
+                    .call(c.route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    ))
+                    .await?;
+                Ok(i64::from_redis_value(v)?)
+            }
         }
     }
 }

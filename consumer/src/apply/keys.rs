@@ -131,6 +131,21 @@ impl Keys {
         format!("{}{}dead_letter", self.prefix, self.meta())
     }
 
+    /// `<p>stream:<stream>` string: the creation time (Unix ms) of the stream the
+    /// positions `<p>pos:<stream>:*` belong to (a stream deleted and created again
+    /// under the same name starts over; see `crate::stream_identity`).
+    pub fn stream_created(&self, stream: &str) -> Result<String, KeyError> {
+        check_part("stream", stream)?;
+        Ok(format!("{}{}stream:{stream}", self.prefix, self.meta()))
+    }
+
+    /// The `SCAN MATCH` pattern of every position of `stream` (the prefix has no glob
+    /// characters: checked in `new`; braces are not special to Redis's glob).
+    pub fn positions_of(&self, stream: &str) -> Result<String, KeyError> {
+        check_part("stream", stream)?;
+        Ok(format!("{}{}pos:{stream}:*", self.prefix, self.meta()))
+    }
+
     /// `<p>pos:<stream>:<shard>` hash: `seq`, `sub` — the highest position applied.
     pub fn position(&self, stream: &str, shard: &str) -> Result<String, KeyError> {
         check_part("stream", stream)?;

@@ -101,4 +101,6 @@ pub use connection::{RedisConn, Target};
 pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
 pub use keys::{KeyError, Keys, Layout};
 pub use redact::redact_url;
-pub use redis_sink::{ApplyOutcome, RedisSink, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL};
+pub use redis_sink::{
+    ApplyOutcome, RedisSink, ShardEndCheck, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
+};

@@ -15,10 +15,12 @@ pub struct LeaseConfig {
     pub failover_time: Duration,
     /// How often held leases are renewed: failover/3 leaves two retries before expiry.
     pub renew_interval: Duration,
-    /// How often the table is scanned to take or steal leases. Default = failover
-    /// time (KCL uses 2×): a lease freed by a crash is taken within ~2×failover rather
-    /// than 3×, and one consistent scan per 10 s per worker stays cheap for tables of a
-    /// few thousand rows. Released leases are taken within one interval.
+    /// How often the table is scanned to take or steal leases (one consistent Scan
+    /// each). Expiry is seen only by scans: a crashed worker's leases are taken about
+    /// failover + this after its last renewal, released ones within this. The consumer
+    /// passes `Config::take_interval()`: failover/10, within 1 s..failover/2 (1 s at
+    /// the default 10 s failover). `new`/`with_failover` default to the failover time
+    /// (the KCL uses 2×), which only tests that build a `LeaseConfig` themselves see.
     pub take_interval: Duration,
     pub max_leases_per_worker: Option<usize>,
     /// Where shards without a checkpoint start (only when the table is bootstrapped;
@@ -29,8 +31,9 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Defaults: failover 10 s, renew 10/3 s, take every 10 s, shard sync every 60 s,
-    /// start at TRIM_HORIZON (nothing is skipped; the KCL's default is LATEST).
+    /// Defaults: failover 10 s, renew 10/3 s, take every 10 s (the consumer takes every
+    /// 1 s: see `take_interval`), shard sync every 60 s, start at TRIM_HORIZON (nothing
+    /// is skipped; the KCL's default is LATEST).
     pub fn new(table_name: impl Into<String>, worker_id: impl Into<String>) -> Self {
         Self::with_failover(table_name, worker_id, Duration::from_secs(10))
     }

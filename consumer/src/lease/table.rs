@@ -228,10 +228,9 @@ impl LeaseTable {
         expected: u64,
         me: &str,
     ) -> Result<Write, LeaseError> {
-        let req = self
-            .owned_update(shard_id, expected, me)
-            .update_expression("SET #c = :next");
-        self.conditional("renew", shard_id, expected, req, |l| l.is_owned_by(me))
+        let renewed = |l: &Lease| l.is_owned_by(me);
+        let expr = "SET #c = :next";
+        self.holder_write("renew", shard_id, expected, me, expr, renewed)
             .await
     }
 
@@ -281,10 +280,9 @@ impl LeaseTable {
         expected: u64,
         me: &str,
     ) -> Result<Write, LeaseError> {
-        let req = self
-            .owned_update(shard_id, expected, me)
-            .update_expression("SET #c = :next REMOVE #o");
-        self.conditional("release", shard_id, expected, req, |l| l.owner.is_none())
+        let released = |l: &Lease| l.owner.is_none();
+        let expr = "SET #c = :next REMOVE #o";
+        self.holder_write("release", shard_id, expected, me, expr, released)
             .await
     }
 
@@ -320,15 +318,18 @@ impl LeaseTable {
         }
     }
 
+    /// Deletes a lease row whatever it holds (rows of a stream that no longer exists:
+    /// see `crate::stream_identity`). Rows that are not leases are never passed here.
+    pub async fn delete(&self, shard_id: &str) -> Result<(), LeaseError> {
+        let res = self.delete_item(shard_id).send().await;
+        condition_held("delete_item", &self.name, res).map(|_| ())
+    }
+
     /// Deletes a finished row if it is still SHARD_END at the counter seen. False when
     /// it changed or is already gone (another worker's sync got there first).
     pub async fn delete_finished(&self, shard_id: &str, expected: u64) -> Result<bool, LeaseError> {
-        count("delete_item");
         let res = self
-            .client
-            .delete_item()
-            .table_name(&self.name)
-            .key(attr::LEASE_KEY, s(shard_id))
+            .delete_item(shard_id)
             .condition_expression("#c = :expected AND #k = :end")
             .expression_attribute_names("#c", attr::LEASE_COUNTER)
             .expression_attribute_names("#k", attr::CHECKPOINT)
@@ -337,6 +338,18 @@ impl LeaseTable {
             .send()
             .await;
         condition_held("delete_item", &self.name, res)
+    }
+
+    /// A DeleteItem of one row (counted).
+    fn delete_item(
+        &self,
+        shard_id: &str,
+    ) -> aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder {
+        count("delete_item");
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .key(attr::LEASE_KEY, s(shard_id))
     }
 
     fn update(
@@ -365,6 +378,23 @@ impl LeaseTable {
             .condition_expression("#c = :expected AND #o = :me")
             .expression_attribute_names("#o", attr::LEASE_OWNER)
             .expression_attribute_values(":me", s(me))
+    }
+
+    /// A holder's write that only moves the counter and the owner (renew, release):
+    /// `expr` under the holder's fence; `applied` tells a lost answer from a conflict.
+    async fn holder_write(
+        &self,
+        op: &'static str,
+        shard_id: &str,
+        expected: u64,
+        me: &str,
+        expr: &'static str,
+        applied: impl Fn(&Lease) -> bool,
+    ) -> Result<Write, LeaseError> {
+        let req = self
+            .owned_update(shard_id, expected, me)
+            .update_expression(expr);
+        self.conditional(op, shard_id, expected, req, applied).await
     }
 
     /// Sends a conditional update. On a condition failure, reads the row back: if it is

@@ -291,16 +291,7 @@ pub async fn sync_leases(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn shard(id: &str, parents: &[&str], closed: bool) -> ShardInfo {
-        ShardInfo {
-            shard_id: id.into(),
-            parents: parents.iter().map(|p| p.to_string()).collect(),
-            starting_hash_key: Some("0".into()),
-            ending_hash_key: Some("9".into()),
-            closed,
-        }
-    }
+    use crate::shard::test_support::shard;
 
     #[test]
     fn bootstrap_uses_initial_position() {

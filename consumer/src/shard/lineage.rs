@@ -206,17 +206,7 @@ fn parent_row_is_read(row: &Lease) -> bool {
 mod tests {
     use super::*;
     use crate::lease::model::Checkpoint;
-    use tradeflow_shared::{Position, SequenceNumber};
-
-    fn shard(id: &str, parents: &[&str], closed: bool) -> ShardInfo {
-        ShardInfo {
-            shard_id: id.into(),
-            parents: parents.iter().map(|p| p.to_string()).collect(),
-            starting_hash_key: None,
-            ending_hash_key: None,
-            closed,
-        }
-    }
+    use crate::shard::test_support::{pos, shard};
 
     fn row(id: &str, cp: Checkpoint, counter: u64) -> Lease {
         let mut l = Lease::new(id, &cp);
@@ -228,7 +218,7 @@ mod tests {
     }
 
     fn at() -> Checkpoint {
-        Checkpoint::At(Position::new(SequenceNumber::parse("4968").unwrap(), 0))
+        Checkpoint::At(pos("4968", 0))
     }
 
     fn run(shards: &[ShardInfo], rows: &[Lease]) -> HashMap<String, Rowless> {

@@ -1,11 +1,14 @@
 //! Shards: discovery and lineage (which shards exist, which are children of which),
 //! and the two readers behind one seam: polling (GetRecords) and enhanced fan-out
-//! (SubscribeToShard).
+//! (SubscribeToShard), which decode their pages the same way ([`page`]).
 pub mod budget;
 pub mod discovery;
 pub mod fanout;
 pub mod lineage;
+pub mod page;
 pub mod reader;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use fanout::FanOutReader;
 use reader::{ReadBatch, ReadError, ShardReader};
@@ -24,13 +27,6 @@ impl RecordSource {
         match self {
             RecordSource::Polling(r) => r.next_batch().await,
             RecordSource::FanOut(r) => r.next_batch().await,
-        }
-    }
-
-    pub fn shard_id(&self) -> &str {
-        match self {
-            RecordSource::Polling(r) => r.shard_id(),
-            RecordSource::FanOut(r) => r.shard_id(),
         }
     }
 }

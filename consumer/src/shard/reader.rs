@@ -10,10 +10,11 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use tokio::time::Instant;
 use tradeflow_shared::retry::{self, Next, Policy};
-use tradeflow_shared::{Position, SequenceNumber};
+use tradeflow_shared::Position;
 
 use super::budget::{PageSizer, ReadBudget};
-use crate::record::{decode_checked, DecodedRecord};
+use super::page::{HandedOut, Page};
+use crate::record::DecodedRecord;
 
 /// Where to start reading a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +73,7 @@ impl Default for ReaderConfig {
     }
 }
 
-/// What one GetRecords call yielded.
+/// What one GetRecords call or one fan-out event yielded.
 #[derive(Debug, Default)]
 pub struct ReadBatch {
     /// User records after the start position, in shard order.
@@ -87,6 +88,28 @@ pub struct ReadBatch {
     /// This page's share of the read budget, given back when the batch is dropped
     /// (after it was applied).
     pub reservation: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl ReadBatch {
+    /// What a reader returns once the shard's end was handed out (no children: they
+    /// were named with the end itself).
+    pub fn after_end() -> Self {
+        ReadBatch {
+            end: Some(Vec::new()),
+            ..Default::default()
+        }
+    }
+
+    /// A decoded page, not (yet) the shard's end.
+    pub fn of(page: Page, millis_behind_latest: Option<i64>) -> Self {
+        ReadBatch {
+            records: page.records,
+            kinesis_records: page.kinesis_records,
+            bytes: page.bytes,
+            millis_behind_latest,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +131,9 @@ pub struct ShardReader {
     cfg: ReaderConfig,
     start: StartPosition,
     iterator: Option<String>,
-    /// Skip user records at or before this position (resume inside an aggregate).
-    skip_through: Option<Position>,
+    /// User records handed out (or resumed after): the next iterator starts at the
+    /// last one, and pages drop what was handed out (resume inside an aggregate).
+    handed: HandedOut,
     last_call: Option<Instant>,
     next_wait: Duration,
     /// Throttling, transient errors and expired iterators in a row: backoff with
@@ -133,10 +157,7 @@ impl ShardReader {
         start: StartPosition,
         cfg: ReaderConfig,
     ) -> Self {
-        let skip_through = match &start {
-            StartPosition::After(p) => Some(p.clone()),
-            _ => None,
-        };
+        let handed = HandedOut::from_start(&start);
         let sizer = PageSizer::new(cfg.page_target_bytes, cfg.max_records);
         ShardReader {
             client,
@@ -153,7 +174,7 @@ impl ShardReader {
             cfg,
             start,
             iterator: None,
-            skip_through,
+            handed,
             last_call: None,
             next_wait: Duration::ZERO,
             end_reported: None,
@@ -162,19 +183,12 @@ impl ShardReader {
         }
     }
 
-    pub fn shard_id(&self) -> &str {
-        &self.shard_id
-    }
-
     /// The next batch. Waits as pacing requires; retries throttling, expired iterators
     /// and transient errors itself (with backoff), so an error here is one a retry
     /// cannot fix. After the end of a closed shard it keeps returning the end marker.
     pub async fn next_batch(&mut self) -> Result<ReadBatch, ReadError> {
         if self.ended {
-            return Ok(ReadBatch {
-                end: Some(Vec::new()),
-                ..Default::default()
-            });
+            return Ok(ReadBatch::after_end());
         }
         loop {
             self.pace().await;
@@ -249,57 +263,16 @@ impl ShardReader {
             };
             self.retry.succeeded(&self.shard_id);
             self.expired_in_a_row = 0;
-            let mut batch = ReadBatch {
-                millis_behind_latest: out.millis_behind_latest(),
-                reservation: Some(reservation),
-                ..Default::default()
-            };
-            // Every aggregate's digest of the page checked side by side.
-            let datas: Vec<&[u8]> = out.records().iter().map(|r| r.data().as_ref()).collect();
+            let sizes = out.records().iter().map(|r| r.data().as_ref().len());
             self.sizer.observe(
-                datas.len(),
-                datas.iter().map(|d| d.len()).sum(),
-                datas.iter().map(|d| d.len()).max().unwrap_or(0),
+                out.records().len(),
+                sizes.clone().sum(),
+                sizes.max().unwrap_or(0),
             );
-            let checks = tradeflow_shared::kpl::check_many(&datas);
-            for (r, check) in out.records().iter().zip(checks) {
-                let seq = match SequenceNumber::parse(r.sequence_number()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // A service bug, not data: nothing to key it by. Count and go on.
-                        tracing::error!(shard = %self.shard_id, error = %e, "record with invalid sequence number");
-                        metrics::counter!("tradeflow_consumer_bad_sequence_numbers_total")
-                            .increment(1);
-                        continue;
-                    }
-                };
-                let data = r.data().as_ref();
-                batch.kinesis_records += 1;
-                batch.bytes += data.len();
-                let first_new = batch.records.len();
-                decode_checked(&seq, data, check, &mut batch.records);
-                if let Some(skip) = &self.skip_through {
-                    // Only records of the resume point's own sequence number (or older)
-                    // can be at or before it.
-                    let mut kept = first_new;
-                    for i in first_new..batch.records.len() {
-                        if batch.records[i].pos > *skip {
-                            batch.records.swap(kept, i);
-                            kept += 1;
-                        }
-                    }
-                    batch.records.truncate(kept);
-                }
-            }
-            if let Some(last) = batch.records.last() {
-                self.skip_through = Some(last.pos.clone());
-            }
-            if let Some(ms) = batch.millis_behind_latest {
-                metrics::gauge!("tradeflow_consumer_millis_behind_latest", "shard" => self.shard_id.clone())
-                    .set(ms as f64);
-            }
-            metrics::counter!("tradeflow_consumer_records_read_total", "shard" => self.shard_id.clone())
-                .increment(batch.kinesis_records as u64);
+            let page = self.handed.take_page(out.records());
+            page.report_metrics(&self.shard_id, out.millis_behind_latest());
+            let mut batch = ReadBatch::of(page, out.millis_behind_latest());
+            batch.reservation = Some(reservation);
             if self.end_reported.is_some() && !batch.records.is_empty() {
                 metrics::counter!("tradeflow_consumer_records_after_shard_end_total")
                     .increment(batch.records.len() as u64);
@@ -383,7 +356,7 @@ impl ShardReader {
             .get_shard_iterator()
             .stream_name(&self.stream)
             .shard_id(&self.shard_id);
-        req = match (&self.skip_through, &self.start) {
+        req = match (self.handed.through(), &self.start) {
             (Some(pos), _) => req
                 .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
                 .starting_sequence_number(pos.seq.as_str()),
@@ -394,7 +367,9 @@ impl ShardReader {
             (None, StartPosition::AtTimestamp(ms)) => req
                 .shard_iterator_type(ShardIteratorType::AtTimestamp)
                 .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
-            (None, StartPosition::After(_)) => unreachable!("After sets skip_through"),
+            (None, StartPosition::After(_)) => {
+                unreachable!("HandedOut::from_start keeps an After position")
+            }
         };
         self.last_call = Some(Instant::now());
         let Ok(answer) = tokio::time::timeout(self.cfg.call_timeout, req.send()).await else {

@@ -8,7 +8,7 @@ use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
 use tradeflow_shared::Position;
 
 use super::{Ctx, ShardExit, REDIS_RETRY};
-use crate::apply::SinkError;
+use crate::apply::{ShardEndCheck, SinkError};
 
 /// Times a batch refused by Redis (not unavailable: a script error, a permission) is
 /// tried before the shard task fails and gives its lease up.
@@ -20,6 +20,74 @@ pub(super) enum Applied {
     Rewind(Option<Position>),
     /// The lease was lost or shutdown was requested before the batch was applied.
     Stopped(ShardExit),
+}
+
+/// Before SHARD_END (final: see `apply::redis_sink::shard_end`): waits until Redis holds
+/// the shard's last writes durably, as long as it takes (observable), or finds Redis
+/// behind `applied_through` (re-read from there).
+pub(super) async fn shard_end_durable(
+    ctx: &Ctx,
+    shard: &str,
+    applied_through: Option<&Position>,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Applied {
+    let mut unavailable = Retry::new("consumer.redis_shard_end", REDIS_RETRY);
+    let mut refused = Retry::new(
+        "consumer.redis_shard_end_refused",
+        Policy::new(
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            GiveUp::Attempts(REFUSED_APPLY_ATTEMPTS),
+        ),
+    );
+    loop {
+        let error = match ctx
+            .sink
+            .check_shard_end(&ctx.stream, shard, applied_through)
+            .await
+        {
+            Ok(ShardEndCheck::Durable) => {
+                unavailable.succeeded(shard);
+                return Applied::Done;
+            }
+            Ok(ShardEndCheck::Unconfirmed(why)) => {
+                metrics::counter!("tradeflow_consumer_shard_ends_unconfirmed_total").increment(1);
+                warn_unconfirmed_once(why);
+                return Applied::Done;
+            }
+            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
+            Err(e) => e,
+        };
+        let next = if error.is_retryable() {
+            unavailable.failed(shard, &error)
+        } else {
+            refused.failed(shard, &error)
+        };
+        let Next::RetryIn(wait) = next else {
+            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "redis_refused")
+                .increment(1);
+            return Applied::Stopped(ShardExit::Failed(format!(
+                "Redis refused the shard-end check {REFUSED_APPLY_ATTEMPTS} times: {error}"
+            )));
+        };
+        tokio::select! {
+            _ = lost.cancelled() => return Applied::Stopped(ShardExit::LeaseLost),
+            _ = shutdown.cancelled() => return Applied::Stopped(ShardExit::Requested),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Once per process: the same reason would repeat for every shard that ends.
+fn warn_unconfirmed_once(why: &'static str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            reason = why,
+            "SHARD_END checkpoints are written without Redis confirming the parent's last writes durable; a Redis crash within its fsync window can then lose them for good (see README, \"Exactly once\")"
+        )
+    });
 }
 
 /// Applies one batch, retrying Redis errors with backoff until it is applied, Redis is

@@ -2,9 +2,13 @@
 //! ‖ MD5(protobuf). Written by hand (three small messages) to avoid a protobuf build
 //! step; compatible with the reference `aws_kinesis_agg` libraries.
 //!
-//! Decoding never panics on arbitrary bytes: anything that is not a well-formed
-//! aggregate is reported as `NotAggregate` and the caller treats the data as one plain
-//! record, as the KCL does.
+//! Decoding never panics on arbitrary bytes. Data without the magic is one plain
+//! record ([`Check::Plain`]). Data with the magic that is too short or fails its digest
+//! is [`Check::Broken`], and a verified aggregate whose protobuf is malformed is an
+//! error from [`Verified::records`]: the consumer keeps either aside as one poison
+//! record (dead-lettered, never counted) rather than reading it as a plain record, as
+//! the KCL would — its bytes are not a trade either way, and a bad digest is how
+//! corruption is told from data.
 
 use md5::{Digest, Md5};
 

@@ -536,8 +536,14 @@ pub fn local_aws_env() {
 }
 
 pub mod api_faults;
+mod moto;
+pub use moto::moto;
 mod redis_cluster;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
+pub mod slack;
+pub use slack::SlackServer;
+mod valkey;
+pub use valkey::{valkey, valkey_server};
 
 #[cfg(test)]
 mod tests {

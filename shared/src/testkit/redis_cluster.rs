@@ -36,6 +36,9 @@ pub struct ClusterSecurity {
     pub password: Option<String>,
     /// TLS everywhere, certificates from `super::tls_certificates` in this folder.
     pub tls: Option<std::path::PathBuf>,
+    /// The server binary (redis-cli stays the one on the PATH); default `redis-server`
+    /// from the PATH. `super::valkey_server()` for a Redis 7.2-compatible cluster.
+    pub server: Option<std::path::PathBuf>,
 }
 
 impl RedisCluster {
@@ -368,7 +371,10 @@ fn cluster_node(security: &ClusterSecurity) -> Service {
     }
     launch(Spec {
         name: "redis-cluster-node",
-        program: which("redis-server"),
+        program: security
+            .server
+            .clone()
+            .unwrap_or_else(|| which("redis-server")),
         args,
         envs: vec![],
         cwd: None,

@@ -6,7 +6,8 @@
 //! serde path, so validation and its errors are shared. Whenever the input is not
 //! plainly that shape (escapes, nested unknown values, floats, nulls, duplicate known
 //! fields, control replies, trailing garbage, …) it answers `None` and the caller
-//! asks serde, so the two paths can only differ in speed (proptest in `super::tests`).
+//! asks serde, so the two paths can only differ in speed (proptest in
+//! `super::tests::fast_path`).
 
 use std::borrow::Cow;
 

@@ -23,5 +23,12 @@ end
 local kind, st = prepare(sym)
 if kind == 'foreign' then return {4, 0, 0, 0, 0, st} end
 if kind == 'split' then return {2, 0, 0, 0, 0} end
-local applied, dups, late = apply_symbol(sym, st)
+local applied, dups, late, touched = apply_symbol(sym, st)
+if not touched and st.hwm then
+  -- Nothing new (duplicates, late): still write, the same hwm again. WAIT counts the
+  -- replicas that hold what this connection wrote; without a write of its own here,
+  -- another worker's earlier write of these trades (its WAIT not yet satisfied) would
+  -- not be waited for, and the position could move past trades only this primary holds.
+  redis.call('HSET', st.dkey, 'hwm', fmt(st.hwm))
+end
 return {0, applied, dups, 0, late}

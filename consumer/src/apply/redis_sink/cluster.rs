@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use redis::cluster_routing::Slot;
 use redis::Value;
-use tradeflow_shared::Position;
+use tradeflow_shared::{Position, Symbol};
 
 use super::{
     behind, foreign, parse_reply, push_poison, push_segments, ApplyOutcome, RedisSink, SinkError,
@@ -51,7 +52,7 @@ impl RedisSink {
                     outcome.trades_applied += applied;
                     outcome.duplicates += dups;
                     outcome.late_dropped += late;
-                    applied_syms.push(s.symbol.as_str());
+                    applied_syms.push(&s.symbol);
                 }
                 SymbolPart::Foreign(reason) => {
                     foreign::warn(stream, shard_id, &s.symbol, &reason, s.trades.len());
@@ -61,27 +62,9 @@ impl RedisSink {
         }
         outcome.foreign_trades = kept_aside.len() as u64;
         self.count_round_trips(&mut outcome, rounds);
-        if self.wait_replicas > 0 && !batch.symbols.is_empty() {
-            // To every primary (the client takes the minimum): each counts the replicas
-            // that hold everything this worker's connection to it wrote so far.
-            let mut con = self.con.clone();
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(self.wait_replicas)
-                .arg(self.wait_timeout.as_millis() as u64)
-                .query_async(&mut con)
-                .await
-                .map_err(|e| self.classify(&e))?;
+        if self.wait_replicas > 0 && !applied_syms.is_empty() {
+            self.wait_for_replicas(&applied_syms).await?;
             self.count_round_trips(&mut outcome, 1);
-            if acked < self.wait_replicas as i64 {
-                return Err(SinkError::Unavailable {
-                    url: self.url.to_string(),
-                    kind: "replication",
-                    message: format!(
-                        "{acked} of {} replicas acknowledged the batch within {:?}; retrying it",
-                        self.wait_replicas, self.wait_timeout
-                    ),
-                });
-            }
         }
         let mut inv = self.scripts.position.prepare_invoke();
         inv.key(&pos_key)
@@ -97,7 +80,7 @@ impl RedisSink {
         push_poison(&mut inv, &batch.poison, &kept_aside);
         inv.arg(applied_syms.len());
         for s in applied_syms {
-            inv.arg(s);
+            inv.arg(s.as_str());
         }
         let mut con = self.con.clone();
         let reply: Vec<Value> = inv
@@ -121,6 +104,37 @@ impl RedisSink {
         }
         outcome.duplicates += batch.in_batch_duplicates;
         Ok((outcome, kept_aside))
+    }
+
+    /// Waits until `wait_replicas` replicas of each primary the symbols were written to
+    /// hold those writes: one `WAIT` per slot, all at once, each at that slot's primary
+    /// (the symbol script always writes, so it covers whoever wrote the trades first).
+    async fn wait_for_replicas(&self, symbols: &[&Symbol]) -> Result<(), SinkError> {
+        let mut slots = std::collections::HashSet::new();
+        let keys: Vec<String> = symbols
+            .iter()
+            .map(|s| self.keys.count(s))
+            .filter(|k| slots.insert(Slot::for_key(k)))
+            .collect();
+        let acks = futures_util::future::join_all(keys.iter().map(|k| {
+            self.con
+                .wait_replicas_at(k, self.wait_replicas, self.wait_timeout)
+        }))
+        .await;
+        for (key, acked) in keys.iter().zip(acks) {
+            let acked = acked.map_err(|e| self.classify(&e))?;
+            if acked < self.wait_replicas as i64 {
+                return Err(SinkError::Unavailable {
+                    url: self.url.to_string(),
+                    kind: "replication",
+                    message: format!(
+                        "{acked} of {} replicas of the primary of {key} acknowledged the batch within {:?}; retrying it",
+                        self.wait_replicas, self.wait_timeout
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// One symbol's part of a batch on a cluster, re-sent one trade per segment if it

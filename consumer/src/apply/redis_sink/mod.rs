@@ -21,6 +21,9 @@ use tradeflow_shared::{Position, SequenceNumber, Symbol};
 
 mod cluster;
 mod foreign;
+mod shard_end;
+mod stream_marker;
+pub use shard_end::ShardEndCheck;
 
 use super::connection::RedisConn;
 use super::fold::{self, BatchDelta, PoisonEntry, Segment};
