@@ -7,7 +7,6 @@
 //! - [`record`]: de-aggregation (KPL) and decoding of Kinesis records into trades.
 //! - [`apply`]: the pure fold of a batch into per-symbol deltas, and the Redis sink
 //!   that applies it exactly once.
-//! - [`report`]: reading the totals back for people and reporting jobs.
 //! - [`worker`]: ties them together; [`config`]: the command line.
 
 pub mod apply;
@@ -15,7 +14,6 @@ pub mod config;
 pub mod lease;
 pub mod metrics;
 pub mod record;
-pub mod report;
 pub mod shard;
 pub mod stream_identity;
 pub mod worker;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tradeflow_shared::retry::{GiveUp, Next, Policy, Retry};
+use tradeflow_shared::retry::{Next, Policy, Retry};
 use tradeflow_shared::telemetry::Health;
 use tradeflow_shared::watchdog::Watchdog;
 use tradeflow_shared::{aws, Position};
@@ -26,8 +26,10 @@ use crate::shard::RecordSource;
 use crate::stream_identity::{self, Checked};
 
 mod apply;
+mod checkpoint;
 mod tasks;
 use apply::{apply_until_done, shard_end_durable, Applied};
+use checkpoint::{checkpoint_then, finish_shard};
 use tasks::{end_of_task, ShardTasks};
 
 /// Waiting for Redis or DynamoDB at start: as long as it takes, observable.
@@ -341,51 +343,45 @@ async fn process_shard(ctx: &Ctx, held: HeldLease, shutdown: CancellationToken) 
             Ok(b) => b,
             Err(e) => return ShardExit::Failed(e.to_string()),
         };
-        if !batch.records.is_empty() {
-            applying.busy();
-            let delta = fold(&batch.records);
-            match apply_until_done(
-                ctx,
-                &shard,
-                applied_through.as_ref(),
-                &delta,
-                &lost,
-                &shutdown,
-            )
-            .await
-            {
-                Applied::Done => {
-                    applying.idle();
-                    unsaved = batch.records.last().map(|r| r.pos.clone());
-                    applied_through.clone_from(&unsaved);
-                }
-                Applied::Rewind(stored) => {
-                    applying.idle();
-                    reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
-                    applied_through = stored;
-                    unsaved = None;
-                    continue;
-                }
-                Applied::Stopped(exit) => {
+        // Redis found behind what this task applied (it lost writes): where it stands.
+        let rewound = 'step: {
+            if !batch.records.is_empty() {
+                applying.busy();
+                let delta = fold(&batch.records);
+                let at = applied_through.as_ref();
+                match apply_until_done(ctx, &shard, at, &delta, &lost, &shutdown).await {
+                    Applied::Done => {
+                        applying.idle();
+                        unsaved = batch.records.last().map(|r| r.pos.clone());
+                        applied_through.clone_from(&unsaved);
+                    }
+                    Applied::Rewind(stored) => break 'step Some(stored),
                     // Nothing of this batch may be checkpointed: it was not applied.
-                    return checkpoint_then(ctx, &shard, unsaved, exit).await;
+                    Applied::Stopped(exit) => {
+                        return checkpoint_then(ctx, &shard, unsaved, exit).await
+                    }
                 }
             }
-        }
-        ctx.health.progress();
-        if let Some(children) = batch.end {
-            applying.busy();
-            match shard_end_durable(ctx, &shard, applied_through.as_ref(), &lost, &shutdown).await {
-                Applied::Done => return finish_shard(ctx, &shard, &children).await,
-                Applied::Rewind(stored) => {
-                    applying.idle();
-                    reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
-                    applied_through = stored;
-                    unsaved = None;
-                    continue;
+            ctx.health.progress();
+            if let Some(children) = batch.end {
+                applying.busy();
+                let at = applied_through.as_ref();
+                match shard_end_durable(ctx, &shard, at, &lost, &shutdown).await {
+                    Applied::Done => return finish_shard(ctx, &shard, &children).await,
+                    Applied::Rewind(stored) => break 'step Some(stored),
+                    Applied::Stopped(exit) => {
+                        return checkpoint_then(ctx, &shard, unsaved, exit).await
+                    }
                 }
-                Applied::Stopped(exit) => return checkpoint_then(ctx, &shard, unsaved, exit).await,
             }
+            None
+        };
+        if let Some(stored) = rewound {
+            applying.idle();
+            reader = rewind(ctx, &shard, &first_start, &applied_through, &stored);
+            applied_through = stored;
+            unsaved = None;
+            continue;
         }
         if unsaved.is_some() && last_checkpoint.elapsed() >= ctx.checkpoint_interval {
             let pos = unsaved.take().expect("checked");
@@ -443,55 +439,6 @@ fn open_reader(ctx: &Ctx, shard: &str, start: StartPosition) -> RecordSource {
             ctx.reader.clone(),
         )),
     }
-}
-
-async fn checkpoint_then(
-    ctx: &Ctx,
-    shard: &str,
-    unsaved: Option<Position>,
-    exit: ShardExit,
-) -> ShardExit {
-    if exit == ShardExit::LeaseLost {
-        return exit;
-    }
-    if let Some(pos) = unsaved {
-        match ctx.leases.checkpoint(shard, Checkpoint::At(pos)).await {
-            Ok(()) => {}
-            Err(LeaseError::Lost { .. }) => return ShardExit::LeaseLost,
-            Err(e) => {
-                tracing::warn!(%shard, error = %e, "final checkpoint failed; Redis keeps the exact position")
-            }
-        }
-    }
-    exit
-}
-
-async fn finish_shard(ctx: &Ctx, shard: &str, children: &[String]) -> ShardExit {
-    let mut retry = Retry::new(
-        "consumer.shard_end_checkpoint",
-        Policy::new(
-            Duration::from_millis(200),
-            Duration::from_secs(5),
-            GiveUp::Attempts(10),
-        ),
-    );
-    loop {
-        match ctx.leases.shard_ended(shard, children).await {
-            Ok(()) => {
-                metrics::counter!("tradeflow_consumer_shards_ended_total").increment(1);
-                tracing::info!(%shard, ?children, "shard fully read; checkpointed SHARD_END");
-                return ShardExit::ShardEnd;
-            }
-            Err(LeaseError::Lost { .. }) => return ShardExit::LeaseLost,
-            Err(e) => match retry.failed(shard, &e) {
-                Next::RetryIn(wait) => tokio::time::sleep(wait).await,
-                Next::GiveUp => break,
-            },
-        }
-    }
-    // The lease stays ours without SHARD_END; it will be retaken and finished, so the
-    // children are never stuck.
-    ShardExit::Failed("could not checkpoint SHARD_END".into())
 }
 
 #[cfg(test)]

@@ -24,12 +24,6 @@ mod redis_proptest;
 mod redis_sink;
 #[path = "redis_tls.rs"]
 mod redis_tls;
-#[path = "report_prices.rs"]
-mod report_prices;
-#[path = "report_redis.rs"]
-mod report_redis;
-#[path = "report_web.rs"]
-mod report_web;
 #[path = "shard_end_durable.rs"]
 mod shard_end_durable;
 #[path = "shard_reader.rs"]

@@ -1,4 +1,4 @@
-//! The exactly-once sink and the report on a real Redis Cluster (3 primaries, 1 replica
+//! The exactly-once sink and the snapshot read on a real Redis Cluster (3 primaries, 1 replica
 //! each, AOF on, `redis-server` nodes on free loopback ports): every trade counted once
 //! while four shards are applied concurrently — with redeliveries — through a slot
 //! migration (`redis-cli --cluster reshard`) and a primary killed and replaced by its
@@ -17,7 +17,7 @@ use std::time::Duration;
 use redis_common::*;
 use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
 use tradeflow_consumer::record::DecodedRecord;
-use tradeflow_consumer::report::Reader;
+use tradeflow_shared::snapshot::Reader;
 use tradeflow_shared::testkit::{ClusterSecurity, RedisCluster};
 use tradeflow_shared::{Position, Trade};
 
@@ -182,7 +182,7 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         errors.load(Ordering::Relaxed)
     );
 
-    // The report reads it back without KEYS: exact.
+    // The snapshot read (the report's) reads it back without KEYS: exact.
     let reader = Reader::connect(&url, P).await.expect("reader");
     let snap = reader.snapshot().await.expect("snapshot");
     let got: BTreeMap<String, Totals> = snap
@@ -199,28 +199,6 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         })
         .collect();
     assert_eq!(got, expected(&all));
-    // The web view (`serve`) reads it too: totals and the per-minute chart, whose
-    // buckets live in each symbol's slot.
-    let web = web_source(&url);
-    let page = web.snapshot().await;
-    assert!(page.ok, "{:?}", page.error);
-    assert_eq!(page.total_trades, all.len() as u64);
-    assert_eq!(page.symbols.len(), SYMBOLS);
-    let charted: u64 = page
-        .minutes
-        .series
-        .iter()
-        .map(|s| s.counts.iter().sum::<u64>())
-        .sum();
-    let top: Vec<&str> = page
-        .minutes
-        .series
-        .iter()
-        .map(|s| s.symbol.as_str())
-        .collect();
-    assert_eq!(top.len(), 5);
-    // A symbol's trades span 2.5 minutes, inside the chart's hour: all of the top 5's.
-    assert_eq!(charted, 5 * TRADES_PER_SYMBOL, "{top:?}");
     // Every shard's position is its last record.
     for (i, recs) in shards.iter().enumerate() {
         let stored = sink.stored_position(STREAM, &shard_name(i)).await.unwrap();
@@ -235,53 +213,6 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         }
     }
     assert_eq!(reader.snapshot().await.unwrap().len(), SYMBOLS);
-
-    // reset zeroes counts and volumes and keeps the dedupe state: a replay stays 0.
-    assert_eq!(reader.reset().await.unwrap(), SYMBOLS as u64);
-    let zeroed = reader.snapshot().await.unwrap();
-    assert!(zeroed
-        .iter()
-        .all(|t| t.count == 0 && t.base == "0.00000000"));
-    let n = apply_until_done(&sink, &shard_name(0), &shards[0], &replayed).await;
-    assert_eq!(n, 0);
-    // New trades after the reset count from zero.
-    let fresh: Vec<DecodedRecord> = (0..5)
-        .map(|k| DecodedRecord {
-            pos: Position::new(seq(1_000_000 + k), 0),
-            item: tradeflow_consumer::record::Item::Trade(trade("S00USDT", 20_000 + k)),
-        })
-        .collect();
-    assert_eq!(
-        apply_until_done(&sink, &shard_name(0), &fresh, &replayed).await,
-        5
-    );
-    let s00 = reader
-        .snapshot()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.symbol == "S00USDT")
-        .unwrap();
-    assert_eq!(s00.count, 5);
-}
-
-fn web_source(url: &str) -> tradeflow_consumer::report::web::Source {
-    use tradeflow_consumer::report::{web::SourceConfig, PriceArgs, PriceFeed, PriceSource};
-    let args = PriceArgs {
-        prices: PriceSource::Redis,
-        binance_rest_url: "http://127.0.0.1:9".into(),
-        binance_timeout: Duration::from_secs(1),
-        prices_refresh: Duration::from_secs(30),
-    };
-    tradeflow_consumer::report::web::Source::new(SourceConfig {
-        redis_url: url.to_string(),
-        ca_file: None,
-        key_prefix: P.into(),
-        top_series: 5,
-        min_interval: Duration::ZERO,
-        timeout: Duration::from_secs(20),
-        prices: PriceFeed::new(&args, Duration::from_secs(30)).unwrap(),
-    })
 }
 
 /// A cluster on TLS only (clients, replication, bus) whose nodes require a password:
@@ -468,71 +399,5 @@ async fn foreign_value_on_a_cluster_keeps_only_that_symbol_aside() {
         })
         .collect();
     assert_eq!(got, expected(&all));
-    drop(cluster);
-}
-
-/// `tradeflow-report` and `tradeflow-report serve` take a `redis+cluster://` URL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn report_and_serve_read_a_cluster() {
-    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
-        .await
-        .unwrap();
-    let url = cluster.url();
-    let sink = RedisSink::connect(&SinkConfig {
-        url: url.clone(),
-        key_prefix: P.into(),
-        wait_replicas: 0,
-        ..SinkConfig::default()
-    })
-    .await
-    .expect("connect to the cluster");
-    let trades: Vec<Trade> = (1..=30)
-        .map(|i| trade(&format!("S{:02}USDT", i % 6), 100 + i))
-        .collect();
-    let errors = AtomicU64::new(0);
-    apply_until_done(&sink, "shardId-0", &shard_of(&trades), &errors).await;
-
-    let report = env!("CARGO_BIN_EXE_tradeflow-report");
-    let out = tokio::process::Command::new(report)
-        .args(["--redis-url", &url, "--format", "json"])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(json["total_trades"], 30);
-
-    let port = tradeflow_shared::testkit::free_port();
-    let mut child = tokio::process::Command::new(report)
-        .args(["--redis-url", &url])
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().await.unwrap();
-            panic!(
-                "serve exited ({status}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        match tradeflow_shared::testkit::http_get(port, "/api/snapshot") {
-            Ok((200, body)) => break body,
-            other => assert!(
-                std::time::Instant::now() < deadline,
-                "no snapshot: {other:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    child.kill().await.unwrap();
-    let snap: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(snap["ok"], true, "{snap}");
-    assert_eq!(snap["total_trades"], 30);
     drop(cluster);
 }

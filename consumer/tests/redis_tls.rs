@@ -3,65 +3,17 @@
 
 use crate::redis_common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use redis_common::*;
 use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
 use tradeflow_shared::testkit;
 
 const PASSWORD: &str = "tls-Secret-93";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A redis-server speaking TLS only (certificates of a private CA in `dir`) with a
-/// password; stopped on drop.
-fn tls_server(dir: &std::path::Path) -> (Server, u16) {
-    testkit::tls_certificates(dir);
-    let port = testkit::free_port();
-    let d = dir.display().to_string();
-    let server = Server(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args(["--tls-cert-file", &format!("{d}/server.pem")])
-            .args(["--tls-key-file", &format!("{d}/server.key")])
-            .args(["--tls-ca-cert-file", &format!("{d}/ca.pem")])
-            .args(["--tls-auth-clients", "no", "--requirepass", PASSWORD])
-            .args(["--save", "", "--appendonly", "no", "--dir", &d])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server (TLS) did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, port)
-}
-
 #[tokio::test]
 async fn rediss_with_password_and_private_ca_works() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port) = tls_server(dir.path());
+    let server = testkit::redis_tls(dir.path(), PASSWORD);
+    let port = server.port;
     let cfg = SinkConfig {
         url: format!("rediss://:{PASSWORD}@127.0.0.1:{port}"),
         ca_file: Some(dir.path().join("ca.pem")),
@@ -84,77 +36,4 @@ async fn rediss_with_password_and_private_ca_works() {
         .expect("must fail");
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(PASSWORD), "{shown}");
-}
-
-/// The report (`tradeflow-report`, and `serve`) reads `rediss://` with a private CA
-/// given as `--redis-ca-file` (or `TRADEFLOW_REDIS_CA_FILE`).
-#[tokio::test]
-async fn report_and_serve_read_rediss_with_a_private_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, port) = tls_server(dir.path());
-    let url = format!("rediss://:{PASSWORD}@127.0.0.1:{port}");
-    let ca = dir.path().join("ca.pem");
-    let cfg = SinkConfig {
-        url: url.clone(),
-        ca_file: Some(ca.clone()),
-        ..SinkConfig::default()
-    };
-    let sink = RedisSink::connect(&cfg).await.expect("TLS connection");
-    let trades: Vec<_> = (1..=7).map(|i| trade("BTCUSDT", i)).collect();
-    apply_retrying(&sink, "shardId-0", &fold(&shard_of(&trades))).await;
-
-    let report = env!("CARGO_BIN_EXE_tradeflow-report");
-    let out = tokio::process::Command::new(report)
-        .args(["--redis-url", &url, "--redis-ca-file"])
-        .arg(&ca)
-        .args(["--format", "json"])
-        .output()
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(json["total_trades"], 7, "{text}");
-    assert!(!text.contains(PASSWORD), "{text}");
-
-    let web = testkit::free_port();
-    let mut child = tokio::process::Command::new(report)
-        .args(["--redis-url", &url])
-        .env("TRADEFLOW_REDIS_CA_FILE", &ca)
-        .args(["serve", "--addr", &format!("127.0.0.1:{web}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let body = poll_snapshot(&mut child, web).await;
-    child.kill().await.unwrap();
-    assert!(body.contains("\"ok\":true"), "{body}");
-    assert!(body.contains("\"total_trades\":7"), "{body}");
-}
-
-/// `/api/snapshot` of a `serve` process once it answers with `ok: true` (or its last
-/// answer after 30 s); panics with its stderr if the process ends.
-pub async fn poll_snapshot(child: &mut tokio::process::Child, port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use tokio::io::AsyncReadExt;
-                e.read_to_string(&mut err).await.unwrap();
-            }
-            panic!("serve exited ({status}): {err}");
-        }
-        if let Ok((200, body)) = testkit::http_get(port, "/api/snapshot") {
-            if body.contains("\"ok\":true") {
-                return body;
-            }
-            last = body;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    last
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use tradeflow_shared::{Fixed8, Symbol, Trade};
 
-use crate::tape::TapeItem;
+use crate::item::TapeItem;
 
 /// Base price (in 1e-8 units), price tick and quantity step of a known symbol, and
 /// its relative activity. Unknown symbols get a generic profile.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tradeflow_shared::Symbol;
 
-use crate::tape::TapeItem;
+use crate::item::TapeItem;
 
 /// Binance's default and maximum page sizes for historicalTrades.
 pub const DEFAULT_LIMIT: usize = 500;

@@ -7,10 +7,12 @@
 pub mod gen;
 pub mod history;
 mod http;
+pub mod item;
 pub mod protocol;
 pub mod server;
 pub mod tape;
 
 pub use gen::{GenConfig, Generator};
+pub use item::TapeItem;
 pub use server::{Exchange, ExchangeConfig, Fault, ServerHandle, Stats};
-pub use tape::{totals, SymbolTotals, Tape, TapeItem};
+pub use tape::{totals, SymbolTotals, Tape};

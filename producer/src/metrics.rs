@@ -25,93 +25,97 @@ pub const LAST_TRADE_AGE: &str = "tradeflow_producer_last_written_trade_age_seco
 pub const LAST_TRADE_TIME: &str = "tradeflow_producer_last_written_trade_timestamp_seconds";
 pub const SHARD_REFRESHES: &str = "tradeflow_producer_shard_map_refreshes_total";
 
+pub const BACKFILLED: &str = "tradeflow_producer_backfilled_trades_total";
+pub const BACKFILL_FAILURES: &str = "tradeflow_producer_backfill_failures_total";
+pub const BACKFILL_REQUESTS: &str = "tradeflow_producer_backfill_requests_total";
+
+pub const WS_CONNECTIONS: &str = "tradeflow_producer_ws_connections";
+pub const WS_RECONNECTS: &str = "tradeflow_producer_ws_reconnects_total";
+pub const WS_ROTATIONS: &str = "tradeflow_producer_ws_rotations_total";
+pub const WS_MESSAGES: &str = "tradeflow_producer_ws_messages_total";
+pub const WS_CONNECT_FAILURES: &str = "tradeflow_producer_ws_connect_failures_total";
+pub const WS_HELD_LIMIT: &str = "tradeflow_producer_ws_held_limit_total";
+
+/// Every counter and its `# HELP` text.
+const COUNTERS: &[(&str, &str)] = &[
+    (TRADES_IN, "Trades received from the source"),
+    (
+        TRADES_ACCEPTED,
+        "Trades accepted for writing (after dedupe)",
+    ),
+    (
+        DUPLICATES,
+        "Trades dropped because their id was already seen",
+    ),
+    (GAPS, "Times a symbol's trade ids jumped forward"),
+    (
+        MISSING,
+        "Trade ids skipped over by gaps (what backfill could not fill)",
+    ),
+    (
+        BACKFILLED,
+        "Missed trades fetched over REST (historicalTrades) and written in their place",
+    ),
+    (BACKFILL_FAILURES, "Gaps not (fully) backfilled, by reason"),
+    (BACKFILL_REQUESTS, "historicalTrades requests, by outcome"),
+    (
+        BAD_INPUT,
+        "Source lines or messages that were not trades, by kind",
+    ),
+    (PUT_CALLS, "PutRecords calls, by outcome"),
+    (
+        ENTRIES_FAILED,
+        "PutRecords entries that failed, by error code",
+    ),
+    (
+        ENTRIES_RETRIED,
+        "PutRecords entries sent again, by error code",
+    ),
+    (THROTTLES, "Throttled PutRecords calls or entries"),
+    (RECORDS_WRITTEN, "Kinesis records written"),
+    (TRADES_WRITTEN, "Trades written (aggregated or not)"),
+    (
+        BYTES_WRITTEN,
+        "Record data plus partition key bytes written",
+    ),
+    (PAYLOAD_UNITS, "PUT payload units (25 KB each) written"),
+    (DROPPED, "Trades dropped by the overflow policy, by reason"),
+    (LOST, "Accepted trades given up at the drain deadline"),
+    (SHARD_REFRESHES, "Shard map refreshes (ListShards)"),
+    (WS_RECONNECTS, "Websocket reconnections, by reason"),
+    (
+        WS_ROTATIONS,
+        "Planned connection replacements (24 h cut, serverShutdown), by reason",
+    ),
+    (WS_MESSAGES, "Websocket messages received"),
+    (WS_CONNECT_FAILURES, "Failed websocket connection attempts"),
+    (
+        WS_HELD_LIMIT,
+        "Rotations where the replacement held its limit of trades, by action taken",
+    ),
+];
+
+/// Every gauge and its `# HELP` text.
+const GAUGES: &[(&str, &str)] = &[
+    (BUFFER_RECORDS, "Trades accepted but not yet written"),
+    (
+        LAST_TRADE_AGE,
+        "Age of the newest written trade at write time",
+    ),
+    (LAST_TRADE_TIME, "Trade time of the newest written trade"),
+    (WS_CONNECTIONS, "Websocket connections open to the exchange"),
+];
+
 /// Registers descriptions (shown as `# HELP` in a scrape).
 pub fn describe() {
     tradeflow_shared::retry::describe();
-    describe_counter!(
-        crate::source::binance::WS_HELD_LIMIT,
-        "Rotations whose replacement connection held its limit of trades before the switch, by action."
-    );
-    describe_counter!(TRADES_IN, "Trades received from the source");
-    describe_counter!(
-        TRADES_ACCEPTED,
-        "Trades accepted for writing (after dedupe)"
-    );
-    describe_counter!(
-        DUPLICATES,
-        "Trades dropped because their id was already seen"
-    );
-    describe_counter!(GAPS, "Times a symbol's trade ids jumped forward");
-    describe_counter!(
-        MISSING,
-        "Trade ids skipped over by gaps (what backfill could not fill)"
-    );
-    describe_counter!(
-        crate::source::backfill::BACKFILLED,
-        "Missed trades fetched over REST (historicalTrades) and written in their place"
-    );
-    describe_counter!(
-        crate::source::backfill::BACKFILL_FAILURES,
-        "Gaps not (fully) backfilled, by reason"
-    );
-    describe_counter!(
-        crate::source::backfill::BACKFILL_REQUESTS,
-        "historicalTrades requests, by outcome"
-    );
-    describe_counter!(
-        BAD_INPUT,
-        "Source lines or messages that were not trades, by kind"
-    );
-    describe_counter!(PUT_CALLS, "PutRecords calls, by outcome");
-    describe_histogram!(PUT_SECONDS, "PutRecords call latency");
-    describe_counter!(
-        ENTRIES_FAILED,
-        "PutRecords entries that failed, by error code"
-    );
-    describe_counter!(
-        ENTRIES_RETRIED,
-        "PutRecords entries sent again, by error code"
-    );
-    describe_counter!(THROTTLES, "Throttled PutRecords calls or entries");
-    describe_counter!(RECORDS_WRITTEN, "Kinesis records written");
-    describe_counter!(TRADES_WRITTEN, "Trades written (aggregated or not)");
-    describe_counter!(
-        BYTES_WRITTEN,
-        "Record data plus partition key bytes written"
-    );
-    describe_counter!(PAYLOAD_UNITS, "PUT payload units (25 KB each) written");
-    describe_gauge!(BUFFER_RECORDS, "Trades accepted but not yet written");
-    describe_counter!(DROPPED, "Trades dropped by the overflow policy, by reason");
-    describe_counter!(LOST, "Accepted trades given up at the drain deadline");
-    describe_gauge!(
-        LAST_TRADE_AGE,
-        "Age of the newest written trade at write time"
-    );
-    describe_gauge!(LAST_TRADE_TIME, "Trade time of the newest written trade");
-    describe_counter!(SHARD_REFRESHES, "Shard map refreshes (ListShards)");
-    {
-        use crate::source::binance as ws;
-        describe_gauge!(
-            ws::WS_CONNECTIONS,
-            "Websocket connections open to the exchange"
-        );
-        describe_counter!(ws::WS_RECONNECTS, "Websocket reconnections, by reason");
-        describe_counter!(
-            ws::WS_ROTATIONS,
-            "Planned connection replacements (24 h cut, serverShutdown), by reason"
-        );
-        describe_counter!(ws::WS_MESSAGES, "Websocket messages received");
-        describe_counter!(
-            ws::WS_CONNECT_FAILURES,
-            "Failed websocket connection attempts"
-        );
-        describe_counter!(
-            ws::WS_HELD_LIMIT,
-            "Rotations where the replacement held its limit of trades, by action taken"
-        );
-        counter!(ws::WS_CONNECT_FAILURES).absolute(0);
-        gauge!(ws::WS_CONNECTIONS).set(0.0);
+    for (name, help) in COUNTERS {
+        describe_counter!(*name, *help);
     }
+    for (name, help) in GAUGES {
+        describe_gauge!(*name, *help);
+    }
+    describe_histogram!(PUT_SECONDS, "PutRecords call latency");
     // Counters of rare events exist at 0 from the start, so `increase()` in alerts sees
     // the first one and a scrape shows they are exported.
     for name in [
@@ -126,10 +130,12 @@ pub fn describe() {
         BYTES_WRITTEN,
         PAYLOAD_UNITS,
         LOST,
+        WS_CONNECT_FAILURES,
     ] {
         counter!(name).absolute(0);
     }
     gauge!(BUFFER_RECORDS).set(0.0);
+    gauge!(WS_CONNECTIONS).set(0.0);
 }
 
 pub fn bad_input(source: &'static str, kind: &'static str) {
@@ -200,5 +206,20 @@ pub fn counter_shard_refresh() {
 pub fn lost(n: u64) {
     if n > 0 {
         counter!(LOST).increment(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_described_once() {
+        let mut names: Vec<&str> = COUNTERS.iter().chain(GAUGES).map(|(n, _)| *n).collect();
+        names.push(PUT_SECONDS);
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a series described twice");
     }
 }

@@ -51,13 +51,19 @@ struct Run {
 /// A 2-shard stream behind a fault proxy, `count` trades offered as fast as the
 /// producer takes them (its buffer fills: the block policy stops reading).
 async fn start(count: usize, stall_timeout: Duration) -> Run {
+    start_paced(count, stall_timeout, None).await
+}
+
+/// As `start`; with `per_second`, the trades are offered at that rate instead (a live
+/// feed: there is something to write all along).
+async fn start_paced(count: usize, stall_timeout: Duration, per_second: Option<u32>) -> Run {
     let emulator = testkit::ferrokinesis_volatile(&[]);
     let direct = support::client(&emulator.endpoint()).await;
     support::create_stream(&direct, "trades", 2).await;
     let proxy = FaultProxy::start(&emulator.endpoint(), 7).await.unwrap();
     let sink = KinesisSink::new(&support::client(&proxy.endpoint()).await, "trades");
     let (tx, rx) = mpsc::channel(256);
-    let feeder = support::feed::spawn(tx, count);
+    let feeder = support::feed::spawn(tx, count, per_second);
     let health = Health::new();
     let h = health.clone();
     let pipeline = tokio::spawn(async move {
@@ -99,6 +105,14 @@ async fn start(count: usize, stall_timeout: Duration) -> Run {
 /// (a liveness bound, generous against the 1 s longest backoff) with every trade
 /// written exactly once and in order.
 async fn finishes_exactly(run: Run, count: usize, limit: Duration) {
+    let records = finishes(run, count, limit).await;
+    let by = support::trades_by_symbol(&records);
+    assert_eq!(support::assert_exactly_once_in_order(&by), count as u64);
+}
+
+/// Waits for the producer to finish within `limit`, checks its report and returns the
+/// stream's records.
+async fn finishes(run: Run, count: usize, limit: Duration) -> Vec<support::ReadRecord> {
     let cleared = tokio::time::Instant::now();
     let report = tokio::time::timeout(limit, run.pipeline)
         .await
@@ -117,9 +131,7 @@ async fn finishes_exactly(run: Run, count: usize, limit: Duration) {
     assert_eq!(report.accepted, count as u64);
     assert_eq!(report.written_trades, count as u64);
     assert_eq!(report.lost, 0);
-    let records = support::read_stream(&run.direct, "trades").await;
-    let by = support::trades_by_symbol(&records);
-    assert_eq!(support::assert_exactly_once_in_order(&by), count as u64);
+    support::read_stream(&run.direct, "trades").await
 }
 
 /// Regression: a ListShards that failed during a periodic refresh left the producer
@@ -143,6 +155,113 @@ async fn a_list_shards_outage_during_a_refresh_with_a_full_buffer_ends_by_itself
     );
     run.proxy.clear();
     finishes_exactly(run, COUNT, Duration::from_secs(30)).await;
+}
+
+/// Regression (issue #21): the periodic shard-map refresh was awaited inside the
+/// pipeline's loop, so while one ListShards hung (up to the 10 s attempt timeout, then
+/// again on the retry) nothing was written. Writes must go on with the map in hand while
+/// a refresh is slow: the longest pause between two PutRecords calls (none of them
+/// faulted) stays far below the ListShards delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_list_shards_during_a_refresh_does_not_pause_writes() {
+    // 250 trades/s for 20 s: a live feed all through the slow window.
+    const COUNT: usize = 5_000;
+    let run = start_paced(COUNT, Duration::from_secs(600), Some(250)).await;
+    let puts = |run: &Run| {
+        run.proxy
+            .stats()
+            .calls
+            .get("Kinesis.PutRecords")
+            .copied()
+            .unwrap_or(0)
+    };
+    run.proxy.set_rules(vec![Rule::always(
+        "ListShards",
+        Fault::Delay(Duration::from_secs(20)),
+    )]);
+    let window = Duration::from_secs(14);
+    let started = tokio::time::Instant::now();
+    let (mut last, mut last_change) = (puts(&run), started);
+    let mut longest = Duration::ZERO;
+    while started.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = puts(&run);
+        if n != last {
+            longest = longest.max(last_change.elapsed());
+            (last, last_change) = (n, tokio::time::Instant::now());
+        }
+    }
+    longest = longest.max(last_change.elapsed());
+    let stats = run.proxy.stats();
+    assert!(
+        stats.faults_for("ListShards") >= 1,
+        "no refresh fell in the slow window: {:?}",
+        stats.calls
+    );
+    eprintln!("longest pause between PutRecords calls while ListShards was slow: {longest:?}");
+    assert!(
+        longest < Duration::from_secs(4),
+        "PutRecords paused {longest:?} while a ListShards was delayed 20 s (calls: {:?})",
+        stats.calls
+    );
+    run.proxy.clear();
+    finishes_exactly(run, COUNT, Duration::from_secs(30)).await;
+}
+
+/// A reshard while trades flow: the refresh beside the loop brings the new map, the
+/// deliveries in flight finish before any goes by it, and each symbol's trades are in
+/// order across the parent shard and its child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_while_writing_keeps_every_symbol_in_order() {
+    // 250 trades/s for 10 s.
+    const COUNT: usize = 2_500;
+    let run = start_paced(COUNT, Duration::from_secs(600), Some(250)).await;
+    // Split the shard BTCUSDT goes to.
+    let key = tradeflow_producer::shard_map::hash_key("BTCUSDT");
+    let listed = run
+        .direct
+        .list_shards()
+        .stream_name("trades")
+        .send()
+        .await
+        .expect("list shards");
+    let (parent, lo, hi) = listed
+        .shards()
+        .iter()
+        .filter_map(|s| {
+            let r = s.hash_key_range()?;
+            let (lo, hi): (u128, u128) = (
+                r.starting_hash_key().parse().ok()?,
+                r.ending_hash_key().parse().ok()?,
+            );
+            (lo..=hi)
+                .contains(&key)
+                .then(|| (s.shard_id().to_string(), lo, hi))
+        })
+        .next()
+        .expect("a shard owns every key");
+    run.direct
+        .split_shard()
+        .stream_name("trades")
+        .shard_to_split(&parent)
+        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("split shard");
+    let records = finishes(run, COUNT, Duration::from_secs(30)).await;
+    let trades = support::trades(&records);
+    assert!(
+        trades
+            .iter()
+            .any(|(sym, shard, _)| sym == "BTCUSDT" && shard != &parent),
+        "BTCUSDT never written to a child of {parent}"
+    );
+    // Read shard by shard, parents first: per symbol, parent then child.
+    let mut by: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (sym, _, id) in trades {
+        by.entry(sym).or_default().push(id);
+    }
+    assert_eq!(support::assert_exactly_once_in_order(&by), COUNT as u64);
 }
 
 /// The other ways a single Kinesis call fails without having taken effect, one after

@@ -45,7 +45,7 @@ async fn run_through_proxy(plan: support::proxy::Plan, aggregate: Option<usize>,
     let via_proxy = support::client(&proxy.endpoint()).await;
     let sink = KinesisSink::new(&via_proxy, "trades");
     let (tx, rx) = mpsc::channel(256);
-    let feeder = support::feed::spawn(tx, count);
+    let feeder = support::feed::spawn(tx, count, None);
     let report = run_with(
         sink,
         rx,

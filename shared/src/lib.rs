@@ -1,15 +1,21 @@
-//! Code the tradeflow producer and consumer both use.
+//! Code the tradeflow producer, consumer and report share (the Redis key layout, the
+//! connection to Redis and the snapshot read among it: writer and readers agree on them
+//! by using the same code).
 
 pub mod aws;
 pub mod decimal;
 pub mod kpl;
+pub mod redact;
 pub mod redis_args;
+pub mod redis_conn;
+pub mod redis_keys;
 pub mod rest;
 pub mod retry;
 #[cfg(feature = "ssm")]
 pub mod secret;
 pub mod seqnum;
 pub mod shutdown;
+pub mod snapshot;
 pub mod symbol;
 pub mod telemetry;
 pub mod trade;

@@ -91,16 +91,16 @@
 //! each symbol in its slot, `WAIT` for replicas, then the shard's position — described
 //! in [`redis_sink`] and in the README ("Redis Cluster").
 
-pub mod connection;
+mod conn_error;
 pub mod fold;
-pub mod keys;
-pub mod redact;
+#[cfg(test)]
+mod lua_keys;
 pub mod redis_sink;
 
-pub use connection::{RedisConn, Target};
 pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
-pub use keys::{KeyError, Keys, Layout};
-pub use redact::redact_url;
 pub use redis_sink::{
     ApplyOutcome, RedisSink, ShardEndCheck, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
 };
+pub use tradeflow_shared::redact::redact_url;
+pub use tradeflow_shared::redis_conn::{RedisConn, Target};
+pub use tradeflow_shared::redis_keys::{self as keys, KeyError, Keys, Layout};

@@ -32,51 +32,25 @@ pub(super) async fn shard_end_durable(
     lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Applied {
-    let mut unavailable = Retry::new("consumer.redis_shard_end", REDIS_RETRY);
-    let mut refused = Retry::new(
-        "consumer.redis_shard_end_refused",
-        Policy::new(
-            Duration::from_millis(200),
-            Duration::from_secs(5),
-            GiveUp::Attempts(REFUSED_APPLY_ATTEMPTS),
-        ),
-    );
-    loop {
-        let error = match ctx
+    let call = || async {
+        match ctx
             .sink
             .check_shard_end(&ctx.stream, shard, applied_through)
-            .await
+            .await?
         {
-            Ok(ShardEndCheck::Durable) => {
-                unavailable.succeeded(shard);
-                return Applied::Done;
-            }
-            Ok(ShardEndCheck::Unconfirmed(why)) => {
+            ShardEndCheck::Durable => {}
+            ShardEndCheck::Unconfirmed(why) => {
                 metrics::counter!("tradeflow_consumer_shard_ends_unconfirmed_total").increment(1);
                 warn_unconfirmed_once(why);
-                return Applied::Done;
             }
-            Err(SinkError::Behind { stored }) => return Applied::Rewind(stored),
-            Err(e) => e,
-        };
-        let next = if error.is_retryable() {
-            unavailable.failed(shard, &error)
-        } else {
-            refused.failed(shard, &error)
-        };
-        let Next::RetryIn(wait) = next else {
-            metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "redis_refused")
-                .increment(1);
-            return Applied::Stopped(ShardExit::Failed(format!(
-                "Redis refused the shard-end check {REFUSED_APPLY_ATTEMPTS} times: {error}"
-            )));
-        };
-        tokio::select! {
-            _ = lost.cancelled() => return Applied::Stopped(ShardExit::LeaseLost),
-            _ = shutdown.cancelled() => return Applied::Stopped(ShardExit::Requested),
-            _ = tokio::time::sleep(wait) => {}
         }
-    }
+        Ok(())
+    };
+    let ops = (
+        "consumer.redis_shard_end",
+        "consumer.redis_shard_end_refused",
+    );
+    until_done(shard, ops, "the shard-end check", call, lost, shutdown).await
 }
 
 /// Once per process: the same reason would repeat for every shard that ends.
@@ -100,12 +74,36 @@ pub(super) async fn apply_until_done(
     lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Applied {
-    // Redis unavailable: wait for it as long as it takes (the shard is paused, the
-    // watchdog and the retry metric say so). Refused work (a script error, a permission)
-    // is tried a few times, then the shard task fails and gives its lease up.
-    let mut unavailable = Retry::new("consumer.redis_apply", REDIS_RETRY);
+    let call = || async {
+        ctx.sink
+            .apply_after(&ctx.stream, shard, applied_through, delta)
+            .await
+            .map(|_| ())
+    };
+    let ops = ("consumer.redis_apply", "consumer.redis_apply_refused");
+    until_done(shard, ops, "the batch", call, lost, shutdown).await
+}
+
+/// One Redis call under a shard's lease, until it succeeds, finds Redis behind (rewind),
+/// the lease is lost or shutdown is requested. Redis unavailable: waited for as long as
+/// it takes (the shard is paused; the watchdog and the retry metric `op` say so).
+/// Refused work (a script error, a permission) is tried a few times, then the shard
+/// task fails and gives its lease up.
+async fn until_done<F, Fut>(
+    shard: &str,
+    (op, refused_op): (&'static str, &'static str),
+    what: &str,
+    mut call: F,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Applied
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SinkError>>,
+{
+    let mut unavailable = Retry::new(op, REDIS_RETRY);
     let mut refused = Retry::new(
-        "consumer.redis_apply_refused",
+        refused_op,
         Policy::new(
             Duration::from_millis(200),
             Duration::from_secs(5),
@@ -113,12 +111,8 @@ pub(super) async fn apply_until_done(
         ),
     );
     loop {
-        let error = match ctx
-            .sink
-            .apply_after(&ctx.stream, shard, applied_through, delta)
-            .await
-        {
-            Ok(_) => {
+        let error = match call().await {
+            Ok(()) => {
                 unavailable.succeeded(shard);
                 return Applied::Done;
             }
@@ -134,7 +128,7 @@ pub(super) async fn apply_until_done(
             metrics::counter!("tradeflow_consumer_shard_task_failures_total", "reason" => "redis_refused")
                 .increment(1);
             return Applied::Stopped(ShardExit::Failed(format!(
-                "Redis refused the batch {REFUSED_APPLY_ATTEMPTS} times: {error}"
+                "Redis refused {what} {REFUSED_APPLY_ATTEMPTS} times: {error}"
             )));
         };
         tokio::select! {

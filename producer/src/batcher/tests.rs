@@ -86,22 +86,15 @@ fn strict_order_takes_one_record_per_key_in_queue_order() {
     ] {
         b.push(p(sym, id, 5), now).unwrap();
     }
-    let ids = |batch: Batch| -> Vec<(String, u64)> {
-        batch
-            .entries
-            .iter()
-            .map(|e| (e.partition_key.clone(), e.trades[0].trade_id))
-            .collect()
-    };
     assert_eq!(
-        ids(b.take_batch(0).unwrap()),
-        vec![("AAA".into(), 1), ("BBB".into(), 1), ("CCC".into(), 1)]
+        first_ids(b.take_batch(0).unwrap()),
+        [("AAA".into(), 1), ("BBB".into(), 1), ("CCC".into(), 1)]
     );
     assert_eq!(
-        ids(b.take_batch(0).unwrap()),
-        vec![("AAA".into(), 2), ("BBB".into(), 2)]
+        first_ids(b.take_batch(0).unwrap()),
+        [("AAA".into(), 2), ("BBB".into(), 2)]
     );
-    assert_eq!(ids(b.take_batch(0).unwrap()), vec![("AAA".into(), 3)]);
+    assert_eq!(first_ids(b.take_batch(0).unwrap()), [("AAA".into(), 3)]);
     assert!(b.take_batch(0).is_none());
 }
 
@@ -120,22 +113,23 @@ fn a_key_skipped_for_size_keeps_its_later_trades_back() {
     b.push(p("AAA", 2, 600), now).unwrap(); // does not fit
     b.push(p("AAA", 3, 10), now).unwrap(); // would fit, but must wait for 2
     b.push(p("BBB", 1, 10), now).unwrap();
-    let first: Vec<u64> = b
-        .take_batch(0)
-        .unwrap()
+    assert_eq!(
+        first_ids(b.take_batch(0).unwrap()),
+        [("AAA".into(), 1), ("BBB".into(), 1)]
+    );
+    assert_eq!(
+        first_ids(b.take_batch(0).unwrap()),
+        [("AAA".into(), 2), ("AAA".into(), 3)]
+    );
+}
+
+/// Each entry of a batch as (partition key, id of its first trade).
+fn first_ids(batch: Batch) -> Vec<(String, u64)> {
+    batch
         .entries
         .iter()
-        .map(|e| e.trades[0].trade_id)
-        .collect();
-    assert_eq!(first, vec![1, 1]);
-    let second: Vec<u64> = b
-        .take_batch(0)
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.trades[0].trade_id)
-        .collect();
-    assert_eq!(second, vec![2, 3]);
+        .map(|e| (e.partition_key.clone(), e.trades[0].trade_id))
+        .collect()
 }
 
 #[test]

@@ -14,45 +14,39 @@
 //!   `max_held` trades are held (see `overlap.rs` for what happens past it).
 //! - Messages that are not trades are counted (`tradeflow_producer_bad_input_total`,
 //!   `source="binance"`) and logged, never fatal; frames are capped in size.
+//!
+//! Each group of connections is a pure state machine (`group_state.rs`: the states,
+//! the transitions and their tests) driven by an I/O loop (`group.rs`) that owns the
+//! sockets and only carries out the actions the machine returns.
 
 mod conn;
+mod group;
+mod group_state;
 mod limits;
+mod message;
 mod overlap;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use metrics::counter;
 use tokio::task::JoinSet;
-use tokio::time::{sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_util::sync::CancellationToken;
-use tradeflow_shared::{decode_event, Event, Symbol};
+use tradeflow_shared::Symbol;
 
 pub use limits::{
     connection_requests, plan_connections, AttemptWindow, Backoff, CONTROL_SPACING,
     SUBSCRIBE_CHUNK, URL_STREAMS,
 };
 
-use super::{SourceTrade, TradeTx};
-use conn::{clip, connect, start_drain, without_userinfo, Conn};
+use super::TradeTx;
+use conn::without_userinfo;
+use group::Group;
 
 /// Binance's public spot stream endpoint.
 pub const LIVE_URL: &str = "wss://stream.binance.com:9443";
 /// Binance's limit of streams on one connection.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
-
-pub const WS_CONNECTIONS: &str = "tradeflow_producer_ws_connections";
-pub const WS_RECONNECTS: &str = "tradeflow_producer_ws_reconnects_total";
-pub const WS_ROTATIONS: &str = "tradeflow_producer_ws_rotations_total";
-pub const WS_MESSAGES: &str = "tradeflow_producer_ws_messages_total";
-pub const WS_CONNECT_FAILURES: &str = "tradeflow_producer_ws_connect_failures_total";
-pub const WS_HELD_LIMIT: &str = "tradeflow_producer_ws_held_limit_total";
-
-const SOURCE: &str = "binance";
 
 #[derive(Debug, Clone)]
 pub struct BinanceConfig {
@@ -193,7 +187,6 @@ pub async fn run(
         let group = Group {
             idx,
             streams,
-            backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
             cfg: cfg.clone(),
             limiter: limiter.clone(),
             tx: tx.clone(),
@@ -212,365 +205,4 @@ pub async fn run(
         }
     }
     result
-}
-
-type Connecting = Pin<Box<dyn Future<Output = Result<Conn, BinanceError>> + Send>>;
-
-/// What one received message meant.
-enum Got {
-    Trade(SourceTrade),
-    Nothing,
-    Ended(&'static str),
-}
-
-/// What a connection's life ended with.
-enum Next {
-    Stop,
-    Reconnect,
-    Continue(Box<Conn>),
-}
-
-/// The connections serving one slice of the streams: one at a time, two while one
-/// replaces the other.
-struct Group {
-    idx: usize,
-    streams: Vec<String>,
-    cfg: Arc<BinanceConfig>,
-    limiter: Arc<Mutex<AttemptWindow>>,
-    tx: TradeTx,
-    shutdown: CancellationToken,
-    backoff: Backoff,
-    next_conn: u64,
-}
-
-impl Group {
-    async fn run(mut self) -> Result<(), BinanceError> {
-        let mut carried: Option<Box<Conn>> = None;
-        loop {
-            let conn = match carried.take() {
-                Some(c) => *c,
-                None => match self.connect_retrying().await {
-                    Some(c) => c,
-                    None => return Ok(()),
-                },
-            };
-            match self.drive(conn).await? {
-                Next::Stop => return Ok(()),
-                Next::Continue(c) => carried = Some(c),
-                Next::Reconnect => {
-                    let delay = self.backoff.next_delay(&mut rand::rng());
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    fn connect_future(&mut self) -> Connecting {
-        self.next_conn += 1;
-        Box::pin(connect(
-            self.cfg.clone(),
-            self.limiter.clone(),
-            self.streams.clone(),
-            self.idx,
-            self.next_conn,
-        ))
-    }
-
-    /// Connects, retrying with backoff; `None` on shutdown.
-    async fn connect_retrying(&mut self) -> Option<Conn> {
-        loop {
-            let fut = self.connect_future();
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
-                r = fut => match r {
-                    Ok(c) => return Some(c),
-                    Err(e) => {
-                        counter!(WS_CONNECT_FAILURES).increment(1);
-                        let delay = self.backoff.next_delay(&mut rand::rng());
-                        tracing::warn!(group = self.idx, error = %e, retry_in = ?delay, "websocket connect failed");
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => return None,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads `cur` until it ends, replacing it first when it gets old or the server
-    /// announces a shutdown.
-    async fn drive(&mut self, mut cur: Conn) -> Result<Next, BinanceError> {
-        let cfg = self.cfg.clone();
-        let mut connecting: Option<Connecting> = None;
-        let mut repl: Option<Conn> = None;
-        let mut retry_rotation_at: Option<Instant> = None;
-        let mut draining_until: Option<Instant> = None;
-        // Trades of a replacement lost while the old connection was closing: the old
-        // one will not deliver them any more, so they go out after it, in order.
-        let mut orphaned: Vec<SourceTrade> = Vec::new();
-        let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);
-        loop {
-            let now = Instant::now();
-            let mut rotate_at = if cur.notice {
-                now
-            } else {
-                cur.opened + cfg.max_connection_age
-            };
-            if let Some(r) = retry_rotation_at {
-                rotate_at = rotate_at.max(r);
-            }
-            let can_rotate = connecting.is_none() && repl.is_none() && draining_until.is_none();
-            let dead_at = cur.last_rx + cfg.dead_timeout;
-            let settle_at = repl
-                .as_ref()
-                .filter(|r| r.acks_pending == 0)
-                .map_or(far, |r| r.opened + cfg.switch_settle);
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => {
-                    let _ = timeout(Duration::from_millis(500), cur.ws.close(None)).await;
-                    if let Some(mut r) = repl {
-                        let _ = timeout(Duration::from_millis(500), r.ws.close(None)).await;
-                    }
-                    return Ok(Next::Stop);
-                }
-                _ = sleep_until(rotate_at), if can_rotate => {
-                    let reason = if cur.notice { "server_shutdown" } else { "max_age" };
-                    counter!(WS_ROTATIONS, "reason" => reason).increment(1);
-                    tracing::info!(group = self.idx, conn = cur.id, reason, "opening the replacement connection");
-                    connecting = Some(self.connect_future());
-                }
-                r = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
-                    connecting = None;
-                    match r {
-                        Ok(mut c) => {
-                            c.held = std::mem::take(&mut orphaned);
-                            repl = Some(c);
-                        }
-                        Err(e) => {
-                            counter!(WS_CONNECT_FAILURES).increment(1);
-                            let delay = self.backoff.next_delay(&mut rand::rng());
-                            tracing::warn!(group = self.idx, error = %e, retry_in = ?delay, "replacement connect failed");
-                            retry_rotation_at = Some(Instant::now() + delay);
-                        }
-                    }
-                }
-                _ = sleep_until(dead_at), if draining_until.is_none() => {
-                    counter!(WS_RECONNECTS, "reason" => "dead").increment(1);
-                    tracing::warn!(group = self.idx, conn = cur.id, silent_for = ?cfg.dead_timeout, "connection dead: no message and no ping");
-                    return self.after_loss(cur, repl, connecting).await;
-                }
-                _ = sleep_until(draining_until.unwrap_or(far)), if draining_until.is_some() => {
-                    tracing::warn!(group = self.idx, conn = cur.id, "old connection did not finish closing; dropped");
-                    return self.closed(cur, repl, orphaned, connecting).await;
-                }
-                _ = sleep_until(settle_at), if repl.is_some() && draining_until.is_none() => {
-                    draining_until = Some(start_drain(&mut cur, cfg.drain_timeout).await);
-                }
-                msg = cur.ws.next() => match self.on_message(&mut cur, msg) {
-                    Got::Trade(t) => self.forward(t).await?,
-                    Got::Nothing => {}
-                    Got::Ended(reason) => {
-                        if draining_until.is_some() {
-                            // The close handshake finished: everything it had is in.
-                            return self.closed(cur, repl, orphaned, connecting).await;
-                        }
-                        counter!(WS_RECONNECTS, "reason" => reason).increment(1);
-                        tracing::warn!(group = self.idx, conn = cur.id, reason, "connection lost");
-                        return self.after_loss(cur, repl, connecting).await;
-                    }
-                },
-                // Not read while its held trades are at the limit (`overlap::may_read`).
-                msg = async { repl.as_mut().expect("guarded").ws.next().await }, if overlap::may_read(repl.as_ref(), cfg.max_held) => {
-                    let r = repl.as_mut().expect("guarded");
-                    match self.on_message(r, msg) {
-                        Got::Trade(t) => {
-                            r.held.push(t);
-                            if r.acks_pending == 0 && draining_until.is_none() {
-                                draining_until = Some(start_drain(&mut cur, cfg.drain_timeout).await);
-                            }
-                            if r.held.len() >= cfg.max_held {
-                                if draining_until.is_some() {
-                                    self.pause_replacement(r);
-                                } else {
-                                    let r = repl.take().expect("guarded");
-                                    retry_rotation_at = Some(self.abandon_replacement(r).await);
-                                }
-                            }
-                        }
-                        Got::Nothing => {}
-                        Got::Ended(reason) => {
-                            let id = r.id;
-                            let held = std::mem::take(&mut r.held);
-                            repl = None;
-                            if draining_until.is_some() {
-                                // The old one is already closing: keep what this one
-                                // received for after it, and open the next at once.
-                                counter!(WS_RECONNECTS, "reason" => reason).increment(1);
-                                tracing::warn!(group = self.idx, conn = id, reason, held = held.len(), "replacement connection lost while the old one closes; opening another");
-                                orphaned.extend(held);
-                                connecting = Some(self.connect_future());
-                                continue;
-                            }
-                            // Its held trades are dropped with it: the old connection,
-                            // still open, delivers them.
-                            let delay = self.backoff.next_delay(&mut rand::rng());
-                            tracing::warn!(group = self.idx, conn = id, reason, retry_in = ?delay, "replacement connection lost");
-                            retry_rotation_at = Some(Instant::now() + delay);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The current connection is gone: continue with the replacement if there is one
-    /// (or one is being opened), else reconnect.
-    async fn after_loss(
-        &mut self,
-        cur: Conn,
-        repl: Option<Conn>,
-        connecting: Option<Connecting>,
-    ) -> Result<Next, BinanceError> {
-        if let Some(r) = repl {
-            return self.promote(cur, r).await;
-        }
-        drop(cur);
-        if let Some(fut) = connecting {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(Next::Stop),
-                r = fut => if let Ok(c) = r { return Ok(Next::Continue(Box::new(c))) },
-            }
-        }
-        Ok(Next::Reconnect)
-    }
-
-    /// The old connection finished closing (or was given up on): switch to the
-    /// replacement, or, if it was lost meanwhile, release what it had received and go
-    /// on with the one being opened.
-    async fn closed(
-        &mut self,
-        old: Conn,
-        repl: Option<Conn>,
-        orphaned: Vec<SourceTrade>,
-        connecting: Option<Connecting>,
-    ) -> Result<Next, BinanceError> {
-        if let Some(r) = repl {
-            return self.promote(old, r).await;
-        }
-        drop(old);
-        for t in orphaned {
-            self.forward(t).await?;
-        }
-        let Some(fut) = connecting else {
-            return Ok(Next::Reconnect);
-        };
-        tokio::select! {
-            _ = self.shutdown.cancelled() => Ok(Next::Stop),
-            r = fut => Ok(match r {
-                Ok(c) => Next::Continue(Box::new(c)),
-                Err(_) => Next::Reconnect,
-            }),
-        }
-    }
-
-    /// Switches to the replacement: the old connection is closed first, then the
-    /// replacement's held trades are released in order.
-    async fn promote(&mut self, old: Conn, mut new: Conn) -> Result<Next, BinanceError> {
-        let old_id = old.id;
-        drop(old);
-        let held = std::mem::take(&mut new.held);
-        tracing::info!(
-            group = self.idx,
-            from = old_id,
-            to = new.id,
-            held = held.len(),
-            "switched connection"
-        );
-        for t in held {
-            self.forward(t).await?;
-        }
-        Ok(Next::Continue(Box::new(new)))
-    }
-
-    async fn forward(&mut self, t: SourceTrade) -> Result<(), BinanceError> {
-        if self.tx.send(t).await.is_err() {
-            if self.shutdown.is_cancelled() {
-                return Ok(());
-            }
-            return Err(BinanceError::ChannelClosed);
-        }
-        Ok(())
-    }
-
-    fn on_message(&mut self, conn: &mut Conn, msg: Option<Result<Message, WsError>>) -> Got {
-        let msg = match msg {
-            None => return Got::Ended("eof"),
-            Some(Err(WsError::Capacity(e))) => {
-                counter!(crate::metrics::BAD_INPUT, "source" => SOURCE, "kind" => "oversized_frame")
-                    .increment(1);
-                tracing::warn!(conn = conn.id, error = %e, "oversized frame: connection dropped");
-                return Got::Ended("oversized");
-            }
-            Some(Err(e)) => {
-                tracing::debug!(conn = conn.id, error = %e, "websocket error");
-                return Got::Ended("error");
-            }
-            Some(Ok(m)) => m,
-        };
-        conn.last_rx = Instant::now();
-        counter!(WS_MESSAGES).increment(1);
-        match msg {
-            Message::Text(text) => match decode_event(&text) {
-                Ok(Event::Trade { trade, json }) => {
-                    if !conn.got_trade {
-                        conn.got_trade = true;
-                        self.backoff.reset();
-                    }
-                    Got::Trade(SourceTrade {
-                        trade,
-                        json: json.to_string(),
-                    })
-                }
-                Ok(Event::ControlReply) => {
-                    if text.contains(r#""error""#) {
-                        crate::metrics::bad_input(SOURCE, "subscribe_error");
-                        tracing::error!(conn = conn.id, reply = %clip(&text), "subscription refused");
-                    }
-                    conn.acks_pending = conn.acks_pending.saturating_sub(1);
-                    Got::Nothing
-                }
-                Ok(Event::ServerShutdown) => {
-                    tracing::info!(conn = conn.id, "server announced shutdown");
-                    conn.notice = true;
-                    Got::Nothing
-                }
-                Ok(Event::Other { event_type }) => {
-                    crate::metrics::bad_input(SOURCE, "other_event");
-                    tracing::debug!(conn = conn.id, %event_type, "ignored event");
-                    Got::Nothing
-                }
-                Err(e) => {
-                    crate::metrics::bad_input(SOURCE, e.kind());
-                    tracing::warn!(conn = conn.id, error = %e, message = %clip(&text), "message is not a trade; skipped");
-                    Got::Nothing
-                }
-            },
-            Message::Binary(b) => {
-                crate::metrics::bad_input(SOURCE, "binary_frame");
-                tracing::warn!(conn = conn.id, bytes = b.len(), "binary frame; skipped");
-                Got::Nothing
-            }
-            Message::Close(frame) => {
-                tracing::info!(conn = conn.id, ?frame, "server closed the connection");
-                Got::Ended("closed")
-            }
-            // tungstenite answers pings itself, echoing the payload.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Got::Nothing,
-        }
-    }
 }

@@ -109,12 +109,11 @@ pub async fn read_stream(c: &Client, name: &str) -> Vec<ReadRecord> {
     out
 }
 
-/// The trades in the records (de-aggregating KPL aggregates), as
-/// symbol → trade ids in stream order. Panics on anything that is not a trade, or a
-/// trade whose record's partition key is not its symbol.
-pub fn trades_by_symbol(records: &[ReadRecord]) -> BTreeMap<String, Vec<u64>> {
-    let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut shard_of: BTreeMap<String, String> = BTreeMap::new();
+/// Every trade in the records (de-aggregating KPL aggregates) as (symbol, shard, id), in
+/// the records' order. Panics on anything that is not a trade, or a trade whose record's
+/// partition key is not its symbol.
+pub fn trades(records: &[ReadRecord]) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
     for r in records {
         let datas: Vec<Vec<u8>> = if tradeflow_shared::kpl::has_magic(&r.data) {
             tradeflow_shared::kpl::deaggregate(&r.data)
@@ -130,13 +129,24 @@ pub fn trades_by_symbol(records: &[ReadRecord]) -> BTreeMap<String, Vec<u64>> {
                 tradeflow_shared::Event::Trade { trade, .. } => {
                     let sym = trade.symbol.as_str().to_string();
                     assert_eq!(r.partition_key, sym, "partition key is the symbol");
-                    let prev = shard_of.entry(sym.clone()).or_insert(r.shard.clone());
-                    assert_eq!(prev, &r.shard, "{sym} on two shards");
-                    by.entry(sym).or_default().push(trade.trade_id);
+                    out.push((sym, r.shard.clone(), trade.trade_id));
                 }
                 other => panic!("not a trade: {other:?}"),
             }
         }
+    }
+    out
+}
+
+/// The trades in the records as symbol → trade ids in stream order. Panics as `trades`
+/// does, and on a symbol found on two shards.
+pub fn trades_by_symbol(records: &[ReadRecord]) -> BTreeMap<String, Vec<u64>> {
+    let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut shard_of: BTreeMap<String, String> = BTreeMap::new();
+    for (sym, shard, id) in trades(records) {
+        let prev = shard_of.entry(sym.clone()).or_insert(shard.clone());
+        assert_eq!(prev, &shard, "{sym} on two shards");
+        by.entry(sym).or_default().push(id);
     }
     by
 }

@@ -34,7 +34,7 @@ pub use http::{get, http_get, scrape_metrics, scrape_metrics_within, sum_metric}
 pub use moto::moto;
 pub use process::Process;
 pub use redis_cluster::{ClusterSecurity, RedisCluster};
-pub use servers::{dynalite, ferrokinesis, ferrokinesis_volatile, kinesis_mock, redis};
+pub use servers::{dynalite, ferrokinesis, ferrokinesis_volatile, kinesis_mock, redis, redis_tls};
 pub use service::Service;
 pub use slack::SlackServer;
 pub use stream::{create_active_stream, create_stream_at, wait_stream_active};

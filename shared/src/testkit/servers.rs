@@ -2,12 +2,14 @@
 //! temporary folder: redis-server, dynalite (DynamoDB), ferrokinesis and kinesis-mock
 //! (Kinesis). Where the programs come from: `super::tools_dir` and the PATH.
 
+use std::path::Path;
+
 use super::service::{Service, Spec};
-use super::{free_port, strings, tools_dir, which};
+use super::{free_port, strings, tls_certificates, tools_dir, which};
 
 /// redis-server's flags for `port` on loopback with its data in `dir`: AOF with
 /// `appendfsync everysec` (as in production), no RDB snapshots, in the foreground.
-pub(crate) fn redis_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+pub(crate) fn redis_args(port: u16, dir: &Path) -> Vec<String> {
     strings(&[
         "--port",
         &port.to_string(),
@@ -31,6 +33,43 @@ pub fn redis() -> Service {
     let port = free_port();
     let spec = Spec::new("redis", which("redis-server"), port);
     let args = redis_args(port, spec.state_dir());
+    spec.args(args).launch()
+}
+
+/// redis-server speaking TLS only (`port` is its TLS port) with `password`, its
+/// certificate from [`tls_certificates`] in `certs` (written here); clients need the
+/// private CA `certs/ca.pem`.
+pub fn redis_tls(certs: &Path, password: &str) -> Service {
+    tls_certificates(certs);
+    let port = free_port();
+    let spec = Spec::new("redis-tls", which("redis-server"), port);
+    let c = certs.display();
+    let args = strings(&[
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        &format!("{c}/server.pem"),
+        "--tls-key-file",
+        &format!("{c}/server.key"),
+        "--tls-ca-cert-file",
+        &format!("{c}/ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        password,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &spec.state_dir().display().to_string(),
+        "--daemonize",
+        "no",
+    ]);
     spec.args(args).launch()
 }
 

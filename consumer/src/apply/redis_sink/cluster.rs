@@ -12,7 +12,7 @@ use super::{
     behind, foreign, parse_reply, push_poison, push_segments, ApplyOutcome, RedisSink, SinkError,
 };
 use crate::apply::fold::{self, BatchDelta, PoisonEntry, Segment, SymbolDelta};
-use crate::apply::keys;
+use tradeflow_shared::redis_keys as keys;
 
 impl RedisSink {
     /// A batch on a cluster: symbols (concurrently, each in its slot), `WAIT`, position.

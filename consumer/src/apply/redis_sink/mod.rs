@@ -25,10 +25,10 @@ mod shard_end;
 mod stream_marker;
 pub use shard_end::ShardEndCheck;
 
-use super::connection::RedisConn;
 use super::fold::{self, BatchDelta, PoisonEntry, Segment};
-use super::keys::{self, KeyError, Keys, Layout};
-use super::redact::{redact_url, scrub_text, url_password};
+use tradeflow_shared::redact::{redact_url, scrub_text, url_password};
+use tradeflow_shared::redis_conn::RedisConn;
+use tradeflow_shared::redis_keys::{self as keys, KeyError, Keys, Layout};
 
 /// Gap ranges kept per symbol before the lowest are evicted (a trade arriving later for
 /// an evicted range is counted `late_dropped`, not applied).

@@ -182,11 +182,12 @@ impl GapFiller {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tradeflow_shared::{Fixed8, Trade};
 
-    fn t(sym: &str, id: u64) -> SourceTrade {
+    /// Trade `id` of `sym` (the backfill tests' one fixture).
+    pub(in crate::source::backfill) fn t(sym: &str, id: u64) -> SourceTrade {
         let trade = Trade {
             symbol: Symbol::new(sym).unwrap(),
             trade_id: id,
@@ -212,7 +213,8 @@ mod tests {
             .collect()
     }
 
-    fn ids(steps: &[Step], sym: &str) -> Vec<u64> {
+    /// The ids of `sym` emitted, in order.
+    pub(in crate::source::backfill) fn ids(steps: &[Step], sym: &str) -> Vec<u64> {
         emitted(steps)
             .into_iter()
             .filter(|(s, _)| s == sym)

@@ -32,9 +32,7 @@ use super::{TradeRx, TradeTx};
 use fetch::{fetch_gap, Budget, WeightBudget};
 use tasks::{Outcome, Running};
 
-pub const BACKFILLED: &str = "tradeflow_producer_backfilled_trades_total";
-pub const BACKFILL_FAILURES: &str = "tradeflow_producer_backfill_failures_total";
-pub const BACKFILL_REQUESTS: &str = "tradeflow_producer_backfill_requests_total";
+use crate::metrics::{BACKFILLED, BACKFILL_FAILURES, BACKFILL_REQUESTS};
 
 #[derive(Debug, Clone)]
 pub struct BackfillConfig {
@@ -199,56 +197,31 @@ fn settle(
 
 #[cfg(test)]
 mod tests {
+    use super::filler::tests::{ids, t};
     use super::*;
-    use crate::source::SourceTrade;
-    use tradeflow_shared::{Fixed8, Symbol, Trade};
-
-    fn t(id: u64) -> SourceTrade {
-        let trade = Trade {
-            symbol: Symbol::new("A").unwrap(),
-            trade_id: id,
-            price: Fixed8::parse("1").unwrap(),
-            qty: Fixed8::parse("1").unwrap(),
-            trade_time_ms: id,
-            event_time_ms: id,
-            buyer_is_maker: false,
-        };
-        SourceTrade {
-            json: trade.to_json(),
-            trade,
-        }
-    }
-
-    fn emitted(steps: &[Step]) -> Vec<u64> {
-        let ids = steps.iter().filter_map(|s| match s {
-            Step::Emit(t) => Some(t.trade.trade_id),
-            _ => None,
-        });
-        ids.collect()
-    }
 
     #[tokio::test]
     async fn a_fetch_task_that_panics_releases_its_symbol() {
         let mut filler = GapFiller::new(100, 1000);
         let mut steps = Vec::new();
-        filler.on_trade(t(1), &mut steps);
-        filler.on_trade(t(5), &mut steps); // gap 2..=4: 5 is held
-        filler.on_trade(t(6), &mut steps);
+        filler.on_trade(t("A", 1), &mut steps);
+        filler.on_trade(t("A", 5), &mut steps); // gap 2..=4: 5 is held
+        filler.on_trade(t("A", 6), &mut steps);
         let Some(Step::Fetch(f)) = steps.iter().find(|s| matches!(s, Step::Fetch(_))).cloned()
         else {
             panic!("no fetch: {steps:?}")
         };
-        assert_eq!(emitted(&steps), [1]);
+        assert_eq!(ids(&steps, "A"), [1]);
         let mut running = Running::new();
         running.spawn(f.clone(), async { panic!("a fetch task panics") });
         let (got_f, done) = running.join_next().await.expect("one task");
         assert_eq!(got_f, f);
         assert!(done.as_ref().is_err_and(|e| e.is_panic()));
         settle(&mut filler, &got_f, done, &mut steps);
-        assert_eq!(emitted(&steps), [1, 5, 6]);
+        assert_eq!(ids(&steps, "A"), [1, 5, 6]);
         assert_eq!(filler.held(), 0);
-        filler.on_trade(t(7), &mut steps);
-        assert_eq!(emitted(&steps), [1, 5, 6, 7]);
+        filler.on_trade(t("A", 7), &mut steps);
+        assert_eq!(ids(&steps, "A"), [1, 5, 6, 7]);
         assert!(running.is_empty());
     }
 

@@ -12,25 +12,28 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::group_state::Link;
 use super::limits::{connection_requests, AttemptWindow, CONTROL_SPACING};
-use super::{BinanceConfig, BinanceError, WS_CONNECTIONS};
-use crate::source::SourceTrade;
+use super::{BinanceConfig, BinanceError};
+use crate::metrics::WS_CONNECTIONS;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// One open connection.
+/// One open connection: the socket. What is known of it is in its `Link`
+/// (`group_state.rs`).
 pub(super) struct Conn {
     pub(super) ws: Ws,
     pub(super) id: u64,
-    pub(super) opened: Instant,
-    pub(super) last_rx: Instant,
-    /// SUBSCRIBE replies still expected.
-    pub(super) acks_pending: usize,
-    pub(super) got_trade: bool,
-    /// The server announced `serverShutdown`.
-    pub(super) notice: bool,
-    /// Trades held back while this is the replacement.
-    pub(super) held: Vec<SourceTrade>,
+    opened: Instant,
+    /// SUBSCRIBE messages sent (each is answered).
+    subscribes: usize,
+}
+
+impl Conn {
+    /// The facts the group's state machine starts this connection with.
+    pub(super) fn link(&self) -> Link {
+        Link::new(self.id, self.opened, self.subscribes)
+    }
 }
 
 impl Drop for Conn {
@@ -39,10 +42,15 @@ impl Drop for Conn {
     }
 }
 
-/// Starts the old connection's close handshake; returns the deadline for it.
-pub(super) async fn start_drain(cur: &mut Conn, limit: Duration) -> Instant {
+/// Starts the old connection's close handshake (sending the close frame may itself
+/// take up to `limit`).
+pub(super) async fn start_drain(cur: &mut Conn, limit: Duration) {
     let _ = timeout(limit, cur.ws.close(None)).await;
-    Instant::now() + limit
+}
+
+/// Closes a connection given up on, allowing the handshake half a second.
+pub(super) async fn close_briefly(mut conn: Conn) {
+    let _ = timeout(Duration::from_millis(500), conn.ws.close(None)).await;
 }
 
 /// At most 256 bytes of a message, for logs.
@@ -85,18 +93,12 @@ pub(super) async fn connect(
     .await
     .map_err(|_| BinanceError::ConnectTimeout)??;
     gauge!(WS_CONNECTIONS).increment(1.0);
-    let now = Instant::now();
-    let conn = Conn {
+    let mut conn = Conn {
         ws,
         id,
-        opened: now,
-        last_rx: now,
-        acks_pending: subscribes.len(),
-        got_trade: false,
-        notice: false,
-        held: Vec::new(),
+        opened: Instant::now(),
+        subscribes: subscribes.len(),
     };
-    let mut conn = conn;
     for (i, msg) in subscribes.into_iter().enumerate() {
         if i > 0 {
             // Binance allows 5 incoming messages per second, pongs included.

@@ -15,45 +15,41 @@
 use std::time::Duration;
 
 use metrics::counter;
-use tokio::time::{timeout, Instant};
 
-use super::conn::Conn;
-use super::{Group, WS_HELD_LIMIT};
+use crate::metrics::WS_HELD_LIMIT;
 
-/// Whether the replacement (if any) may be read: not while its held trades are at the
-/// limit.
-pub(super) fn may_read(repl: Option<&Conn>, max_held: usize) -> bool {
-    repl.is_some_and(|r| r.held.len() < max_held)
+/// Whether a replacement holding `held` trades may be read: not at the limit.
+pub(super) fn may_hold_more(held: usize, max_held: usize) -> bool {
+    held < max_held
 }
 
-impl Group {
-    /// Closes a replacement that holds too much while the old connection is open;
-    /// returns when to try the rotation again.
-    pub(super) async fn abandon_replacement(&mut self, mut r: Conn) -> Instant {
-        counter!(WS_HELD_LIMIT, "action" => "replacement_abandoned").increment(1);
-        let delay = self.backoff.next_delay(&mut rand::rng());
-        tracing::warn!(
-            group = self.idx,
-            conn = r.id,
-            held = r.held.len(),
-            acks_pending = r.acks_pending,
-            retry_in = ?delay,
-            "replacement connection holds too many trades before the switch; closed, the old one goes on"
-        );
-        r.held = Vec::new();
-        let _ = timeout(Duration::from_millis(500), r.ws.close(None)).await;
-        Instant::now() + delay
-    }
+/// A replacement that holds too much while the old connection is open is closed.
+pub(super) fn abandoned(
+    group: usize,
+    conn: u64,
+    held: usize,
+    acks_pending: usize,
+    retry_in: Duration,
+) {
+    counter!(WS_HELD_LIMIT, "action" => "replacement_abandoned").increment(1);
+    tracing::warn!(
+        group,
+        conn,
+        held,
+        acks_pending,
+        ?retry_in,
+        "replacement connection holds too many trades before the switch; closed, the old one goes on"
+    );
+}
 
-    /// The replacement holds the limit while the old connection closes: it is not read
-    /// until the switch.
-    pub(super) fn pause_replacement(&mut self, r: &Conn) {
-        counter!(WS_HELD_LIMIT, "action" => "replacement_paused").increment(1);
-        tracing::warn!(
-            group = self.idx,
-            conn = r.id,
-            held = r.held.len(),
-            "replacement connection holds too many trades; not read until the old one has closed"
-        );
-    }
+/// The replacement holds the limit while the old connection closes: it is not read
+/// until the switch.
+pub(super) fn paused(group: usize, conn: u64, held: usize) {
+    counter!(WS_HELD_LIMIT, "action" => "replacement_paused").increment(1);
+    tracing::warn!(
+        group,
+        conn,
+        held,
+        "replacement connection holds too many trades; not read until the old one has closed"
+    );
 }

@@ -1,5 +1,5 @@
 //! `tradeflow-report`: the totals for people and scripts. Reads Redis only, through the
-//! symbols index (never `KEYS`): top N symbols by trades or by USD value, totals, the
+//! shared snapshot read (`tradeflow_shared::snapshot`: the symbols index, never `KEYS`): top N symbols by trades or by USD value, totals, the
 //! USD value of each symbol's traded quantity (direct `<BASE>USDT` pair, else through
 //! BTC, ETH or BNB — see [`value`]) from the last prices in Redis or, with
 //! `--prices binance`, Binance's REST prices of the moment (see [`prices`]); the output
@@ -8,10 +8,15 @@
 //! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
 //! across it: trades already counted are not counted again, new ones are.
 //! `serve` is the same numbers as a live web page and JSON (see [`web`]).
+//!
+//! Modules, each leaning only on those above it: [`value`] (USD valuation of a
+//! quantity), [`prices`] (which prices: Redis's or Binance's), [`format`] (ranking and
+//! rendering), [`reset`], [`web`]; [`error`] is the report's own error type.
 
+pub mod error;
 pub mod format;
 pub mod prices;
-pub mod read;
+pub mod reset;
 pub mod value;
 pub mod web;
 
@@ -20,10 +25,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tradeflow_shared::redis_args::RedisArgs;
 
-pub use format::{build, build_priced, render, Format, Report, Row, SortBy, SymbolTotals};
+pub use error::ReportError;
+pub use format::{build, build_priced, render, Format, Report, Row, SortBy};
 pub use prices::{PriceArgs, PriceFeed, PriceSet, PriceSource};
-pub use read::Reader;
+pub use reset::reset;
+pub use tradeflow_shared::snapshot::{Reader, SymbolTotals};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,21 +39,12 @@ pub use read::Reader;
     about = "Exact per-symbol trade totals from Redis"
 )]
 pub struct Args {
-    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS); a Redis
-    /// Cluster as `redis+cluster://[:password@]host:port[,host:port…]` (`rediss+cluster://`).
-    #[arg(
-        long,
-        env = "TRADEFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-    /// PEM file of the CA that signed Redis's TLS certificate (`rediss://` with a
-    /// private CA; public CAs are trusted without it).
-    #[arg(long, env = "TRADEFLOW_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Where Redis is (`--redis-url`, `--redis-ca-file`): the consumer's flags, declared
+    /// once in `tradeflow_shared::redis_args`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Prefix of tradeflow's keys (all but the legacy `symbol:<SYM>` counts).
-    #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = crate::apply::keys::DEFAULT_PREFIX)]
+    #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = tradeflow_shared::redis_keys::DEFAULT_PREFIX)]
     pub key_prefix: String,
     /// How many symbols to list.
     #[arg(long, default_value_t = 20)]
@@ -76,12 +75,12 @@ pub enum Command {
 }
 
 /// Runs the report until done (or, with `--watch`, until `shutdown`).
-pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportError> {
     if let Some(Command::Serve(serve)) = args.command {
         // Connects lazily: the page must come up (with a notice) while Redis is down.
         return web::serve(
-            &args.redis_url,
-            args.redis_ca_file.as_deref(),
+            &args.redis.url,
+            args.redis.ca_file.as_deref(),
             &args.key_prefix,
             &args.prices,
             serve,
@@ -91,8 +90,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     }
     let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
     let reader = Reader::connect_with_ca(
-        &args.redis_url,
-        args.redis_ca_file.as_deref(),
+        &args.redis.url,
+        args.redis.ca_file.as_deref(),
         &args.key_prefix,
     )
     .await?;
@@ -101,7 +100,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
             println!("reset cancelled");
             return Ok(());
         }
-        let n = reader.reset().await?;
+        let n = reset(&reader).await?;
         println!("reset counts and volumes of {n} symbols (dedupe state kept)");
         return Ok(());
     }
@@ -132,7 +131,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     }
 }
 
-fn confirm() -> anyhow::Result<bool> {
+fn confirm() -> std::io::Result<bool> {
     eprint!("Zero all trade counts and volumes in Redis? Type `yes` to confirm: ");
     std::io::stderr().flush()?;
     let mut line = String::new();

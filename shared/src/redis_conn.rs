@@ -1,4 +1,4 @@
-//! One way to reach Redis for the sink and the readers: a single server through a
+//! One way to reach Redis for the consumer's sink and the report: a single server through a
 //! self-reconnecting [`ConnectionManager`], or a Redis Cluster through the `redis`
 //! crate's own cluster client (slot routing, MOVED/ASK redirections, TRYAGAIN and
 //! failover retries are the crate's, not ours).
@@ -15,9 +15,41 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
 
-use super::keys::Layout;
-use super::redact::{redact_url, scrub_text, url_password};
-use super::redis_sink::{classify, SinkError};
+use crate::redact::{redact_url, scrub_text, url_password};
+use crate::redis_keys::Layout;
+
+/// Why a connection could not be made. Each side turns it into its own error (the
+/// consumer's sink classifies the Redis error as retryable or not); neither `Display`
+/// nor `Debug` shows the password.
+#[derive(thiserror::Error)]
+pub enum ConnError {
+    /// The URL or the CA file is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Redis refused or did not answer.
+    #[error("Redis at {url}: {}", scrub_text(&.error.to_string(), .password.as_deref()))]
+    Redis {
+        /// Redacted.
+        url: String,
+        /// To scrub the server's and the client's messages (never shown).
+        password: Option<String>,
+        error: RedisError,
+    },
+}
+
+impl std::fmt::Debug for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Config(m) => f.debug_tuple("Config").field(m).finish(),
+            ConnError::Redis { url, error, .. } => f
+                .debug_struct("Redis")
+                .field("url", url)
+                .field("kind", &error.kind())
+                .field("message", &self.to_string())
+                .finish(),
+        }
+    }
+}
 
 /// What `--redis-url` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +61,9 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn parse(url: &str) -> Result<Target, SinkError> {
+    pub fn parse(url: &str) -> Result<Target, ConnError> {
         let bad = |why: &str| {
-            SinkError::Config(format!(
+            ConnError::Config(format!(
                 "Redis URL {}: {why}",
                 scrub_text(&redact_url(url), url_password(url).as_deref())
             ))
@@ -131,11 +163,16 @@ impl RedisConn {
     pub async fn connect(
         url: &str,
         ca_file: Option<&std::path::Path>,
-    ) -> Result<RedisConn, SinkError> {
+    ) -> Result<RedisConn, ConnError> {
         let redacted = redact_url(url);
         let password = url_password(url);
+        let failed = |error: RedisError| ConnError::Redis {
+            url: redacted.clone(),
+            password: password.clone(),
+            error,
+        };
         let config_err = |e: RedisError| {
-            SinkError::Config(format!(
+            ConnError::Config(format!(
                 "Redis URL {redacted}: {}",
                 scrub_text(&e.to_string(), password.as_deref())
             ))
@@ -145,7 +182,7 @@ impl RedisConn {
             Some(path) => Some(redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(std::fs::read(path).map_err(|e| {
-                    SinkError::Config(format!("Redis CA file {}: {e}", path.display()))
+                    ConnError::Config(format!("Redis CA file {}: {e}", path.display()))
                 })?),
             }),
         };
@@ -163,7 +200,7 @@ impl RedisConn {
                     .set_max_delay(Duration::from_secs(2));
                 let con = ConnectionManager::new_with_config(client, mcfg)
                     .await
-                    .map_err(|e| classify(&redacted, password.as_deref(), &e))?;
+                    .map_err(failed)?;
                 Ok(RedisConn::Single(con))
             }
             Target::Cluster(nodes) => {
@@ -180,10 +217,7 @@ impl RedisConn {
                     b = b.certs(c);
                 }
                 let client = b.build().map_err(config_err)?;
-                let con = client
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| classify(&redacted, password.as_deref(), &e))?;
+                let con = client.get_async_connection().await.map_err(failed)?;
                 Ok(RedisConn::Cluster(Arc::new(ClusterHandle {
                     client,
                     con: Mutex::new(con),

@@ -21,8 +21,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use tradeflow_shared::redact::redact_url;
+use tradeflow_shared::redis_keys::Keys;
+
+use crate::error::ReportError;
+use crate::prices::{PriceArgs, PriceFeed};
 
 pub use source::{Source, SourceConfig};
 
@@ -41,23 +45,23 @@ pub async fn serve(
     redis_url: &str,
     ca_file: Option<&std::path::Path>,
     key_prefix: &str,
-    prices: &crate::report::PriceArgs,
+    prices: &PriceArgs,
     args: ServeArgs,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     // Bad configuration fails now, not as a notice on the page forever.
-    crate::apply::Keys::new(key_prefix)?;
+    Keys::new(key_prefix)?;
     // One Redis or a cluster (`redis+cluster://`): every node's URL must parse.
     for node in source::node_urls(redis_url)? {
         redis::Client::open(node.as_str()).map_err(|_| {
-            anyhow::anyhow!("invalid Redis URL {}", crate::apply::redact_url(redis_url))
+            ReportError::Config(format!("invalid Redis URL {}", redact_url(redis_url)))
         })?;
     }
     if let Some(path) = ca_file {
         source::read_ca(path)?;
     }
     // Binance prices: one shared request per `--prices-refresh`, never per viewer.
-    let feed = crate::report::PriceFeed::new(prices, prices.prices_refresh)?;
+    let feed = PriceFeed::new(prices, prices.prices_refresh)?;
     let source = Arc::new(Source::new(SourceConfig {
         redis_url: redis_url.to_string(),
         ca_file: ca_file.map(std::path::Path::to_path_buf),
@@ -69,12 +73,15 @@ pub async fn serve(
     }));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+        .map_err(|source| ReportError::Listen {
+            addr: args.addr,
+            source,
+        })?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "serving the live view");
     eprintln!("tradeflow-report: serving http://{local}/");
     axum::serve(listener, http::router(source))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-        .context("web server")
+        .map_err(ReportError::Serve)
 }

@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
-use crate::report::format::{build_priced, SortBy, SymbolTotals};
-use crate::report::prices::{PriceSet, PriceSource};
+use crate::format::{build_priced, SortBy};
+use crate::prices::{PriceSet, PriceSource};
+use tradeflow_shared::snapshot::SymbolTotals;
 
 /// Minutes shown in the per-minute chart (the last hour, ending at the anchor minute).
 pub const MINUTES: u64 = 60;

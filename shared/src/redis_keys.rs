@@ -1,5 +1,7 @@
-//! The Redis key layout, in one place. The Lua scripts build the same names from the
-//! prefix (see `lua/`); the report reads them through [`Keys`].
+//! The Redis key layout, in one place: the consumer's sink writes these names and the
+//! report (through [`crate::snapshot`]) reads them. The sink's Lua scripts build the same
+//! names from the prefix (`consumer/src/apply/lua/`; a consumer unit test checks their
+//! spelling against [`Keys`]).
 //!
 //! Two layouts. On one Redis the names are those of the README's data model. On a Redis
 //! Cluster every key of a symbol carries the hash tag `{symbol:<SYM>}` — the whole name
@@ -12,7 +14,7 @@
 //! though symbols are validated at decode time: a name that could break a key, a glob
 //! or a line-oriented reader never reaches Redis.
 
-use tradeflow_shared::Symbol;
+use crate::Symbol;
 
 /// The legacy per-symbol trade count key prefix (fixed: the reporting jobs read it).
 pub const COUNT_PREFIX: &str = "symbol:";

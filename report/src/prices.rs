@@ -15,8 +15,8 @@ use tradeflow_shared::decimal::Fixed8;
 use tradeflow_shared::rest::{RestClient, RestError};
 use tradeflow_shared::Symbol;
 
-use super::format::SymbolTotals;
 use super::value::parse_scaled;
+use tradeflow_shared::snapshot::SymbolTotals;
 
 /// Entries of a ticker reply that were skipped (bad symbol or price).
 pub const SKIPPED_METRIC: &str = "tradeflow_report_prices_skipped_total";

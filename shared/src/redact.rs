@@ -25,7 +25,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The password part of a URL, if any (raw, as written).
-pub(crate) fn url_password(url: &str) -> Option<String> {
+pub fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
     let userinfo = &authority[..authority.rfind('@')?];
@@ -34,7 +34,7 @@ pub(crate) fn url_password(url: &str) -> Option<String> {
 }
 
 /// Removes the password (raw and percent-decoded) from a message.
-pub(crate) fn scrub_text(text: &str, password: Option<&str>) -> String {
+pub fn scrub_text(text: &str, password: Option<&str>) -> String {
     let Some(pw) = password else {
         return text.to_string();
     };

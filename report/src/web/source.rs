@@ -1,6 +1,7 @@
-//! Where the page's numbers come from: Redis, read through the report's [`Reader`],
-//! plus one pipeline for the minute buckets of the top symbols. Shared by every
-//! viewer: at most one refresh per `min_interval`, whatever the number of browsers.
+//! Where the page's numbers come from: Redis, read through the shared snapshot read
+//! ([`Reader`]: the totals, and one pipeline for the minute buckets of the top
+//! symbols). Shared by every viewer: at most one refresh per `min_interval`, whatever
+//! the number of browsers.
 //!
 //! Cost of one refresh (S = symbols in the index, N = `top_series`):
 //! 1. `SMEMBERS <p>symbols` — one round trip;
@@ -21,19 +22,12 @@ use super::snapshot::{
     anchor_minute, build_snapshot, error_snapshot, minute_window, newest_trade, top_symbols,
     MinuteSeries, SymbolMinutes, WebSnapshot,
 };
-use crate::apply::{Layout, SinkError};
-use crate::report::prices::{PriceError, PriceFeed};
-use crate::report::Reader;
+use crate::error::ReportError;
+use crate::prices::PriceFeed;
+use tradeflow_shared::redact::redact_url;
+use tradeflow_shared::redis_conn::Target;
+use tradeflow_shared::snapshot::{ReadError, Reader};
 use tradeflow_shared::Symbol;
-
-/// Why a refresh failed: Redis, or the price endpoint.
-#[derive(Debug, thiserror::Error)]
-enum ReadError {
-    #[error("Redis unreachable: {0}")]
-    Redis(#[from] SinkError),
-    #[error("{0}")]
-    Prices(#[from] PriceError),
-}
 
 pub const ERRORS_METRIC: &str = "tradeflow_report_web_redis_errors_total";
 
@@ -79,7 +73,9 @@ impl Source {
         }
         let snap = match tokio::time::timeout(self.cfg.timeout, self.read()).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => self.failed(e.to_string()),
+            // The notice says which side failed: the price endpoint, or Redis.
+            Ok(Err(ReportError::Prices(e))) => self.failed(e.to_string()),
+            Ok(Err(e)) => self.failed(format!("Redis unreachable: {e}")),
             Err(_) => self.failed(format!(
                 "Redis unreachable: no answer within {} ms",
                 self.cfg.timeout.as_millis()
@@ -101,7 +97,7 @@ impl Source {
         error_snapshot(message, now_ms())
     }
 
-    async fn reader(&self) -> Result<Reader, SinkError> {
+    async fn reader(&self) -> Result<Reader, ReportError> {
         let mut slot = self.reader.lock().await;
         if let Some(r) = slot.as_ref() {
             return Ok(r.clone());
@@ -120,17 +116,16 @@ impl Source {
                 },
             ),
         }
-        .map_err(|e| SinkError::Config(format!("Redis URL: {:?}", e.kind())))?;
+        .map_err(|e| ReportError::Config(format!("Redis URL: {:?}", e.kind())))?;
         if let Err(e) = client.get_multiplexed_async_connection().await {
             let why = if e.is_connection_refusal() {
                 "connection refused".to_string()
             } else {
                 format!("{:?}", e.kind())
             };
-            return Err(SinkError::Unavailable {
-                url: crate::apply::redact_url(&self.cfg.redis_url),
-                kind: "connect",
-                message: why,
+            return Err(ReportError::Unavailable {
+                url: redact_url(&self.cfg.redis_url),
+                why,
             });
         }
         let r = Reader::connect_with_ca(
@@ -143,7 +138,7 @@ impl Source {
         Ok(r)
     }
 
-    async fn read(&self) -> Result<WebSnapshot, ReadError> {
+    async fn read(&self) -> Result<WebSnapshot, ReportError> {
         let reader = self.reader().await?;
         let totals = reader.snapshot().await?;
         let top = top_symbols(&totals, self.cfg.top_series);
@@ -156,83 +151,42 @@ impl Source {
 
 /// The URL of each node `url` names: itself for one Redis, the seed nodes of a cluster
 /// (never empty).
-pub(super) fn node_urls(url: &str) -> Result<Vec<String>, SinkError> {
-    Ok(match crate::apply::Target::parse(url)? {
-        crate::apply::Target::Single(url) => vec![url],
-        crate::apply::Target::Cluster(nodes) => nodes,
+pub(super) fn node_urls(url: &str) -> Result<Vec<String>, ReportError> {
+    let target = Target::parse(url).map_err(|e| ReportError::Config(e.to_string()))?;
+    Ok(match target {
+        Target::Single(url) => vec![url],
+        Target::Cluster(nodes) => nodes,
     })
 }
 
 /// The CA file's contents (an unreadable file is a configuration error).
-pub(super) fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, SinkError> {
+pub(super) fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, ReportError> {
     std::fs::read(path)
-        .map_err(|e| SinkError::Config(format!("Redis CA file {}: {e}", path.display())))
+        .map_err(|e| ReportError::Config(format!("Redis CA file {}: {e}", path.display())))
 }
 
-/// Counts per minute of `symbols` over the hour ending at `anchor`: one pipeline on one
-/// Redis; on a cluster one per symbol (its buckets share its slot), all sent at once.
+/// Counts per minute of `symbols` over the hour ending at `anchor` (the shared read:
+/// one pipeline on one Redis, one per symbol on a cluster, all sent at once).
 async fn read_minutes(
     reader: &Reader,
     symbols: &[String],
     anchor: u64,
-) -> Result<MinuteSeries, SinkError> {
+) -> Result<MinuteSeries, ReportError> {
     let window = minute_window(anchor);
     let start = *window.start();
-    if symbols.is_empty() {
-        return Ok(MinuteSeries {
-            start_minute: start,
-            series: Vec::new(),
-        });
-    }
-    let (con, keys) = reader.connection();
-    let pipeline = |syms: &[String]| -> Result<redis::Pipeline, SinkError> {
-        let mut pipe = redis::pipe();
-        for s in syms {
-            let sym = Symbol::new(s)
-                .map_err(|_| SinkError::Protocol(format!("{s:?} is not a symbol")))?;
-            for m in window.clone() {
-                pipe.cmd("HGET").arg(keys.minute(&sym, m)).arg("count");
-            }
-        }
-        Ok(pipe)
-    };
-    let counts: Vec<Option<u64>> = match keys.layout() {
-        Layout::Single => pipeline(symbols)?
-            .query_async(&mut con.clone())
-            .await
-            .map_err(|e| reader.error(e))?,
-        Layout::Cluster => {
-            let pipes = symbols
-                .iter()
-                .map(|s| pipeline(std::slice::from_ref(s)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let reads = pipes.iter().map(|p| {
-                let mut con = con.clone();
-                async move { p.query_async::<Vec<Option<u64>>>(&mut con).await }
-            });
-            let mut all = Vec::new();
-            for r in futures_util::future::join_all(reads).await {
-                all.extend(r.map_err(|e| reader.error(e))?);
-            }
-            all
-        }
-    };
-    let per = window.count();
-    if counts.len() != per * symbols.len() {
-        return Err(SinkError::Protocol(format!(
-            "minute buckets: {} replies for {} commands",
-            counts.len(),
-            per * symbols.len()
-        )));
-    }
+    let syms = symbols
+        .iter()
+        .map(|s| Symbol::new(s).map_err(|_| ReadError::Protocol(format!("{s:?} is not a symbol"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let counts = reader.minute_counts(&syms, window).await?;
     Ok(MinuteSeries {
         start_minute: start,
         series: symbols
             .iter()
-            .zip(counts.chunks(per))
-            .map(|(s, c)| SymbolMinutes {
+            .zip(counts)
+            .map(|(s, counts)| SymbolMinutes {
                 symbol: s.clone(),
-                counts: c.iter().map(|v| v.unwrap_or(0)).collect(),
+                counts,
             })
             .collect(),
     })

@@ -1,7 +1,7 @@
-//! `tradeflow-report`: thin binary; the work is in `tradeflow_consumer::report`.
+//! `tradeflow-report`: thin binary; the work is in the `tradeflow_report` library.
 
 use clap::Parser;
-use tradeflow_consumer::report::{run, Args};
+use tradeflow_report::{run, Args};
 use tradeflow_shared::telemetry::{init_tracing, LogFormat, TelemetryArgs};
 
 #[tokio::main(flavor = "current_thread")]
@@ -14,5 +14,5 @@ async fn main() -> anyhow::Result<()> {
         metrics_addr: None,
         stall_timeout: std::time::Duration::from_secs(60),
     });
-    run(args, tradeflow_shared::shutdown::on_signals()).await
+    Ok(run(args, tradeflow_shared::shutdown::on_signals()).await?)
 }

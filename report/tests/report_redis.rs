@@ -5,7 +5,7 @@ use crate::redis_common;
 
 use redis_common::*;
 use tradeflow_consumer::apply::fold;
-use tradeflow_consumer::report::{build, render, Format, Reader, SortBy};
+use tradeflow_report::{build, render, reset, Format, Reader, SortBy};
 use tradeflow_shared::testkit;
 
 const P: &str = "tradeflow:";
@@ -42,7 +42,7 @@ async fn snapshot_reset_and_exactly_once_across_it() {
     assert!(render(&report, Format::Csv, false).contains("BTCUSDT"));
 
     // Reset, then replay everything plus 5 new trades: only the new ones count.
-    assert_eq!(reader.reset().await.unwrap(), 2);
+    assert_eq!(reset(&reader).await.unwrap(), 2);
     let zero = reader.snapshot().await.unwrap();
     assert!(zero.iter().all(|s| s.count == 0 && s.base == "0.00000000"));
     let more: Vec<_> = (31..=35u64).map(|i| trade("BTCUSDT", i)).collect();

@@ -7,22 +7,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use tradeflow_shared::decimal::format_scaled;
+use tradeflow_shared::snapshot::SymbolTotals;
 
 use super::prices::{PriceSet, PriceSource};
 use super::value::{parse_scaled, split_symbol, usd_price, usd_value};
-
-/// One symbol's totals as read from Redis (strings exactly as stored).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SymbolTotals {
-    pub symbol: String,
-    pub count: u64,
-    /// Base quantity, 8 decimals.
-    pub base: String,
-    /// Quote volume, 16 decimals.
-    pub quote: String,
-    pub last_price: Option<String>,
-    pub last_time_ms: Option<u64>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SortBy {

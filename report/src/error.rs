@@ -1,0 +1,48 @@
+//! The report's own errors: a reader's, never the consumer sink's. None shows the Redis
+//! password (URLs are redacted, messages scrubbed where they are made).
+
+use std::net::SocketAddr;
+
+use tradeflow_shared::redis_conn::ConnError;
+use tradeflow_shared::redis_keys::KeyError;
+use tradeflow_shared::snapshot::ReadError;
+
+use crate::prices::PriceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Reading Redis (or connecting to it) failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The USD prices could not be had.
+    #[error(transparent)]
+    Prices(#[from] PriceError),
+    /// A flag or file is unusable (URL, CA file, key prefix).
+    #[error("{0}")]
+    Config(String),
+    /// The page's connect probe found nobody answering.
+    #[error("Redis at {url} unavailable (connect): {why}")]
+    Unavailable { url: String, why: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("web server: {0}")]
+    Serve(std::io::Error),
+    /// The terminal (stdout, stdin).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<KeyError> for ReportError {
+    fn from(e: KeyError) -> Self {
+        ReportError::Read(e.into())
+    }
+}
+
+impl From<ConnError> for ReportError {
+    fn from(e: ConnError) -> Self {
+        ReportError::Read(e.into())
+    }
+}
