@@ -245,20 +245,7 @@ impl RedisConn {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<String>) = match self {
-                RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await?,
-                RedisConn::Cluster(h) => {
-                    let route = Route::with_key(anchor, SlotAddr::Master);
-                    let mut c = h.current();
-                    let v = h
-                        .call(c.route_command(
-                            cmd,
-                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                        ))
-                        .await?;
-                    <(u64, Vec<String>)>::from_redis_value(v)?
-                }
-            };
+            let (next, keys): (u64, Vec<String>) = self.query_at(anchor, cmd).await?;
             found.extend(keys);
             if next == 0 {
                 return Ok(found);
@@ -279,6 +266,11 @@ impl RedisConn {
     ) -> redis::RedisResult<i64> {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(replicas).arg(timeout.as_millis() as u64);
+        self.query_at(key, cmd).await
+    }
+
+    /// `cmd` sent to the primary serving `key`'s slot (on one Redis: there).
+    async fn query_at<T: FromRedisValue>(&self, key: &str, cmd: Cmd) -> redis::RedisResult<T> {
         match self {
             RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await,
             RedisConn::Cluster(h) => {
@@ -290,7 +282,7 @@ impl RedisConn {
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
                     ))
                     .await?;
-                Ok(i64::from_redis_value(v)?)
+                Ok(T::from_redis_value(v)?)
             }
         }
     }
