@@ -1,0 +1,104 @@
+//! Trades per minute of the top symbols over the last hour (the live page's line chart):
+//! one line per symbol, minutes in UTC on the x axis, a legend with each symbol's
+//! trades in the hour.
+
+use plotters::prelude::*;
+
+use super::{canvas, draw_err, encode, fonts, thousands, ChartError, Png, FONT, INK, PALETTE};
+use crate::web::snapshot::MinuteSeries;
+
+/// `HH:MM` (UTC) of a minute since the epoch.
+pub fn hhmm(minute: u64) -> String {
+    format!("{:02}:{:02}", (minute / 60) % 24, minute % 60)
+}
+
+/// Renders `m` (its series all of the same length).
+pub fn render(m: &MinuteSeries, width: u32, height: u32) -> Result<Png, ChartError> {
+    const NAME: &str = "tradeflow-trades-per-minute.png";
+    fonts();
+    let n = m.series.first().map_or(60, |s| s.counts.len()).max(1) as u64;
+    let start = m.start_minute;
+    let end = start + n - 1;
+    let max = m
+        .series
+        .iter()
+        .flat_map(|s| s.counts.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let caption = format!(
+        "Trades per minute, top {} symbols ({}–{} UTC)",
+        m.series.len(),
+        hhmm(start),
+        hhmm(end)
+    );
+    let mut rgb = canvas(width, height);
+    {
+        let e = draw_err(NAME);
+        let area = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                &caption,
+                (FONT, 24).into_font().style(FontStyle::Bold).color(&INK),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(start..end.max(start + 1), 0u64..max + max / 10 + 1)
+            .map_err(&e)?;
+        chart
+            .configure_mesh()
+            .x_labels(7)
+            .y_labels(6)
+            .x_label_formatter(&|m| hhmm(*m))
+            .y_label_formatter(&|v| thousands(*v))
+            .label_style((FONT, 15).into_font().color(&INK))
+            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .draw()
+            .map_err(&e)?;
+        for (i, s) in m.series.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let total: u64 = s.counts.iter().sum();
+            chart
+                .draw_series(LineSeries::new(
+                    s.counts
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| (start + k as u64, *c)),
+                    colour.stroke_width(3),
+                ))
+                .map_err(&e)?
+                .label(format!("{} {}/h", s.symbol, thousands(total)))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(4))
+                });
+        }
+        if !m.series.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .label_font((FONT, 15).into_font().color(&INK))
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+                .draw()
+                .map_err(&e)?;
+        }
+        area.present().map_err(&e)?;
+    }
+    let lines: Vec<String> = m
+        .series
+        .iter()
+        .map(|s| format!("{} {} trades", s.symbol, thousands(s.counts.iter().sum())))
+        .collect();
+    let alt = format!("{caption}: {}", lines.join(", "));
+    encode(NAME, alt, width, height, &rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn minutes_read_as_utc_clock() {
+        assert_eq!(super::hhmm(0), "00:00");
+        assert_eq!(super::hhmm(24 * 60 * 19_000 + 11 * 60 + 41), "11:41");
+    }
+}
