@@ -4,8 +4,14 @@
 
 use plotters::prelude::*;
 
+use super::text::{self, Canvas};
 use super::{canvas, draw_err, encode, fonts, thousands, ChartError, Png, FONT, INK, PALETTE};
 use crate::web::snapshot::MinuteSeries;
+
+/// Room above the plot (the caption), the margin around it, left of it (the y labels).
+const TOP: i32 = 52;
+const MARGIN: i32 = 12;
+const LEFT: i32 = 76;
 
 /// `HH:MM` (UTC) of a minute since the epoch.
 pub fn hhmm(minute: u64) -> String {
@@ -33,17 +39,27 @@ pub fn render(m: &MinuteSeries, width: u32, height: u32) -> Result<Png, ChartErr
         hhmm(end)
     );
     let mut rgb = canvas(width, height);
+    let labels: Vec<String> = m
+        .series
+        .iter()
+        .map(|s| format!("{} {}/h", s.symbol, thousands(s.counts.iter().sum())))
+        .collect();
+    // The legend box, top left inside the plot: swatches drawn here, names below.
+    let (lx, ly, row) = (LEFT + 16, TOP + 10, 24);
+    let lw = labels
+        .iter()
+        .map(|l| text::width(l, 15.0, false) as i32)
+        .max()
+        .unwrap_or(0)
+        + 52;
     {
         let e = draw_err(NAME);
         let area = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         let mut chart = ChartBuilder::on(&area)
-            .caption(
-                &caption,
-                (FONT, 24).into_font().style(FontStyle::Bold).color(&INK),
-            )
-            .margin(12)
+            .margin(MARGIN)
+            .margin_top(TOP)
             .x_label_area_size(36)
-            .y_label_area_size(64)
+            .y_label_area_size(LEFT - MARGIN)
             .build_cartesian_2d(start..end.max(start + 1), 0u64..max + max / 10 + 1)
             .map_err(&e)?;
         chart
@@ -52,13 +68,13 @@ pub fn render(m: &MinuteSeries, width: u32, height: u32) -> Result<Png, ChartErr
             .y_labels(6)
             .x_label_formatter(&|m| hhmm(*m))
             .y_label_formatter(&|v| thousands(*v))
+            // Digits and ':' only: plotters' own text is right for those.
             .label_style((FONT, 15).into_font().color(&INK))
             .light_line_style(RGBColor(0xee, 0xee, 0xee))
             .draw()
             .map_err(&e)?;
         for (i, s) in m.series.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
-            let total: u64 = s.counts.iter().sum();
             chart
                 .draw_series(LineSeries::new(
                     s.counts
@@ -67,23 +83,33 @@ pub fn render(m: &MinuteSeries, width: u32, height: u32) -> Result<Png, ChartErr
                         .map(|(k, c)| (start + k as u64, *c)),
                     colour.stroke_width(3),
                 ))
-                .map_err(&e)?
-                .label(format!("{} {}/h", s.symbol, thousands(total)))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(4))
-                });
-        }
-        if !m.series.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .label_font((FONT, 15).into_font().color(&INK))
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-                .draw()
                 .map_err(&e)?;
         }
+        if !labels.is_empty() {
+            let h = row * labels.len() as i32 + 8;
+            let frame = [(lx, ly), (lx + lw, ly + h)];
+            area.draw(&Rectangle::new(frame, WHITE.mix(0.9).filled()))
+                .map_err(&e)?;
+            area.draw(&Rectangle::new(frame, RGBColor(0xcc, 0xcc, 0xcc)))
+                .map_err(&e)?;
+            for i in 0..labels.len() {
+                let y = ly + 4 + row * i as i32 + row / 2;
+                let swatch = PALETTE[i % PALETTE.len()].stroke_width(4);
+                area.draw(&PathElement::new(vec![(lx + 10, y), (lx + 36, y)], swatch))
+                    .map_err(&e)?;
+            }
+        }
         area.present().map_err(&e)?;
+    }
+    let mut c = Canvas {
+        rgb: &mut rgb,
+        width,
+        height,
+    };
+    let cw = text::width(&caption, 22.0, true) as i32;
+    c.text(&caption, (width as i32 - cw) / 2, 12, 22.0, true, INK);
+    for (i, l) in labels.iter().enumerate() {
+        c.text(l, lx + 44, ly + 6 + row * i as i32, 15.0, false, INK);
     }
     let lines: Vec<String> = m
         .series

@@ -6,6 +6,7 @@
 //! page); [`minutes`]: trades per minute of the top symbols over the last hour.
 
 pub mod minutes;
+pub mod text;
 pub mod treemap;
 
 use std::sync::OnceLock;

@@ -5,9 +5,8 @@
 
 use plotters::prelude::*;
 
-use super::{
-    canvas, draw_err, encode, fonts, thousands, ChartError, Png, FONT, INK, OTHERS, TILE, TOP,
-};
+use super::text::{self, Canvas};
+use super::{canvas, draw_err, encode, thousands, ChartError, Png, INK, OTHERS, TILE, TOP};
 
 /// Tiles beyond this are summed into one "others" tile (the page's `TREEMAP_MAX`).
 pub const TREEMAP_MAX: usize = 150;
@@ -135,7 +134,6 @@ pub fn render(
     height: u32,
 ) -> Result<Png, ChartError> {
     const NAME: &str = "tradeflow-treemap.png";
-    fonts();
     let items = items(symbols);
     let values: Vec<u64> = items.iter().map(|i| i.trades).collect();
     let tiles = squarify(
@@ -150,12 +148,6 @@ pub fn render(
     {
         let area = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         let e = draw_err(NAME);
-        area.draw(&Text::new(
-            title.clone(),
-            (10, 10),
-            (FONT, 24).into_font().style(FontStyle::Bold).color(&INK),
-        ))
-        .map_err(&e)?;
         for t in &tiles {
             let it = &items[t.index];
             let colour = match (it.others, t.index < 3) {
@@ -170,21 +162,27 @@ pub fn render(
             // A white border separates neighbours.
             area.draw(&Rectangle::new([(x0, y0), (x1, y1)], WHITE.stroke_width(1)))
                 .map_err(&e)?;
-            // Labels only where they fit (the page's rule, scaled to this font size).
-            let len = it.label.chars().count() as f64;
-            if t.w > 11.0 * len && t.h > 24.0 {
-                let font = (FONT, 17).into_font().style(FontStyle::Bold).color(&WHITE);
-                area.draw(&Text::new(it.label.clone(), (x0 + 6, y0 + 5), font))
-                    .map_err(&e)?;
-            }
-            let num = thousands(it.trades);
-            if t.w > 11.0 * len.max(num.len() as f64) && t.h > 46.0 {
-                let font = (FONT, 15).into_font().color(&WHITE);
-                area.draw(&Text::new(num, (x0 + 6, y0 + 26), font))
-                    .map_err(&e)?;
-            }
         }
         area.present().map_err(&e)?;
+    }
+    let mut c = Canvas {
+        rgb: &mut rgb,
+        width,
+        height,
+    };
+    c.text(&title, 10, 10, 24.0, true, INK);
+    for t in &tiles {
+        let it = &items[t.index];
+        let (x, y) = (t.x.round() as i32 + 6, t.y.round() as i32 + 5);
+        // Labels only where they fit (the page's rule); the alt text has the numbers.
+        let name_w = text::width(&it.label, 17.0, true) as f64 + 10.0;
+        if t.w > name_w && t.h > 26.0 {
+            c.text(&it.label, x, y, 17.0, true, WHITE);
+            let num = thousands(it.trades);
+            if t.w > text::width(&num, 15.0, false) as f64 + 10.0 && t.h > 48.0 {
+                c.text(&num, x, y + 22, 15.0, false, WHITE);
+            }
+        }
     }
     let top: Vec<String> = items
         .iter()
