@@ -40,13 +40,13 @@ async fn consumer_restarts_midway_keep_counts_exact() {
     let mut first = stack.consumer("worker-1", &[]);
     // Slow enough that the restarts land while trades still flow.
     let (_exchange, url) = stack.exchange(400);
-    let _producer = stack.producer(&url, &[]);
+    let producer = stack.producer(&url, &[]);
 
-    wait_total_at_least(&stack, &expected, total / 3).await;
+    wait_total_at_least(&stack, &expected, total / 3, &[&producer, &first]).await;
     first.kill(); // a crash: between a Redis write and its checkpoint, perhaps
     let mut second = stack.consumer("worker-2", &[]);
 
-    wait_total_at_least(&stack, &expected, 2 * total / 3).await;
+    wait_total_at_least(&stack, &expected, 2 * total / 3, &[&producer, &second]).await;
     assert!(
         second.terminate(Duration::from_secs(20)),
         "graceful stop failed:\n{}",
@@ -57,7 +57,13 @@ async fn consumer_restarts_midway_keep_counts_exact() {
     let got = stack
         .wait_for_counts(&expected, Duration::from_secs(120))
         .await;
-    assert_eq!(got, expected, "worker-2 log:\n{}", second.output());
+    assert_eq!(
+        got,
+        expected,
+        "worker-2 log:\n{}\nproducer log:\n{}",
+        second.output(),
+        producer.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,9 +73,9 @@ async fn redis_killed_mid_run_keeps_counts_exact() {
     let total: u64 = expected.values().sum();
     let consumer = stack.consumer("worker-r", &[]);
     let (_exchange, url) = stack.exchange(400);
-    let _producer = stack.producer(&url, &["--aggregate"]);
+    let producer = stack.producer(&url, &["--aggregate"]);
 
-    wait_total_at_least(&stack, &expected, total / 3).await;
+    wait_total_at_least(&stack, &expected, total / 3, &[&producer, &consumer]).await;
     // kill -9: whatever AOF (appendfsync everysec) had not written yet is lost; the
     // consumer must notice and re-read from what Redis still holds.
     stack.redis.kill();
@@ -86,12 +92,23 @@ async fn wait_total_at_least(
     stack: &Stack,
     expected: &std::collections::BTreeMap<String, u64>,
     n: u64,
+    procs: &[&Proc],
 ) {
-    let what = format!("{n} trades counted");
-    tradeflow_shared::testkit::wait_until(&what, Duration::from_secs(120), || async {
-        stack.counts(expected).await.values().sum::<u64>() >= n
-    })
-    .await
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: u64 = stack.counts(expected).await.values().sum();
+        if got >= n {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let logs: String = procs
+                .iter()
+                .map(|p| format!("--- {} log:\n{}\n", p.name, p.output()))
+                .collect();
+            panic!("only {got} of {n} trades counted within 120s\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Metrics that exist only once their event happened: their labels name the event's

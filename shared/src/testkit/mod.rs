@@ -7,7 +7,6 @@
 //! Where the programs are: `scripts/install-tools` puts them under `<workspace>/.tools`
 //! (`TRADEFLOW_TOOLS` overrides); redis-server comes from the PATH.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub mod api_faults;
@@ -17,6 +16,7 @@ mod clients;
 mod ferrokinesis;
 mod http;
 mod moto;
+mod ports;
 pub mod process;
 mod redis_cluster;
 mod servers;
@@ -57,12 +57,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A port nobody listens on right now.
+/// A loopback port nobody listens on, reserved for this test process (see `ports`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
+    ports::reserve()
 }
 
 /// `program` as found on the PATH (itself, for the error, when it is not there).
