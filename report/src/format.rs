@@ -61,6 +61,15 @@ pub struct Report {
     /// When the prices were read (ms since the epoch).
     pub prices_at_ms: u64,
     pub rows: Vec<Row>,
+    /// Symbols whose keys hold values tradeflow did not write: not in `rows` nor the
+    /// totals, named here with the reason (sorted by symbol).
+    pub unreadable: Vec<Unreadable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    pub symbol: String,
+    pub reason: String,
 }
 
 /// Ranks and values the snapshot with its own last prices (read now); keeps the top
@@ -78,6 +87,16 @@ pub fn build_priced(
     top: usize,
 ) -> Report {
     let last: &HashMap<String, u64> = &prices.prices;
+    let unreadable: Vec<Unreadable> = snapshot
+        .iter()
+        .filter_map(|s| {
+            Some(Unreadable {
+                symbol: s.symbol.clone(),
+                reason: s.unreadable.clone()?,
+            })
+        })
+        .collect();
+    let snapshot: Vec<&SymbolTotals> = snapshot.iter().filter(|s| s.unreadable.is_none()).collect();
     let total_trades: u64 = snapshot.iter().map(|s| s.count).sum();
     let mut total_usd: u128 = 0;
     let mut rows: Vec<Row> = snapshot
@@ -128,7 +147,18 @@ pub fn build_priced(
         price_url: prices.url.clone(),
         prices_at_ms: prices.fetched_ms,
         rows,
+        unreadable,
     }
+}
+
+/// One line per unreadable symbol (empty when there is none): for the table, and for
+/// stderr beside CSV.
+pub fn unreadable_note(report: &Report) -> String {
+    report
+        .unreadable
+        .iter()
+        .map(|u| format!("unreadable: {} ({})\n", u.symbol, u.reason))
+        .collect()
 }
 
 /// `USD prices: binance (https://…/api/v3/ticker/price) at 2026-11-23T21:00:00Z`.
@@ -264,6 +294,7 @@ fn table(report: &Report, with_bar: bool) -> String {
         report.total_usd_value,
         price_note(report)
     );
+    out.push_str(&unreadable_note(report));
     out
 }
 
@@ -279,6 +310,7 @@ mod tests {
             quote: "0.0000000000000000".into(),
             last_price: price.map(Into::into),
             last_time_ms: None,
+            unreadable: None,
         }
     }
 

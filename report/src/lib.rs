@@ -119,8 +119,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
         let report = build_priced(&snapshot, &prices, args.sort, args.top);
         let text = render(&report, args.format, args.watch);
         if args.format == Format::Csv {
-            // CSV stays one header and rows; the price note goes beside it.
-            eprintln!("{}", format::price_note(&report));
+            // CSV stays one header and rows; the notes go beside it.
+            eprint!(
+                "{}\n{}",
+                format::price_note(&report),
+                format::unreadable_note(&report)
+            );
         }
         let mut out = std::io::stdout().lock();
         if args.watch {

@@ -111,3 +111,68 @@ async fn binary_prints_json_and_csv_and_resets_with_yes() {
     let json: serde_json::Value = serde_json::from_str(&run(&["--format", "json"])).unwrap();
     assert_eq!(json["total_trades"], 0);
 }
+
+/// Regression (#20, the report's side of foreign writes): the `symbol:` namespace is
+/// shared with the legacy jobs, so a foreign value can sit in one symbol's count (or its
+/// stats key can be of another type). The report used to fail as a whole; it must show
+/// every other symbol and name the one it cannot read, and why.
+#[tokio::test]
+async fn a_foreign_value_marks_its_symbol_and_the_rest_is_reported() {
+    let redis = testkit::redis();
+    let sink = sink(&redis, P).await;
+    let mut trades: Vec<_> = (1..=7u64).map(|i| trade("ETHUSDT", i)).collect();
+    trades.extend((1..=5u64).map(|i| trade("BTCUSDT", i)));
+    trades.extend((1..=3u64).map(|i| trade("BNBUSDT", i)));
+    sink.apply(STREAM, "shardId-0", &fold(&shard_of(&trades)))
+        .await
+        .unwrap();
+    let mut con = raw(&redis).await;
+    let _: () = redis::cmd("SET")
+        .arg("symbol:BTCUSDT")
+        .arg("not-a-count")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{P}stats:BNBUSDT"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("{P}stats:BNBUSDT"))
+        .arg("x")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let reader = Reader::connect(&url(&redis), P).await.unwrap();
+    let snap = reader
+        .snapshot()
+        .await
+        .expect("the snapshot reads the rest");
+    let by: std::collections::BTreeMap<_, _> =
+        snap.iter().map(|s| (s.symbol.as_str(), s)).collect();
+    assert_eq!(by["ETHUSDT"].count, 7);
+    assert_eq!(by["ETHUSDT"].unreadable, None);
+    let btc = by["BTCUSDT"].unreadable.as_deref().expect("BTCUSDT marked");
+    assert!(
+        btc.contains("symbol:BTCUSDT") && btc.contains("not-a-count"),
+        "{btc}"
+    );
+    let bnb = by["BNBUSDT"].unreadable.as_deref().expect("BNBUSDT marked");
+    assert!(bnb.contains("stats:BNBUSDT"), "{bnb}");
+
+    let report = build(&snap, SortBy::Trades, 10);
+    assert_eq!(report.total_trades, 7, "only readable counts are summed");
+    assert_eq!(report.rows.len(), 1);
+    assert_eq!(report.unreadable.len(), 2);
+    let table = render(&report, Format::Table, false);
+    assert!(
+        table.contains("BTCUSDT") && table.contains("unreadable"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&report, Format::Json, false)).unwrap();
+    assert_eq!(json["unreadable"][0]["symbol"], "BNBUSDT");
+    assert_eq!(json["unreadable"][1]["symbol"], "BTCUSDT");
+}

@@ -11,6 +11,7 @@
 use std::ops::RangeInclusive;
 
 use futures_util::future::join_all;
+use redis::{FromRedisValue, Value};
 
 use crate::redact::{redact_url, scrub_text, url_password};
 use crate::redis_conn::{ConnError, RedisConn};
@@ -28,6 +29,10 @@ pub struct SymbolTotals {
     pub quote: String,
     pub last_price: Option<String>,
     pub last_time_ms: Option<u64>,
+    /// Why this symbol's figures could not be read — a value tradeflow did not write in
+    /// one of its keys (the `symbol:` namespace is shared with legacy jobs) — naming the
+    /// key; its figures are then zero and must not be shown as counts.
+    pub unreadable: Option<String>,
 }
 
 /// Why a read failed; never shows the password.
@@ -44,6 +49,9 @@ pub enum ReadError {
 }
 
 type Stats = (Option<String>, Option<String>, Option<String>, Option<u64>);
+
+/// One symbol's count and stats as read, or why they could not be read.
+type Read = Result<(u64, Stats), String>;
 
 /// A connection for reading, with the redacted URL for errors.
 #[derive(Clone)]
@@ -118,25 +126,49 @@ impl Reader {
         if symbols.is_empty() {
             return Ok(Vec::new());
         }
-        let (counts, stats) = match self.keys.layout() {
+        let reads = match self.keys.layout() {
             Layout::Single => self.read_at_once(&symbols).await?,
             Layout::Cluster => self.read_per_symbol(&symbols).await?,
         };
         Ok(symbols
             .into_iter()
-            .zip(counts)
-            .zip(stats)
-            .map(
-                |((symbol, count), (base, quote, last_price, last_time_ms))| SymbolTotals {
+            .zip(reads)
+            .map(|(symbol, read)| {
+                let (count, stats, unreadable) = match read {
+                    Ok((count, stats)) => (count, stats, None),
+                    Err(why) => (0, (None, None, None, None), Some(why)),
+                };
+                let (base, quote, last_price, last_time_ms) = stats;
+                SymbolTotals {
                     symbol: symbol.to_string(),
-                    count: count.unwrap_or(0),
+                    count,
                     base: base.unwrap_or_else(|| "0.00000000".into()),
                     quote: quote.unwrap_or_else(|| "0.0000000000000000".into()),
                     last_price,
                     last_time_ms,
-                },
-            )
+                    unreadable,
+                }
+            })
             .collect())
+    }
+
+    /// One symbol's count (`GET`/`MGET` reply) and stats (`HMGET` reply), each checked
+    /// on its own: a foreign value marks its symbol instead of failing the snapshot.
+    fn parse_symbol(&self, sym: &Symbol, count: Value, stats: Value) -> Read {
+        let count_key = self.keys.count(sym);
+        let count = match count {
+            Value::Nil => 0,
+            Value::ServerError(e) => return Err(format!("{count_key}: {e:?}")),
+            v => u64::from_redis_value(v.clone())
+                .map_err(|_| format!("{count_key} holds {}, not a count", shown(&v)))?,
+        };
+        let stats_key = self.keys.stats(sym);
+        let stats = match stats {
+            Value::ServerError(e) => return Err(format!("{stats_key}: {e:?}")),
+            v => Stats::from_redis_value(v.clone())
+                .map_err(|_| format!("{stats_key} holds {}, not our stats", shown(&v)))?,
+        };
+        Ok((count, stats))
     }
 
     fn stats_cmd(&self, pipe: &mut redis::Pipeline, s: &Symbol) {
@@ -148,57 +180,65 @@ impl Reader {
             .arg("last_time_ms");
     }
 
-    async fn read_at_once(
-        &self,
-        symbols: &[Symbol],
-    ) -> Result<(Vec<Option<u64>>, Vec<Stats>), ReadError> {
+    async fn read_at_once(&self, symbols: &[Symbol]) -> Result<Vec<Read>, ReadError> {
         let mut pipe = redis::pipe();
-        pipe.atomic();
+        pipe.atomic().ignore_errors();
         let count_keys: Vec<String> = symbols.iter().map(|s| self.keys.count(s)).collect();
         pipe.cmd("MGET").arg(&count_keys);
         for s in symbols {
             self.stats_cmd(&mut pipe, s);
         }
         let mut con = self.con.clone();
-        let mut all: Vec<redis::Value> = pipe
+        let mut all: Vec<Value> = pipe
             .query_async(&mut con)
             .await
             .map_err(|e| self.error(e))?;
-        if all.is_empty() {
-            return Err(ReadError::Protocol("empty snapshot reply".into()));
+        if all.len() != symbols.len() + 1 {
+            return Err(ReadError::Protocol(format!(
+                "snapshot: {} replies for {} commands",
+                all.len(),
+                symbols.len() + 1
+            )));
         }
-        let counts = redis::from_redis_value(all.remove(0))
-            .map_err(|e| ReadError::Protocol(e.to_string()))?;
-        let stats = all
-            .into_iter()
-            .map(redis::from_redis_value)
-            .collect::<Result<Vec<Stats>, _>>()
-            .map_err(|e| ReadError::Protocol(e.to_string()))?;
-        Ok((counts, stats))
+        let counts = match all.remove(0) {
+            Value::Array(c) if c.len() == symbols.len() => c,
+            other => {
+                return Err(ReadError::Protocol(format!(
+                    "MGET answered {}",
+                    shown(&other)
+                )))
+            }
+        };
+        Ok(symbols
+            .iter()
+            .zip(counts)
+            .zip(all)
+            .map(|((s, c), st)| self.parse_symbol(s, c, st))
+            .collect())
     }
 
-    async fn read_per_symbol(
-        &self,
-        symbols: &[Symbol],
-    ) -> Result<(Vec<Option<u64>>, Vec<Stats>), ReadError> {
+    async fn read_per_symbol(&self, symbols: &[Symbol]) -> Result<Vec<Read>, ReadError> {
         let reads = symbols.iter().map(|s| {
             let mut pipe = redis::pipe();
-            pipe.atomic().cmd("GET").arg(self.keys.count(s));
+            pipe.atomic()
+                .ignore_errors()
+                .cmd("GET")
+                .arg(self.keys.count(s));
             self.stats_cmd(&mut pipe, s);
             let mut con = self.con.clone();
-            async move {
-                let r: (Option<u64>, Stats) = pipe.query_async(&mut con).await?;
-                Ok::<_, redis::RedisError>(r)
-            }
+            async move { pipe.query_async::<Vec<Value>>(&mut con).await }
         });
-        let mut counts = Vec::with_capacity(symbols.len());
-        let mut stats = Vec::with_capacity(symbols.len());
-        for r in join_all(reads).await {
-            let (c, st) = r.map_err(|e| self.error(e))?;
-            counts.push(c);
-            stats.push(st);
+        let mut out = Vec::with_capacity(symbols.len());
+        for (s, r) in symbols.iter().zip(join_all(reads).await) {
+            let mut r = r.map_err(|e| self.error(e))?.into_iter();
+            let (Some(count), Some(stats), None) = (r.next(), r.next(), r.next()) else {
+                return Err(ReadError::Protocol(format!(
+                    "snapshot of {s}: not two replies"
+                )));
+            };
+            out.push(self.parse_symbol(s, count, stats));
         }
-        Ok((counts, stats))
+        Ok(out)
     }
 
     /// Trades per minute of each of `symbols` over `minutes` (`count` of their minute
@@ -254,5 +294,18 @@ impl Reader {
             .chunks(per)
             .map(|c| c.iter().map(|v| v.unwrap_or(0)).collect())
             .collect())
+    }
+}
+
+/// A reply as shown in a reason: short, so a large foreign value cannot flood a report.
+fn shown(v: &Value) -> String {
+    let text = match v {
+        Value::BulkString(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        Value::SimpleString(t) => format!("{t:?}"),
+        other => format!("{other:?}"),
+    };
+    match text.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
     }
 }

@@ -101,6 +101,16 @@ pub fn report(snap: &WebSnapshot, shape: Shape, charts_note: Option<&str>) -> Me
             &unvalued,
         )));
     }
+    if !snap.unreadable.is_empty() {
+        let symbols: Vec<&str> = snap.unreadable.iter().map(|u| u.symbol.as_str()).collect();
+        blocks.push(section(&names(
+            &format!(
+                ":warning: *Unreadable* ({}: their keys hold values tradeflow did not write; see `tradeflow-report` for the keys)",
+                thousands(symbols.len() as u64)
+            ),
+            &symbols,
+        )));
+    }
     if let Some(m) = minutes(snap) {
         blocks.push(section(&m));
     }

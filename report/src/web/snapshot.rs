@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::format::{build_priced, SortBy};
+use crate::format::{build_priced, SortBy, Unreadable};
 use crate::prices::{PriceSet, PriceSource};
 use tradeflow_shared::snapshot::SymbolTotals;
 
@@ -32,6 +32,9 @@ pub struct WebSnapshot {
     /// Every symbol, most trades first (ties by name).
     pub symbols: Vec<WebSymbol>,
     pub minutes: MinuteSeries,
+    /// Symbols whose keys hold values tradeflow did not write (not in `symbols`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<Unreadable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,6 +115,7 @@ pub fn build_snapshot(
             })
             .collect(),
         minutes,
+        unreadable: report.unreadable,
     }
 }
 
@@ -130,6 +134,7 @@ pub fn error_snapshot(error: String, now_ms: u64) -> WebSnapshot {
         age_ms: None,
         symbols: Vec::new(),
         minutes: MinuteSeries::default(),
+        unreadable: Vec::new(),
     }
 }
 
@@ -151,6 +156,7 @@ mod tests {
             quote: "0.0000000000000000".into(),
             last_price: price.map(Into::into),
             last_time_ms: time,
+            unreadable: None,
         }
     }
 
