@@ -8,18 +8,19 @@ const BATCH_LUA: &str = concat!(
     include_str!("../lua/batch_prologue.lua"),
     include_str!("../lua/pos_cmp.lua"),
     include_str!("../lua/common.lua"),
+    include_str!("../lua/dead_letter.lua"),
     include_str!("../lua/batch.lua"),
 );
 /// Redis Cluster: one symbol's part of a batch, in that symbol's slot.
 const SYMBOL_LUA: &str = concat!(
     include_str!("../lua/symbol_prologue.lua"),
-    include_str!("../lua/pos_cmp.lua"),
     include_str!("../lua/common.lua"),
     include_str!("../lua/symbol.lua"),
 );
 /// Redis Cluster: the shard's position, dead letters and symbols index (slot `{meta}`).
 const POSITION_LUA: &str = concat!(
     include_str!("../lua/pos_cmp.lua"),
+    include_str!("../lua/dead_letter.lua"),
     include_str!("../lua/position.lua"),
 );
 /// Before a SHARD_END checkpoint: the fence on the shard's position (`shard_end.rs`).
