@@ -245,20 +245,7 @@ impl RedisConn {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<String>) = match self {
-                RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await?,
-                RedisConn::Cluster(h) => {
-                    let route = Route::with_key(anchor, SlotAddr::Master);
-                    let mut c = h.current();
-                    let v = h
-                        .call(c.route_command(
-                            cmd,
-                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                        ))
-                        .await?;
-                    <(u64, Vec<String>)>::from_redis_value(v)?
-                }
-            };
+            let (next, keys): (u64, Vec<String>) = self.query_at(anchor, cmd).await?;
             found.extend(keys);
             if next == 0 {
                 return Ok(found);
@@ -279,6 +266,12 @@ impl RedisConn {
     ) -> redis::RedisResult<i64> {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(replicas).arg(timeout.as_millis() as u64);
+        self.query_at(key, cmd).await
+    }
+
+    /// Runs `cmd` on the server where `key` lives: on a cluster, at the primary serving
+    /// its slot (a command without keys would go to any node); on one Redis, there.
+    async fn query_at<T: FromRedisValue>(&self, key: &str, cmd: Cmd) -> redis::RedisResult<T> {
         match self {
             RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await,
             RedisConn::Cluster(h) => {
@@ -290,7 +283,7 @@ impl RedisConn {
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
                     ))
                     .await?;
-                Ok(i64::from_redis_value(v)?)
+                Ok(T::from_redis_value(v)?)
             }
         }
     }
