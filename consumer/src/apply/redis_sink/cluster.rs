@@ -18,15 +18,7 @@ impl RedisSink {
         &self,
         job: &Job<'_>,
     ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
-        let Job {
-            stream,
-            shard_id,
-            expected,
-            batch,
-            pos_key,
-            last,
-            ..
-        } = *job;
+        let Job { batch, last, .. } = *job;
         let mut outcome = ApplyOutcome::default();
         let started = Instant::now();
         let parts = futures_util::future::join_all(
@@ -52,7 +44,7 @@ impl RedisSink {
                     applied_syms.push(&s.symbol);
                 }
                 SymbolPart::Foreign(reason) => {
-                    foreign::warn(stream, shard_id, &s.symbol, &reason, s.trades.len());
+                    foreign::warn(job.stream, job.shard_id, &s.symbol, &reason, s.trades.len());
                     kept_aside.extend(foreign::kept_aside(s, &reason, last));
                 }
             }
@@ -64,16 +56,16 @@ impl RedisSink {
             self.count_round_trips(&mut outcome, 1);
         }
         let mut inv = self.scripts.position.prepare_invoke();
-        inv.key(pos_key)
+        inv.key(job.pos_key)
             .key(self.keys.dead_letter())
             .key(self.keys.symbols())
             .arg(last.seq.as_str())
             .arg(last.sub)
             .arg(self.dead_letter_maxlen)
-            .arg(stream)
-            .arg(shard_id)
-            .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
-            .arg(expected.map(|p| p.sub).unwrap_or(0));
+            .arg(job.stream)
+            .arg(job.shard_id)
+            .arg(job.expected.map(|p| p.seq.as_str()).unwrap_or(""))
+            .arg(job.expected.map(|p| p.sub).unwrap_or(0));
         push_poison(&mut inv, &batch.poison, &kept_aside);
         inv.arg(applied_syms.len());
         for s in applied_syms {
