@@ -35,3 +35,4 @@ mod worker_faults;
 mod e2e_support;
 mod hostile_support;
 mod redis_common;
+mod worker_support;

@@ -94,11 +94,21 @@ async fn wait_total_at_least(
     n: u64,
     procs: &[&Proc],
 ) {
-    let what = format!("{n} trades counted");
-    tradeflow_shared::testkit::wait_until(&what, Duration::from_secs(120), || async {
-        stack.counts(expected).await.values().sum::<u64>() >= n
-    })
-    .await
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: u64 = stack.counts(expected).await.values().sum();
+        if got >= n {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let logs: String = procs
+                .iter()
+                .map(|p| format!("--- {} log:\n{}\n", p.name, p.output()))
+                .collect();
+            panic!("only {got} of {n} trades counted within 120s\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Metrics that exist only once their event happened: their labels name the event's

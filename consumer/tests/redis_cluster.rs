@@ -44,18 +44,6 @@ fn workload() -> (Vec<Trade>, Vec<Vec<DecodedRecord>>) {
     (all, per_shard.iter().map(|t| shard_of(t)).collect())
 }
 
-async fn cluster_sink(url: &str) -> RedisSink {
-    RedisSink::connect(&SinkConfig {
-        url: url.to_string(),
-        key_prefix: P.into(),
-        minute_ttl: Duration::from_secs(3600),
-        dead_letter_maxlen: 1000,
-        ..SinkConfig::default()
-    })
-    .await
-    .expect("connect to the cluster")
-}
-
 /// Applies one batch until it goes through: a failover or migration answers errors
 /// for a few seconds, and every retry is harmless.
 async fn apply_until_done(
@@ -85,11 +73,14 @@ fn owner(c: &RedisCluster, sym: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_through_a_slot_migration_and_a_failover() {
-    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1))
-        .await
-        .unwrap();
+    let mut cluster = start_cluster(3, 1).await;
     let url = cluster.url();
-    let sink = cluster_sink(&url).await;
+    let cfg = SinkConfig {
+        minute_ttl: Duration::from_secs(3600),
+        dead_letter_maxlen: 1000,
+        ..SinkConfig::default()
+    };
+    let sink = cluster_sink(&url, cfg).await;
     let (all, shards) = workload();
     let names: Vec<String> = (0..SYMBOLS).map(|s| format!("S{s:02}USDT")).collect();
     let before: BTreeMap<String, usize> = names
@@ -294,18 +285,13 @@ async fn tls_and_password_protected_cluster() {
 /// reason, the other symbol counts on, and after the repair both count exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_value_on_a_cluster_keeps_only_that_symbol_aside() {
-    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
-        .await
-        .unwrap();
+    let cluster = start_cluster(3, 0).await;
     let url = cluster.url();
-    let sink = RedisSink::connect(&SinkConfig {
-        url: url.clone(),
-        key_prefix: P.into(),
+    let no_replicas = SinkConfig {
         wait_replicas: 0,
         ..SinkConfig::default()
-    })
-    .await
-    .expect("connect to the cluster");
+    };
+    let sink = cluster_sink(&url, no_replicas).await;
     let mut con = tradeflow_consumer::apply::RedisConn::connect(&url, None)
         .await
         .unwrap();

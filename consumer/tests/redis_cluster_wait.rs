@@ -11,20 +11,17 @@ use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
 use tradeflow_shared::testkit::{self, ClusterSecurity, RedisCluster};
 
 use super::redis_common::*;
-use super::{apply_until_done, owner, P};
+use super::{apply_until_done, owner};
 
 const SHARD: &str = "shardId-000000000000";
 
 async fn waiting_sink(url: &str) -> RedisSink {
-    RedisSink::connect(&SinkConfig {
-        url: url.to_string(),
-        key_prefix: P.into(),
+    let cfg = SinkConfig {
         wait_replicas: 1,
         wait_timeout: Duration::from_millis(500),
         ..SinkConfig::default()
-    })
-    .await
-    .expect("connect to the cluster")
+    };
+    cluster_sink(url, cfg).await
 }
 
 /// Index of the replica of the primary at `primary` (from its `INFO replication`).
@@ -112,9 +109,7 @@ async fn a_batch_re_applied_through_another_connection_waits_for_the_replica() {
 /// every shard of the fleet (WAIT goes to the primaries of the batch's slots only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_without_a_replica_stalls_only_its_own_slots() {
-    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1))
-        .await
-        .unwrap();
+    let mut cluster = start_cluster(3, 1).await;
     let url = cluster.url();
     let lonely = owner(&cluster, "S00USDT");
     let r = replica_of(&cluster, lonely);

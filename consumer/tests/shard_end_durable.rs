@@ -7,37 +7,18 @@
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use clap::Parser;
-use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
-use tradeflow_consumer::config::Config;
 use tradeflow_consumer::lease::LeaseTable;
 use tradeflow_consumer::worker;
 use tradeflow_shared::telemetry::Health;
 use tradeflow_shared::testkit;
 
+use super::worker_support::{lease, redis_con, wait_count, Aws};
+
 const PARENT: &str = "shardId-000000000000";
 
-fn trade(id: u64) -> Blob {
-    Blob::new(format!(
-        r#"{{"e":"trade","E":1717000000001,"s":"BTCUSDT","t":{id},"p":"61234.5","q":"0.1","T":1717000000001,"m":false,"M":true}}"#
-    ))
-}
-
-async fn count(con: &mut redis::aio::MultiplexedConnection) -> i64 {
-    let c: Option<i64> = con.get("symbol:BTCUSDT").await.unwrap();
-    c.unwrap_or(0)
-}
-
 async fn parent_checkpoint(table: &LeaseTable) -> Option<String> {
-    table
-        .list()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|l| l.shard_id == PARENT)
-        .and_then(|l| l.checkpoint)
+    lease(table, PARENT).await.and_then(|l| l.checkpoint)
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -54,17 +35,11 @@ fn signal(pid: u32, sig: &str) {
 /// It must wait until the replica holds them, then follow at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_end_waits_until_the_parents_last_writes_are_durable() {
-    testkit::local_aws_env();
     let primary = testkit::valkey(None);
     let replica = testkit::valkey(Some(primary.port));
-    let dynalite = testkit::dynalite();
-    let emulator = testkit::ferrokinesis_volatile(&[]);
+    let aws = Aws::start().await;
     let redis_url = format!("redis://127.0.0.1:{}", primary.port);
-    let mut con = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut con = redis_con(&redis_url).await;
     for _ in 0..200 {
         let info: String = redis::cmd("INFO")
             .arg("replication")
@@ -77,63 +52,16 @@ async fn shard_end_waits_until_the_parents_last_writes_are_durable() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stream = "ends";
-    let args = tradeflow_shared::aws::AwsArgs {
-        region: "eu-west-1".into(),
-        kinesis_endpoint: Some(emulator.endpoint()),
-        dynamodb_endpoint: Some(dynalite.endpoint()),
-    };
-    let conf = tradeflow_shared::aws::sdk_config(&args).await;
-    let kinesis = tradeflow_shared::aws::kinesis_client(&conf, &args);
-    let table = LeaseTable::new(
-        tradeflow_shared::aws::dynamodb_client(&conf, &args),
-        format!("{stream}-app"),
-    );
-    testkit::create_active_stream(&kinesis, stream, 1)
-        .await
-        .unwrap();
-    let put = |id: u64| {
-        kinesis
-            .put_record()
-            .stream_name(stream)
-            .partition_key("BTCUSDT")
-            .data(trade(id))
-            .send()
-    };
-    for id in 1..=5 {
-        put(id).await.unwrap();
-    }
-    let cfg = Config::try_parse_from([
-        "tradeflow-consumer",
-        "--stream",
-        stream,
-        "--application-name",
-        &format!("{stream}-app"),
-        "--worker-id",
-        "A",
-        "--redis-url",
-        &redis_url,
-        "--kinesis-endpoint",
-        &emulator.endpoint(),
-        "--dynamodb-endpoint",
-        &dynalite.endpoint(),
-        "--idle-interval",
-        "100ms",
-        "--shard-end-settle",
-        "0s",
-        "--redis-wait-timeout",
-        "500ms",
-    ])
-    .expect("consumer flags");
+    let kinesis = &aws.kinesis;
+    let table = aws.table(stream);
+    aws.create_stream(stream, 1).await;
+    aws.put(stream, 1..=5).await;
+    let flags = ["--shard-end-settle", "0s", "--redis-wait-timeout", "500ms"];
+    let cfg = aws.config(&redis_url, stream, "A", &flags);
     let stop = CancellationToken::new();
     let w = tokio::spawn(worker::run(cfg, Health::new(), stop.clone()));
-    for _ in 0..200 {
-        if count(&mut con).await == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(
-        count(&mut con).await,
+        wait_count(&mut con, 5).await,
         5,
         "the first trades were not counted"
     );
@@ -141,9 +69,7 @@ async fn shard_end_waits_until_the_parents_last_writes_are_durable() {
     // The replica stops acknowledging; the parent's last trades, then its end.
     let replica_pid = replica.pid().expect("replica running");
     signal(replica_pid, "-STOP");
-    for id in 6..=8 {
-        put(id).await.unwrap();
-    }
+    aws.put(stream, 6..=8).await;
     let shard = kinesis
         .list_shards()
         .stream_name(stream)
@@ -163,13 +89,7 @@ async fn shard_end_waits_until_the_parents_last_writes_are_durable() {
         .send()
         .await
         .expect("SplitShard");
-    for _ in 0..200 {
-        if count(&mut con).await == 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let counted = count(&mut con).await;
+    let counted = wait_count(&mut con, 8).await;
     // The worker has read the parent to its end; watch its checkpoint for a while.
     let mut early = None;
     for _ in 0..30 {

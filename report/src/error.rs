@@ -7,7 +7,9 @@ use tradeflow_shared::redis_conn::ConnError;
 use tradeflow_shared::redis_keys::KeyError;
 use tradeflow_shared::snapshot::ReadError;
 
+use crate::chart::ChartError;
 use crate::prices::PriceError;
+use crate::slack::api::SlackError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -30,6 +32,18 @@ pub enum ReportError {
     },
     #[error("web server: {0}")]
     Serve(std::io::Error),
+    /// The snapshot could not be read (the reason as the live page words it).
+    #[error("{0}")]
+    Snapshot(String),
+    /// A chart could not be drawn.
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    /// The Slack secret could not be read (names where it was looked for, never a value).
+    #[error(transparent)]
+    Secret(#[from] tradeflow_shared::secret::SecretError),
+    /// Slack refused or did not answer.
+    #[error(transparent)]
+    Slack(SlackError),
     /// The terminal (stdout, stdin).
     #[error(transparent)]
     Io(#[from] std::io::Error),

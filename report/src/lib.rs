@@ -8,15 +8,19 @@
 //! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
 //! across it: trades already counted are not counted again, new ones are.
 //! `serve` is the same numbers as a live web page and JSON (see [`web`]).
+//! `slack` posts them to Slack with charts (see [`slack`], [`chart`]).
 //!
 //! Modules, each leaning only on those above it: [`value`] (USD valuation of a
 //! quantity), [`prices`] (which prices: Redis's or Binance's), [`format`] (ranking and
-//! rendering), [`reset`], [`web`]; [`error`] is the report's own error type.
+//! rendering), [`reset`], [`web`], [`chart`] (PNG charts), [`slack`]; [`error`] is the
+//! report's own error type.
 
+pub mod chart;
 pub mod error;
 pub mod format;
 pub mod prices;
 pub mod reset;
+pub mod slack;
 pub mod value;
 pub mod web;
 
@@ -72,6 +76,8 @@ pub enum Command {
     },
     /// Serve a live web page of the totals (and `/api/snapshot` JSON).
     Serve(web::ServeArgs),
+    /// Post the report (and its charts, with a bot token) to Slack.
+    Slack(Box<slack::SlackArgs>),
 }
 
 /// Runs the report until done (or, with `--watch`, until `shutdown`).
@@ -87,6 +93,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
             shutdown,
         )
         .await;
+    }
+    if let Some(Command::Slack(s)) = &args.command {
+        return slack::run(&args, s).await;
     }
     let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
     let reader = Reader::connect_with_ca(

@@ -8,6 +8,8 @@ mod cli_help;
 mod report_cluster;
 mod report_prices;
 mod report_redis;
+mod report_slack;
+mod report_slack_errors;
 mod report_tls;
 mod report_web;
 

@@ -6,6 +6,15 @@ use tradeflow_shared::testkit::cli_help::{assert_help_hides, SECRET_URLS};
 /// The URL-valued variables the report reads, each holding a password.
 const REPORT_VARS: [&str; 2] = ["TRADEFLOW_REDIS_URL", "TRADEFLOW_BINANCE_REST_URL"];
 
+/// The Slack secrets `tradeflow-report slack` reads from the environment.
+const SLACK_SECRETS: [(&str, &str); 2] = [
+    ("TRADEFLOW_SLACK_TOKEN", "xoxb-1-2-SECRET"),
+    (
+        "TRADEFLOW_SLACK_WEBHOOK_URL",
+        "https://hooks.example/services/T1/B1/SECRET",
+    ),
+];
+
 #[test]
 fn help_never_shows_secrets_from_the_environment() {
     let report = env!("CARGO_BIN_EXE_tradeflow-report");
@@ -14,7 +23,14 @@ fn help_never_shows_secrets_from_the_environment() {
         .copied()
         .filter(|(k, _)| REPORT_VARS.contains(k))
         .collect();
-    for args in [&["--help"][..], &["serve", "--help"], &["reset", "--help"]] {
+    let mut secrets = secrets;
+    secrets.extend(SLACK_SECRETS);
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["reset", "--help"],
+        &["slack", "--help"],
+    ] {
         assert_help_hides(report, args, &secrets);
     }
 }

@@ -7,10 +7,9 @@ use crate::redis_common;
 use std::time::Duration;
 
 use redis_common::*;
-use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
+use tradeflow_consumer::apply::{fold, SinkConfig};
 use tradeflow_report::web::{Source, SourceConfig};
 use tradeflow_report::{reset, PriceArgs, PriceFeed, PriceSource, Reader};
-use tradeflow_shared::testkit::RedisCluster;
 use tradeflow_shared::Trade;
 
 const P: &str = "tradeflow:";
@@ -36,18 +35,13 @@ fn web_source(url: &str) -> Source {
 /// `tradeflow-report` and `tradeflow-report serve` take a `redis+cluster://` URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_and_serve_read_a_cluster() {
-    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
-        .await
-        .unwrap();
+    let cluster = start_cluster(3, 0).await;
     let url = cluster.url();
-    let sink = RedisSink::connect(&SinkConfig {
-        url: url.clone(),
-        key_prefix: P.into(),
+    let no_replicas = SinkConfig {
         wait_replicas: 0,
         ..SinkConfig::default()
-    })
-    .await
-    .expect("connect to the cluster");
+    };
+    let sink = cluster_sink(&url, no_replicas).await;
     let trades: Vec<Trade> = (1..=30)
         .map(|i| trade(&format!("S{:02}USDT", i % 6), 100 + i))
         .collect();

@@ -269,8 +269,7 @@ impl RedisConn {
         self.query_at(key, cmd).await
     }
 
-    /// Runs `cmd` on the server where `key` lives: on a cluster, at the primary serving
-    /// its slot (a command without keys would go to any node); on one Redis, there.
+    /// `cmd` sent to the primary serving `key`'s slot (on one Redis: there).
     async fn query_at<T: FromRedisValue>(&self, key: &str, cmd: Cmd) -> redis::RedisResult<T> {
         match self {
             RedisConn::Single(c) => cmd.query_async(&mut c.clone()).await,

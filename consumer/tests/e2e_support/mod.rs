@@ -129,10 +129,13 @@ impl Stack {
     }
 
     pub fn consumer(&self, name: &str, extra: &[&str]) -> Proc {
+        // A lease table of this stack's own name: tests never share leases, even if
+        // they somehow shared a server.
+        let table = format!("tradeflow-e2e-{}", self.redis.port);
         Proc::spawn(
             name,
             &bin("tradeflow-consumer"),
-            &testkit::consumer_args(STREAM, "tradeflow-e2e", name, extra),
+            &testkit::consumer_args(STREAM, &table, name, extra),
             &self.env(),
             self.dir.path(),
         )

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tradeflow_consumer::apply::{fold, ApplyOutcome, RedisSink, SinkConfig, SinkError};
 use tradeflow_consumer::record::{DecodedRecord, Item, Poison};
 use tradeflow_shared::decimal::format_scaled;
-use tradeflow_shared::testkit::Service;
+use tradeflow_shared::testkit::{RedisCluster, Service};
 use tradeflow_shared::{Fixed8, Position, SequenceNumber, Symbol, Trade};
 
 pub const STREAM: &str = "trades";
@@ -40,6 +40,25 @@ pub async fn raw(redis: &Service) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
+}
+
+/// A Redis Cluster of `primaries` primaries with `replicas` replicas each, started off
+/// the async threads (it takes seconds of blocking waits).
+pub async fn start_cluster(primaries: usize, replicas: usize) -> RedisCluster {
+    tokio::task::spawn_blocking(move || RedisCluster::start(primaries, replicas))
+        .await
+        .unwrap()
+}
+
+/// A sink on the cluster at `url` with the key prefix `tradeflow:`, else as `cfg` says.
+pub async fn cluster_sink(url: &str, cfg: SinkConfig) -> RedisSink {
+    RedisSink::connect(&SinkConfig {
+        url: url.to_string(),
+        key_prefix: "tradeflow:".into(),
+        ..cfg
+    })
+    .await
+    .expect("connect to the cluster")
 }
 
 /// A realistic-looking sequence number for index `i` (ascending with `i`).

@@ -25,6 +25,7 @@ static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
 /// A loopback port nobody listens on, held for this process until it exits.
 pub fn reserve() -> u16 {
     let Some((lo, hi)) = range() else {
+        warn_kernel_ports_once();
         return kernel_port();
     };
     let dir = lock_dir();
@@ -61,6 +62,16 @@ fn range() -> Option<(u16, u16)> {
     (first >= LOWEST + 1_000).then_some((LOWEST, first))
 }
 
+fn warn_kernel_ports_once() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "testkit: the ephemeral port range starts below {}; server ports come from bind(0), which two starting servers can share",
+            LOWEST + 1_000
+        )
+    });
+}
+
 fn kernel_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -68,9 +79,10 @@ fn kernel_port() -> u16 {
         .expect("no free port on loopback")
 }
 
-/// Shared by every test process of this user on this machine.
+/// Shared by every test process on this machine: a fixed path, not `TMPDIR`'s, so runs
+/// with different temporary folders (`scripts/test --fresh`) still see each other.
 fn lock_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join("tradeflow-test-ports");
+    let dir = PathBuf::from("/tmp/tradeflow-test-ports");
     std::fs::create_dir_all(&dir).expect("create the port lock folder");
     dir
 }
