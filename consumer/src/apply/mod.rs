@@ -91,7 +91,6 @@
 //! each symbol in its slot, `WAIT` for replicas, then the shard's position — described
 //! in [`redis_sink`] and in the README ("Redis Cluster").
 
-mod conn_error;
 pub mod fold;
 #[cfg(test)]
 mod lua_keys;

@@ -135,15 +135,7 @@ pub struct SyncPlan {
 /// than now), so its open children are not held back.
 pub fn plan_sync(shards: &[ShardInfo], existing: &[Lease], initial: InitialPosition) -> SyncPlan {
     let rows: HashMap<&str, &Lease> = existing.iter().map(|l| (l.shard_id.as_str(), l)).collect();
-    let mut children: HashMap<&str, Vec<String>> = HashMap::new();
-    for s in shards {
-        for p in &s.parents {
-            children
-                .entry(p.as_str())
-                .or_default()
-                .push(s.shard_id.clone());
-        }
-    }
+    let children = lineage::children_of(shards);
     let decisions = lineage::classify(shards, &rows);
 
     let mut plan = SyncPlan::default();
@@ -162,9 +154,9 @@ pub fn plan_sync(shards: &[ShardInfo], existing: &[Lease], initial: InitialPosit
     }
     let mut finished_rows = Vec::new();
     for s in shards {
-        let kids = children
+        let kids: Vec<String> = children
             .get(s.shard_id.as_str())
-            .cloned()
+            .map(|k| k.iter().map(|k| k.to_string()).collect())
             .unwrap_or_default();
         if let Some(row) = rows.get(s.shard_id.as_str()) {
             let known: HashSet<&str> = row.children.iter().map(String::as_str).collect();

@@ -45,10 +45,8 @@ pub enum Rowless {
     Unknown { reason: String },
 }
 
-/// Decides every listed shard that has no row in `rows`.
-pub fn classify(shards: &[ShardInfo], rows: &HashMap<&str, &Lease>) -> HashMap<String, Rowless> {
-    let listed: HashMap<&str, &ShardInfo> =
-        shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
+/// Each listed parent's listed children, in listing order.
+pub fn children_of(shards: &[ShardInfo]) -> HashMap<&str, Vec<&str>> {
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for s in shards {
         for p in &s.parents {
@@ -58,9 +56,16 @@ pub fn classify(shards: &[ShardInfo], rows: &HashMap<&str, &Lease>) -> HashMap<S
                 .push(s.shard_id.as_str());
         }
     }
+    children
+}
+
+/// Decides every listed shard that has no row in `rows`.
+pub fn classify(shards: &[ShardInfo], rows: &HashMap<&str, &Lease>) -> HashMap<String, Rowless> {
+    let listed: HashMap<&str, &ShardInfo> =
+        shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
     let mut c = Classifier {
         listed,
-        children,
+        children: children_of(shards),
         rows,
         done: HashMap::new(),
         decided: HashMap::new(),

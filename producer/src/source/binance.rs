@@ -3,8 +3,10 @@
 //!
 //! - Pings are answered by tungstenite itself with the same payload; a connection that
 //!   receives nothing (not even a ping) for `dead_timeout` is given up and replaced.
-//! - Lost connections are reopened with exponential backoff and full jitter, never
-//!   more than 300 attempts per 5 minutes over all connections.
+//! - Lost connections are reopened with exponential backoff and jitter (the shared
+//!   retry policy, retried forever and logged at a bounded rate:
+//!   `limits::reconnect_retry`), never more than 300 attempts per 5 minutes over all
+//!   connections.
 //! - Before the 24-hour cut (`max_connection_age`) and on `serverShutdown`, the
 //!   replacement is opened FIRST. Its trades are held back until it is receiving;
 //!   then the old connection is closed with a close handshake (which delivers all it
@@ -35,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 use tradeflow_shared::Symbol;
 
 pub use limits::{
-    connection_requests, plan_connections, AttemptWindow, Backoff, CONTROL_SPACING,
-    SUBSCRIBE_CHUNK, URL_STREAMS,
+    connection_requests, plan_connections, reconnect_policy, reconnect_retry, AttemptWindow,
+    CONTROL_SPACING, SUBSCRIBE_CHUNK, URL_STREAMS,
 };
 
 use super::TradeTx;

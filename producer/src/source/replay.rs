@@ -88,6 +88,26 @@ pub fn decode_file_line(
     }
 }
 
+/// Decodes `lines` (emptying it) and sends their trades, in order. False when the
+/// receiver is gone: the file source stops.
+pub async fn send_lines(
+    source: &'static str,
+    lines: &mut Vec<Line>,
+    stats: &mut SourceStats,
+    tx: &TradeTx,
+) -> bool {
+    for line in lines.drain(..) {
+        let no = stats.lines + 1;
+        if let Some(t) = decode_file_line(source, line, no, stats) {
+            if tx.send(t).await.is_err() {
+                return false;
+            }
+            stats.trades += 1;
+        }
+    }
+    true
+}
+
 /// Sends every trade of `path`, in file order, then returns.
 pub async fn run(
     path: &Path,
@@ -99,7 +119,7 @@ pub async fn run(
     let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = Vec::new();
-    'read: loop {
+    loop {
         let n = tokio::select! {
             n = file.read(&mut buf) => n?,
             _ = shutdown.cancelled() => break,
@@ -109,14 +129,8 @@ pub async fn run(
         } else {
             splitter.push(&buf[..n], &mut lines);
         }
-        for line in lines.drain(..) {
-            let no = stats.lines + 1;
-            if let Some(t) = decode_file_line("replay", line, no, &mut stats) {
-                if tx.send(t).await.is_err() {
-                    break 'read;
-                }
-                stats.trades += 1;
-            }
+        if !send_lines("replay", &mut lines, &mut stats, &tx).await {
+            break;
         }
         if n == 0 {
             break;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub use super::lines::MAX_LINE_BYTES;
 
 use super::lines::LineSplitter;
-use super::replay::{decode_file_line, SourceStats};
+use super::replay::{send_lines, SourceStats};
 use super::TradeTx;
 
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub async fn run(
     let mut cur: Option<Open> = None;
     let mut first_open = true;
     let mut buf = vec![0u8; 64 * 1024];
-    'outer: while !shutdown.is_cancelled() {
+    while !shutdown.is_cancelled() {
         if cur.is_none() {
             cur = open(&cfg.path, first_open && !cfg.from_start).await;
             if cur.is_some() {
@@ -75,14 +75,8 @@ pub async fn run(
         if n > 0 {
             o.pos += n as u64;
             partial.push(&buf[..n], &mut lines);
-            for line in lines.drain(..) {
-                let n_line = stats.lines + 1;
-                if let Some(t) = decode_file_line("tail", line, n_line, &mut stats) {
-                    if tx.send(t).await.is_err() {
-                        break 'outer;
-                    }
-                    stats.trades += 1;
-                }
+            if !send_lines("tail", &mut lines, &mut stats, &tx).await {
+                break;
             }
             continue;
         }

@@ -18,7 +18,7 @@ if not pos_ok(stored_seq, stored_sub) then
                      show(tostring(stored_sub)) .. ', not a position')
 end
 local exp_seq, exp_sub = ARGV[12], ARGV[13]
-if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
+if is_behind(stored_seq, stored_sub, exp_seq, exp_sub) then
   return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}
 end
 if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
@@ -26,13 +26,7 @@ if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
 end
 
 -- Parse the batch.
-local i = 14
-local n_poison = tonumber(ARGV[i]); i = i + 1
-local poison = {}
-for p = 1, n_poison do
-  poison[p] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
-  i = i + 5
-end
+local poison_start, n_poison, i = poison_args(14)
 local n_sym = tonumber(ARGV[i]); i = i + 1
 local symbols = {}
 for s = 1, n_sym do
@@ -82,16 +76,8 @@ for s = 1, n_sym do
 end
 
 -- Poison records newer than the stored position: kept aside exactly once.
-local written = 0
-for _, p in ipairs(poison) do
-  -- HMGET gives false (not nil) for a shard with no position yet.
-  if not stored_seq or pos_cmp(p[1], p[2], stored_seq, stored_sub) > 0 then
-    redis.call('XADD', dl_key, 'MAXLEN', '~', dl_max, '*', 'stream', stream_name,
-               'shard', shard, 'seq', p[1], 'sub', p[2], 'kind', p[3], 'reason', p[4],
-               'data', p[5])
-    written = written + 1
-  end
-end
+local written = dead_letter(dl_key, dl_max, stream_name, shard, poison_start, n_poison,
+                            stored_seq, stored_sub)
 
 redis.call('HSET', pos_key, 'seq', last_seq, 'sub', last_sub)
 return {0, applied, dups, written, late}

@@ -1,6 +1,6 @@
 -- tradeflow: apply one folded batch of one shard, exactly once, atomically, on one
 -- Redis (every key of the batch on one server).
--- Layout of ARGV (built by redis_sink/mod.rs; see apply/mod.rs for the data model):
+-- Layout of ARGV (built by redis_sink/single.rs; see apply/mod.rs for the data model):
 --  1 prefix            2 position key        3 first seq   4 first sub
 --  5 last seq          6 last sub            7 minute TTL (s)
 --  8 dead-letter maxlen 9 stream name        10 shard id   11 max gaps per symbol

@@ -14,3 +14,9 @@ local function pos_cmp(seq_a, sub_a, seq_b, sub_b)
   return (x < y) and -1 or 1
 end
 
+-- Redis lost writes: the stored position (false/nil if none) is below the one this
+-- applier already applied to the shard (`exp_seq` '' if none).
+local function is_behind(stored_seq, stored_sub, exp_seq, exp_sub)
+  return exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0)
+end
+

@@ -26,14 +26,11 @@ if not pos_ok(stored_seq, stored_sub) then
   return redis.error_reply('FOREIGN ' .. pos_key .. ' does not hold a position; nothing written, repair the key')
 end
 local exp_seq, exp_sub = ARGV[6], ARGV[7]
-if exp_seq ~= '' and (not stored_seq or pos_cmp(stored_seq, stored_sub, exp_seq, exp_sub) < 0) then
+if is_behind(stored_seq, stored_sub, exp_seq, exp_sub) then
   return {3, 0, 0, 0, 0, stored_seq or '', stored_sub or ''}
 end
 
-local i = 8
-local n_poison = tonumber(ARGV[i]); i = i + 1
-local poison_start = i
-i = i + 5 * n_poison
+local poison_start, n_poison, i = poison_args(8)
 local n_sym = tonumber(ARGV[i]); i = i + 1
 -- Registered even when the batch is old: its symbols were applied before this call.
 for s = 0, n_sym - 1 do redis.call('SADD', symbols_key, ARGV[i + s]) end
@@ -41,15 +38,7 @@ for s = 0, n_sym - 1 do redis.call('SADD', symbols_key, ARGV[i + s]) end
 if stored_seq and pos_cmp(last_seq, last_sub, stored_seq, stored_sub) <= 0 then
   return {1, 0, 0, 0, 0}
 end
-local written = 0
-for p = 0, n_poison - 1 do
-  local j = poison_start + 5 * p
-  if not stored_seq or pos_cmp(ARGV[j], ARGV[j + 1], stored_seq, stored_sub) > 0 then
-    redis.call('XADD', dl_key, 'MAXLEN', '~', ARGV[3], '*', 'stream', ARGV[4],
-               'shard', ARGV[5], 'seq', ARGV[j], 'sub', ARGV[j + 1], 'kind', ARGV[j + 2],
-               'reason', ARGV[j + 3], 'data', ARGV[j + 4])
-    written = written + 1
-  end
-end
+local written = dead_letter(dl_key, ARGV[3], ARGV[4], ARGV[5], poison_start, n_poison,
+                            stored_seq, stored_sub)
 redis.call('HSET', pos_key, 'seq', last_seq, 'sub', last_sub)
 return {0, 0, 0, written, 0}

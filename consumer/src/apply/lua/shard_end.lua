@@ -11,7 +11,7 @@ local seq, sub = v[1], v[2]
 if not pos_ok(seq, sub) then
   return redis.error_reply('FOREIGN ' .. KEYS[1] .. ' does not hold a position; nothing written, repair the key')
 end
-if ARGV[1] ~= '' and (not seq or pos_cmp(seq, sub, ARGV[1], ARGV[2]) < 0) then
+if is_behind(seq, sub, ARGV[1], ARGV[2]) then
   return {3, seq or '', sub or ''}
 end
 if seq then redis.call('HSET', KEYS[1], 'seq', seq, 'sub', sub) end

@@ -6,30 +6,19 @@ use std::time::Instant;
 
 use redis::cluster_routing::Slot;
 use redis::Value;
-use tradeflow_shared::{Position, Symbol};
+use tradeflow_shared::Symbol;
 
-use super::{
-    behind, foreign, parse_reply, push_poison, push_segments, ApplyOutcome, RedisSink, SinkError,
-};
-use crate::apply::fold::{self, BatchDelta, PoisonEntry, Segment, SymbolDelta};
-use tradeflow_shared::redis_keys as keys;
+use super::wire::{behind, parse_reply, push_poison, push_segments};
+use super::{foreign, ApplyOutcome, Job, RedisSink, SinkError};
+use crate::apply::fold::{self, PoisonEntry, Segment, SymbolDelta};
 
 impl RedisSink {
     /// A batch on a cluster: symbols (concurrently, each in its slot), `WAIT`, position.
     pub(super) async fn apply_cluster(
         &self,
-        stream: &str,
-        shard_id: &str,
-        expected: Option<&Position>,
-        batch: &BatchDelta,
+        job: &Job<'_>,
     ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
-        let pos_key = self.keys.position(stream, shard_id)?;
-        let (Some(_), Some(last)) = (&batch.first, &batch.last) else {
-            return Ok((ApplyOutcome::default(), Vec::new()));
-        };
-        for s in &batch.symbols {
-            keys::check_symbol(&s.symbol)?;
-        }
+        let Job { batch, last, .. } = *job;
         let mut outcome = ApplyOutcome::default();
         let started = Instant::now();
         let parts = futures_util::future::join_all(
@@ -55,7 +44,7 @@ impl RedisSink {
                     applied_syms.push(&s.symbol);
                 }
                 SymbolPart::Foreign(reason) => {
-                    foreign::warn(stream, shard_id, &s.symbol, &reason, s.trades.len());
+                    foreign::warn(job.stream, job.shard_id, &s.symbol, &reason, s.trades.len());
                     kept_aside.extend(foreign::kept_aside(s, &reason, last));
                 }
             }
@@ -67,16 +56,16 @@ impl RedisSink {
             self.count_round_trips(&mut outcome, 1);
         }
         let mut inv = self.scripts.position.prepare_invoke();
-        inv.key(&pos_key)
+        inv.key(job.pos_key)
             .key(self.keys.dead_letter())
             .key(self.keys.symbols())
             .arg(last.seq.as_str())
             .arg(last.sub)
             .arg(self.dead_letter_maxlen)
-            .arg(stream)
-            .arg(shard_id)
-            .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
-            .arg(expected.map(|p| p.sub).unwrap_or(0));
+            .arg(job.stream)
+            .arg(job.shard_id)
+            .arg(job.expected.map(|p| p.seq.as_str()).unwrap_or(""))
+            .arg(job.expected.map(|p| p.sub).unwrap_or(0));
         push_poison(&mut inv, &batch.poison, &kept_aside);
         inv.arg(applied_syms.len());
         for s in applied_syms {

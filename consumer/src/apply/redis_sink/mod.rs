@@ -12,100 +12,42 @@
 //!
 //! Errors never show the Redis password: URLs are redacted and server messages are
 //! scrubbed of it before they are stored in a [`SinkError`].
+//!
+//! The rooms: `config` (what to reach), `error` (what can go wrong, classified once),
+//! `scripts` (the Lua, assembled), `wire` (the scripts' arguments and replies),
+//! `single` and `cluster` (the two apply paths), `foreign` (keys holding foreign
+//! values), `shard_end` (the check before a SHARD_END checkpoint), `stream_marker`
+//! (a stream's creation time).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
-use tradeflow_shared::{Position, SequenceNumber, Symbol};
+use redis::RedisError;
+use tradeflow_shared::{Position, SequenceNumber};
 
 mod cluster;
+mod config;
+mod error;
 mod foreign;
+mod scripts;
 mod shard_end;
+mod single;
 mod stream_marker;
+mod wire;
+pub use config::SinkConfig;
+use error::classify;
+pub use error::SinkError;
 pub use shard_end::ShardEndCheck;
 
-use super::fold::{self, BatchDelta, PoisonEntry, Segment};
-use tradeflow_shared::redact::{redact_url, scrub_text, url_password};
+use super::fold::{BatchDelta, PoisonEntry};
+use scripts::Scripts;
+use tradeflow_shared::redact::{redact_url, url_password};
 use tradeflow_shared::redis_conn::RedisConn;
-use tradeflow_shared::redis_keys::{self as keys, KeyError, Keys, Layout};
+use tradeflow_shared::redis_keys::{self as keys, Keys, Layout};
 
 /// Gap ranges kept per symbol before the lowest are evicted (a trade arriving later for
 /// an evicted range is counted `late_dropped`, not applied).
 pub const MAX_GAPS_PER_SYMBOL: usize = 1000;
-/// Rounds of "split needed" before giving up; each round turns more symbols into one
-/// trade per segment, which can never need splitting, so two rounds suffice unless
-/// another worker keeps changing the same symbols in between.
-const MAX_SPLIT_ROUNDS: usize = 6;
-
-/// One Redis: the whole batch in one script.
-const BATCH_LUA: &str = concat!(
-    include_str!("../lua/batch_prologue.lua"),
-    include_str!("../lua/pos_cmp.lua"),
-    include_str!("../lua/common.lua"),
-    include_str!("../lua/batch.lua"),
-);
-/// Redis Cluster: one symbol's part of a batch, in that symbol's slot.
-const SYMBOL_LUA: &str = concat!(
-    include_str!("../lua/symbol_prologue.lua"),
-    include_str!("../lua/pos_cmp.lua"),
-    include_str!("../lua/common.lua"),
-    include_str!("../lua/symbol.lua"),
-);
-/// Redis Cluster: the shard's position, dead letters and symbols index (slot `{meta}`).
-const POSITION_LUA: &str = concat!(
-    include_str!("../lua/pos_cmp.lua"),
-    include_str!("../lua/position.lua"),
-);
-
-/// How to reach Redis and shape what is written.
-#[derive(Clone)]
-pub struct SinkConfig {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
-    pub url: String,
-    /// Prefix of every key except the legacy `symbol:<SYM>` counts.
-    pub key_prefix: String,
-    /// How long a per-minute bucket lives after its last write.
-    pub minute_ttl: Duration,
-    /// Approximate cap of the dead-letter stream (`XADD MAXLEN ~`).
-    pub dead_letter_maxlen: usize,
-    /// PEM file of the CA that signed the server's certificate, for `rediss://` with a
-    /// private CA (public CAs are trusted without it).
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Cluster only: replicas of each primary that must hold a batch's writes before
-    /// the shard's position moves past it (`WAIT`); 0 turns the wait off.
-    pub wait_replicas: usize,
-    /// Cluster only: how long one `WAIT` may take before the batch is retried.
-    pub wait_timeout: Duration,
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        SinkConfig {
-            url: "redis://127.0.0.1:6379".into(),
-            key_prefix: keys::DEFAULT_PREFIX.into(),
-            minute_ttl: Duration::from_secs(48 * 3600),
-            dead_letter_maxlen: 100_000,
-            ca_file: None,
-            wait_replicas: 1,
-            wait_timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-impl std::fmt::Debug for SinkConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkConfig")
-            .field("url", &redact_url(&self.url))
-            .field("key_prefix", &self.key_prefix)
-            .field("minute_ttl", &self.minute_ttl)
-            .field("dead_letter_maxlen", &self.dead_letter_maxlen)
-            .field("ca_file", &self.ca_file)
-            .field("wait_replicas", &self.wait_replicas)
-            .field("wait_timeout", &self.wait_timeout)
-            .finish()
-    }
-}
 
 /// What one `apply` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -128,52 +70,18 @@ pub struct ApplyOutcome {
     pub foreign_trades: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("invalid Redis sink configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// Connection lost or refused, timeout, server loading or busy: try again later.
-    #[error("Redis at {url} unavailable ({kind}): {message}")]
-    Unavailable {
-        url: String,
-        kind: &'static str,
-        message: String,
-    },
-    /// The server refused the work (script error, authentication, permissions).
-    #[error("Redis at {url} failed ({kind}): {message}")]
-    Fatal {
-        url: String,
-        kind: &'static str,
-        message: String,
-    },
-    #[error("unexpected reply from Redis: {0}")]
-    Protocol(String),
-    /// Redis holds less than this applier already applied to the shard (it lost its
-    /// last writes: a restart under `appendfsync everysec`, a failover). Nothing was
-    /// written; the shard must be re-read after `stored`.
-    #[error("Redis is behind what was applied to this shard (lost writes); it holds {stored:?}")]
-    Behind { stored: Option<Position> },
-}
-
-impl SinkError {
-    /// True when the same call may succeed later (the worker backs off and retries;
-    /// retrying an apply is always safe: it is idempotent).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Unavailable { .. })
-    }
-
-    /// Bounded label for `tradeflow_consumer_redis_errors_total{kind}`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkError::Config(_) => "config",
-            SinkError::Key(_) => "key",
-            SinkError::Unavailable { kind, .. } | SinkError::Fatal { kind, .. } => kind,
-            SinkError::Protocol(_) => "protocol",
-            SinkError::Behind { .. } => "behind",
-        }
-    }
+/// One batch of a shard, not empty, its symbols checked: what both apply paths take.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    stream: &'a str,
+    shard_id: &'a str,
+    /// What this applier already applied to the shard (see [`RedisSink::apply_after`]).
+    expected: Option<&'a Position>,
+    batch: &'a BatchDelta,
+    /// The shard's position key.
+    pos_key: &'a str,
+    first: &'a Position,
+    last: &'a Position,
 }
 
 /// A handle on Redis; cheap to clone (one multiplexed, self-reconnecting connection,
@@ -215,11 +123,7 @@ impl RedisSink {
         let scrub = |e: RedisError| classify(&url, password.as_deref(), &e);
         let mut con = RedisConn::connect(&cfg.url, cfg.ca_file.as_deref()).await?;
         let keys = keys.with_layout(con.layout());
-        let scripts = Scripts {
-            batch: Script::new(BATCH_LUA),
-            symbol: Script::new(SYMBOL_LUA),
-            position: Script::new(POSITION_LUA),
-        };
+        let scripts = Scripts::new();
         // SCRIPT LOAD goes to every node of a cluster.
         match con.layout() {
             Layout::Single => scripts.batch.load_async(&mut con).await.map_err(scrub)?,
@@ -332,19 +236,6 @@ impl RedisSink {
         expected: Option<&Position>,
         batch: &BatchDelta,
     ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
-        match self.keys.layout() {
-            Layout::Single => self.apply_single(stream, shard_id, expected, batch).await,
-            Layout::Cluster => self.apply_cluster(stream, shard_id, expected, batch).await,
-        }
-    }
-
-    async fn apply_single(
-        &self,
-        stream: &str,
-        shard_id: &str,
-        expected: Option<&Position>,
-        batch: &BatchDelta,
-    ) -> Result<(ApplyOutcome, Vec<PoisonEntry>), SinkError> {
         let pos_key = self.keys.position(stream, shard_id)?;
         let (Some(first), Some(last)) = (&batch.first, &batch.last) else {
             return Ok((ApplyOutcome::default(), Vec::new()));
@@ -352,116 +243,19 @@ impl RedisSink {
         for s in &batch.symbols {
             keys::check_symbol(&s.symbol)?;
         }
-        let mut singles: Vec<Symbol> = Vec::new();
-        // Symbols whose keys hold foreign values: sent as poison, not as trades.
-        let mut foreign_syms: Vec<Symbol> = Vec::new();
-        let mut kept_aside: Vec<PoisonEntry> = Vec::new();
-        let mut outcome = ApplyOutcome::default();
-        for _ in 0..MAX_SPLIT_ROUNDS {
-            let mut inv = self.scripts.batch.prepare_invoke();
-            inv.arg(self.keys.prefix())
-                .arg(&pos_key)
-                .arg(first.seq.as_str())
-                .arg(first.sub)
-                .arg(last.seq.as_str())
-                .arg(last.sub)
-                .arg(self.minute_ttl_s)
-                .arg(self.dead_letter_maxlen)
-                .arg(stream)
-                .arg(shard_id)
-                .arg(self.max_gaps)
-                .arg(expected.map(|p| p.seq.as_str()).unwrap_or(""))
-                .arg(expected.map(|p| p.sub).unwrap_or(0));
-            push_poison(&mut inv, &batch.poison, &kept_aside);
-            inv.arg(batch.symbols.len() - foreign_syms.len());
-            for s in batch
-                .symbols
-                .iter()
-                .filter(|s| !foreign_syms.contains(&s.symbol))
-            {
-                inv.arg(s.symbol.as_str());
-                if singles.contains(&s.symbol) {
-                    let segs = fold::single_segments(&s.trades);
-                    push_segments(&mut inv, &segs);
-                } else {
-                    push_segments(&mut inv, &s.segments);
-                }
-            }
-            let mut con = self.con.clone();
-            let started = Instant::now();
-            let reply: Result<Vec<Value>, RedisError> = inv.invoke_async(&mut con).await;
-            metrics::counter!("tradeflow_consumer_redis_round_trips_total").increment(1);
-            outcome.round_trips += 1;
-            let reply = reply.map_err(|e| classify(&self.url, self.password.as_deref(), &e))?;
-            metrics::histogram!("tradeflow_consumer_redis_batch_seconds")
-                .record(started.elapsed().as_secs_f64());
-            let (status, nums, split) = parse_reply(&reply)?;
-            match status {
-                0 => {
-                    outcome.trades_applied = nums[0];
-                    outcome.duplicates = nums[1] + batch.in_batch_duplicates;
-                    outcome.poison = nums[2];
-                    outcome.late_dropped = nums[3];
-                    outcome.foreign_trades = kept_aside.len() as u64;
-                    return Ok((outcome, kept_aside));
-                }
-                1 => {
-                    outcome.batch_skipped = true;
-                    return Ok((outcome, Vec::new()));
-                }
-                3 => return Err(behind(&split)),
-                4 => {
-                    if split.is_empty() {
-                        return Err(SinkError::Protocol("foreign reply without symbols".into()));
-                    }
-                    for pair in split.chunks(2) {
-                        let [name, reason] = pair else {
-                            return Err(SinkError::Protocol(format!("foreign reply {split:?}")));
-                        };
-                        let sym = batch
-                            .symbols
-                            .iter()
-                            .find(|s| {
-                                s.symbol.as_str() == name.as_str()
-                                    && !foreign_syms.contains(&s.symbol)
-                            })
-                            .ok_or_else(|| {
-                                SinkError::Protocol(format!("foreign symbol {name:?}"))
-                            })?;
-                        foreign::warn(stream, shard_id, &sym.symbol, reason, sym.trades.len());
-                        foreign_syms.push(sym.symbol);
-                        kept_aside.extend(foreign::kept_aside(sym, reason, last));
-                    }
-                }
-                _ => {
-                    let mut grew = false;
-                    for name in split {
-                        let sym = Symbol::new(&name)
-                            .map_err(|_| SinkError::Protocol(format!("split symbol {name:?}")))?;
-                        if !singles.contains(&sym) {
-                            singles.push(sym);
-                            grew = true;
-                        }
-                    }
-                    if !grew {
-                        return Err(SinkError::Protocol(
-                            "script asked to split one-trade segments".into(),
-                        ));
-                    }
-                    tracing::debug!(
-                        stream,
-                        shard_id,
-                        symbols = singles.len(),
-                        "segments overlap applied ids; re-sending one trade per segment"
-                    );
-                }
-            }
+        let job = Job {
+            stream,
+            shard_id,
+            expected,
+            batch,
+            pos_key: &pos_key,
+            first,
+            last,
+        };
+        match self.keys.layout() {
+            Layout::Single => self.apply_single(&job).await,
+            Layout::Cluster => self.apply_cluster(&job).await,
         }
-        Err(SinkError::Unavailable {
-            url: self.url.to_string(),
-            kind: "contention",
-            message: "segments kept overlapping concurrent writes; retry the batch".into(),
-        })
     }
 
     fn count_round_trips(&self, outcome: &mut ApplyOutcome, n: u32) {
@@ -497,160 +291,5 @@ impl RedisSink {
             }
             _ => Ok(None),
         }
-    }
-}
-
-/// The scripts, loaded at connect (the batch script on one Redis, the other two on a
-/// cluster).
-struct Scripts {
-    batch: Script,
-    symbol: Script,
-    position: Script,
-}
-
-/// The "behind" reply's stored position (`''` when Redis holds none).
-fn behind(rest: &[String]) -> SinkError {
-    let stored = match rest {
-        [seq, _] if seq.is_empty() => None,
-        [seq, sub] => match (SequenceNumber::parse(seq), sub.parse()) {
-            (Ok(seq), Ok(sub)) => Some(Position::new(seq, sub)),
-            _ => return SinkError::Protocol(format!("stored position {seq:?} {sub:?}")),
-        },
-        _ => return SinkError::Protocol(format!("behind reply {rest:?}")),
-    };
-    SinkError::Behind { stored }
-}
-
-/// The poison records (the batch's, then trades kept aside), as both apply scripts take
-/// them: count P, then P × {seq, sub, kind, reason, data}.
-fn push_poison(inv: &mut redis::ScriptInvocation<'_>, batch: &[PoisonEntry], more: &[PoisonEntry]) {
-    inv.arg(batch.len() + more.len());
-    for p in batch.iter().chain(more) {
-        inv.arg(p.pos.seq.as_str())
-            .arg(p.pos.sub)
-            .arg(p.kind)
-            .arg(&p.reason)
-            .arg(&p.data[..]);
-    }
-}
-
-fn push_segments(inv: &mut redis::ScriptInvocation<'_>, segs: &[Segment]) {
-    inv.arg(segs.len());
-    for g in segs {
-        inv.arg(g.first_id)
-            .arg(g.last_id)
-            .arg(g.count)
-            .arg(g.base_units.to_string())
-            .arg(g.quote_units.to_string())
-            .arg(g.last_price.to_string())
-            .arg(g.last_time_ms)
-            .arg(g.minutes.len());
-        for m in &g.minutes {
-            inv.arg(m.minute)
-                .arg(m.count)
-                .arg(m.base_units.to_string())
-                .arg(m.quote_units.to_string());
-        }
-    }
-}
-
-type Reply = (i64, [u64; 4], Vec<String>);
-
-fn parse_reply(reply: &[Value]) -> Result<Reply, SinkError> {
-    let bad = || SinkError::Protocol(format!("apply script replied {reply:?}"));
-    if reply.len() < 5 {
-        return Err(bad());
-    }
-    let int = |v: &Value| match v {
-        Value::Int(n) if *n >= 0 => Ok(*n),
-        _ => Err(bad()),
-    };
-    let status = int(&reply[0])?;
-    let mut nums = [0u64; 4];
-    for (i, n) in nums.iter_mut().enumerate() {
-        *n = int(&reply[i + 1])? as u64;
-    }
-    let mut split = Vec::new();
-    for v in &reply[5..] {
-        match v {
-            Value::BulkString(b) => split.push(String::from_utf8_lossy(b).into_owned()),
-            _ => return Err(bad()),
-        }
-    }
-    if status > 4 {
-        return Err(bad());
-    }
-    Ok((status, nums, split))
-}
-
-/// Turns a Redis error into a retryable or fatal [`SinkError`], password scrubbed.
-pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> SinkError {
-    let message = scrub_text(&e.to_string(), password);
-    let url = url.to_string();
-    let kind = e.kind();
-    let code = e.code().unwrap_or("");
-    // The cluster client reports a refused password while connecting as an I/O error
-    // ("Failed to create initial connections … AuthenticationFailed"): never retryable.
-    let auth_refused = message.contains("AuthenticationFailed") || code == "WRONGPASS";
-    let retry_kind: Option<&'static str> = if auth_refused {
-        None
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-    {
-        Some("io")
-    } else {
-        match kind {
-            ErrorKind::Server(ServerErrorKind::BusyLoading) => Some("loading"),
-            // A cluster's redirections that outlasted the client's own retries (nodes
-            // disagree for a moment during a failover or a migration).
-            ErrorKind::Server(ServerErrorKind::Moved) | ErrorKind::Server(ServerErrorKind::Ask) => {
-                Some("redirect")
-            }
-            ErrorKind::Server(ServerErrorKind::TryAgain)
-            | ErrorKind::Server(ServerErrorKind::MasterDown)
-            | ErrorKind::Server(ServerErrorKind::ClusterDown)
-            | ErrorKind::Server(ServerErrorKind::ReadOnly) => Some("unavailable"),
-            _ if code == "BUSY" || code == "OOM" || code == "MISCONF" => Some("busy"),
-            // A key of the whole batch holds a foreign value (the scripts checked before
-            // writing anything): not retryable by itself, it needs a human.
-            _ => None,
-        }
-    };
-    match retry_kind {
-        Some(kind) => SinkError::Unavailable { url, kind, message },
-        None => {
-            let kind = match kind {
-                _ if auth_refused => "auth",
-                _ if code == "FOREIGN" => foreign::KIND,
-                ErrorKind::AuthenticationFailed => "auth",
-                ErrorKind::Server(ServerErrorKind::NoPerm) => "auth",
-                ErrorKind::Server(ServerErrorKind::NoScript) => "noscript",
-                ErrorKind::Server(_) => "server",
-                _ => "client",
-            };
-            SinkError::Fatal { url, kind, message }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_parsing() {
-        let r = vec![
-            Value::Int(2),
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(0),
-            Value::BulkString(b"BTCUSDT".to_vec()),
-        ];
-        let (s, _, split) = parse_reply(&r).unwrap();
-        assert_eq!((s, split), (2, vec!["BTCUSDT".to_string()]));
-        assert!(parse_reply(&[Value::Nil]).is_err());
     }
 }

@@ -19,13 +19,10 @@
 use redis::Value;
 use tradeflow_shared::Position;
 
-use super::{behind, RedisSink, SinkError};
+use super::scripts::SHARD_END_LUA;
+use super::wire::behind;
+use super::{RedisSink, SinkError};
 use crate::apply::keys::Layout;
-
-const SHARD_END_LUA: &str = concat!(
-    include_str!("../lua/pos_cmp.lua"),
-    include_str!("../lua/shard_end.lua"),
-);
 
 /// What [`RedisSink::check_shard_end`] could establish.
 #[derive(Debug, Clone, PartialEq, Eq)]

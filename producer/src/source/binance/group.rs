@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{close_briefly, connect, start_drain, Conn};
 use super::group_state::{Action, Event, GroupState, Role, Timing};
-use super::limits::{AttemptWindow, Backoff};
+use super::limits::{reconnect_retry, AttemptWindow};
 use super::{message, BinanceConfig, BinanceError};
 use crate::source::{SourceTrade, TradeTx};
 
@@ -52,8 +52,8 @@ impl Group {
             drain_timeout: cfg.drain_timeout,
             max_held: cfg.max_held,
         };
-        let backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
-        let mut state = GroupState::new(self.idx, timing, backoff, Instant::now());
+        let retry = reconnect_retry(cfg.backoff_min, cfg.backoff_max);
+        let mut state = GroupState::new(self.idx, timing, retry, Instant::now());
         let mut seats = Seats::default();
         let mut actions = VecDeque::new();
         let far = Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600);

@@ -35,8 +35,8 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tradeflow_shared::retry::Retry;
 
-use super::limits::Backoff;
 use super::overlap;
 
 /// The timings the machine decides by (from `BinanceConfig`).
@@ -201,7 +201,8 @@ enum Successor<T> {
 pub(super) struct GroupState<T> {
     group: usize,
     timing: Timing,
-    backoff: Backoff,
+    /// Reconnect backoff (`limits::reconnect_retry`).
+    retry: Retry,
     phase: Phase<T>,
     /// The current event's time.
     now: Instant,
@@ -211,11 +212,11 @@ pub(super) struct GroupState<T> {
 
 impl<T> GroupState<T> {
     /// A group with no connection yet; the first attempt is due at `now`.
-    pub fn new(group: usize, timing: Timing, backoff: Backoff, now: Instant) -> Self {
+    pub fn new(group: usize, timing: Timing, retry: Retry, now: Instant) -> Self {
         GroupState {
             group,
             timing,
-            backoff,
+            retry,
             phase: Phase::Waiting { until: now },
             now,
             out: Vec::new(),
@@ -309,7 +310,7 @@ impl<T> GroupState<T> {
                 if !link.got_trade {
                     // The connection proved healthy.
                     link.got_trade = true;
-                    self.backoff.reset();
+                    self.retry.succeeded(&self.group.to_string());
                 }
                 Some(t)
             }

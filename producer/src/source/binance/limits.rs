@@ -1,51 +1,30 @@
-//! Pure pacing decisions for the websocket client: reconnect backoff with full jitter,
-//! the connection-attempt window (Binance: 300 per 5 minutes per IP), the spacing of
+//! Pure pacing decisions for the websocket client: the reconnect retry policy, the
+//! connection-attempt window (Binance: 300 per 5 minutes per IP), the spacing of
 //! outgoing control messages (Binance: 5 per second, pongs included), and how streams
 //! are spread over connections.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::time::Instant;
+use tradeflow_shared::retry::{Policy, Retry};
 
-/// Reconnect backoff: the house's one retry policy (`tradeflow_shared::retry`): the n-th
-/// delay is uniform in `[c/2, c]` with `c = min(max, min_delay × 2^n)`, so many clients
-/// don't reconnect in lockstep; each counts in `tradeflow_retries_total{op="producer.ws_connect"}`
-/// (the callers log each reconnect, at most one per delay).
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
+/// The `op` of reconnects in `tradeflow_retries_total` and in the retry log lines.
+const RECONNECT_OP: &str = "producer.ws_connect";
+
+/// Reconnect backoff: the house's one retry policy (`tradeflow_shared::retry`), retried
+/// forever — a group without a connection loses trades. The n-th delay is uniform in
+/// `[c/2, c]` with `c = min(max, min × 2^n)`, so many clients don't reconnect in
+/// lockstep (a `max` below `min` is taken as `min`).
+pub fn reconnect_policy(min: Duration, max: Duration) -> Policy {
+    Policy::forever(min, max.max(min))
 }
 
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max: max.max(min),
-            attempt: 0,
-        }
-    }
-
-    /// The ceiling of the next delay (before jitter).
-    pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
-        self.min.saturating_mul(factor).min(self.max)
-    }
-
-    pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
-        let delay = tradeflow_shared::retry::delay(self.attempt, self.min, self.max, rng.random());
-        self.attempt = self.attempt.saturating_add(1);
-        metrics::counter!("tradeflow_retries_total", "op" => "producer.ws_connect").increment(1);
-        delay
-    }
-
-    /// After a connection proved healthy.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
+/// One group's reconnect state: every retry counts in
+/// `tradeflow_retries_total{op="producer.ws_connect"}` and is logged at most once per
+/// `retry::LOG_EVERY` (the rest at debug); the first trade on a new connection resets it.
+pub fn reconnect_retry(min: Duration, max: Duration) -> Retry {
+    Retry::new(RECONNECT_OP, reconnect_policy(min, max))
 }
 
 /// At most `max` connection attempts in any `window`.
@@ -124,27 +103,35 @@ pub fn connection_requests(base: &str, streams: &[String], first_id: u64) -> (St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
+    use tradeflow_shared::retry::Next;
 
     #[test]
-    fn backoff_grows_to_the_cap_with_jitter_below_it() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut ceilings = Vec::new();
-        for _ in 0..8 {
-            let c = b.ceiling();
-            ceilings.push(c.as_millis());
-            let d = b.next_delay(&mut rng);
+    fn reconnect_backoff_grows_to_the_cap_with_jitter_below_it() {
+        let ms = Duration::from_millis;
+        let p = reconnect_policy(ms(100), Duration::from_secs(2));
+        let ceilings: Vec<u128> = (0..8).map(|n| p.delay(n, 1.0).as_millis()).collect();
+        assert_eq!(ceilings, vec![100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        assert_eq!(p.delay(0, 0.0), ms(50));
+        // A cap below the first delay is the first delay.
+        assert_eq!(reconnect_policy(ms(100), ms(10)).delay(3, 1.0), ms(100));
+
+        let mut r = reconnect_retry(ms(100), Duration::from_secs(2));
+        for c in &ceilings {
+            let Next::RetryIn(d) = r.failed("group 0", &"lost") else {
+                panic!("reconnects never give up")
+            };
+            let c = ms(*c as u64);
             assert!(d <= c && d >= c / 2, "{d:?} outside [{:?}, {c:?}]", c / 2);
         }
-        assert_eq!(ceilings, vec![100, 200, 400, 800, 1600, 2000, 2000, 2000]);
-        b.reset();
-        assert_eq!(b.ceiling(), Duration::from_millis(100));
+        r.succeeded("group 0");
+        assert_eq!(r.attempts(), 0);
         for _ in 0..100 {
-            b.next_delay(&mut rng); // no overflow after many attempts
+            // No overflow, no give-up after many attempts.
+            let Next::RetryIn(d) = r.failed("group 0", &"lost") else {
+                panic!("reconnects never give up")
+            };
+            assert!(d <= Duration::from_secs(2));
         }
-        assert_eq!(b.ceiling(), Duration::from_secs(2));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::source::binance::limits::Backoff;
+use crate::source::binance::limits::reconnect_retry;
 
 const SEC: Duration = Duration::from_secs(1);
 const AGE: Duration = Duration::from_secs(1000);
@@ -36,7 +36,7 @@ impl T {
         };
         let t0 = Instant::now();
         T {
-            g: GroupState::new(0, timing, Backoff::new(SEC, 8 * SEC), t0),
+            g: GroupState::new(0, timing, reconnect_retry(SEC, 8 * SEC), t0),
             t0,
             now: t0,
             next_id: 0,

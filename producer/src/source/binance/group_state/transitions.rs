@@ -1,6 +1,10 @@
 //! The transitions of `GroupState`, one function per event (see the parent's doc).
 
+use std::fmt::Display;
+use std::time::Duration;
+
 use metrics::counter;
+use tradeflow_shared::retry::Next;
 
 use super::{Action, GroupState, Link, Msg, Phase, Role, Successor};
 use crate::metrics::{WS_CONNECT_FAILURES, WS_RECONNECTS, WS_ROTATIONS};
@@ -56,8 +60,7 @@ impl<T> GroupState<T> {
             _ => return phase,
         };
         counter!(WS_CONNECT_FAILURES).increment(1);
-        let delay = self.backoff.next_delay(&mut rand::rng());
-        tracing::warn!(group = self.group, error, retry_in = ?delay, "{what}");
+        let delay = self.retry_in(&format_args!("{what}: {error}"));
         match phase {
             Phase::Opening { cur } => Phase::Serving {
                 cur,
@@ -132,7 +135,7 @@ impl<T> GroupState<T> {
         };
         match phase {
             Phase::Overlap { cur, repl, held } if held.len() >= self.timing.max_held => {
-                let delay = self.backoff.next_delay(&mut rand::rng());
+                let delay = self.retry_in(&"replacement held too many trades before the switch");
                 overlap::abandoned(self.group, repl.id, held.len(), repl.acks_pending, delay);
                 self.out.extend([Action::CloseReplacement]);
                 Phase::Serving {
@@ -157,8 +160,10 @@ impl<T> GroupState<T> {
             Phase::Overlap { cur, repl, held } => {
                 // Its held trades are dropped with it: the old connection, still open,
                 // delivers them.
-                let delay = self.backoff.next_delay(&mut rand::rng());
-                tracing::warn!(group, conn = repl.id, reason, retry_in = ?delay, "replacement connection lost");
+                let delay = self.retry_in(&format_args!(
+                    "replacement connection {} lost: {reason}",
+                    repl.id
+                ));
                 drop(held);
                 self.out.extend([Action::DropReplacement]);
                 Phase::Serving {
@@ -303,10 +308,20 @@ impl<T> GroupState<T> {
     }
 
     pub(super) fn reconnect_later(&mut self) -> Phase<T> {
-        let delay = self.backoff.next_delay(&mut rand::rng());
+        let delay = self.retry_in(&"connection ended");
         Phase::Waiting {
             until: self.now + delay,
         }
+    }
+
+    /// The wait before the next connection attempt. The retry counts it and logs it at
+    /// a bounded rate (the first failure of a run always, then one line per
+    /// `retry::LOG_EVERY` saying how many it did not log).
+    fn retry_in(&mut self, why: &dyn Display) -> Duration {
+        let Next::RetryIn(wait) = self.retry.failed(&self.group.to_string(), why) else {
+            unreachable!("reconnects are retried forever")
+        };
+        wait
     }
 
     /// The old connection is dropped, then what a lost replacement received goes out:
