@@ -1,18 +1,58 @@
 //! A thin HTTP(S) GET client for Binance's public REST market data (prices for the
-//! report, historical trades for the producer's gap backfill). It is the hyper/rustls
-//! stack the AWS SDK already brings in, with webpki roots: no second TLS library, and
-//! certificate verification is never off. `http://` is accepted for local runs.
+//! report, historical trades for the producer's gap backfill), and the two pieces every
+//! HTTP client of the project is made of ([`https_client`], [`read_reply`]; the report's
+//! Slack client POSTs with them). It is the hyper/rustls stack the AWS SDK already
+//! brings in, with webpki roots: no second TLS library, and certificate verification is
+//! never off. `http://` is accepted for local runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+/// A pooled HTTP/1 client over rustls sending bodies of type `B`.
+pub type HttpsClient<B> = Client<hyper_rustls::HttpsConnector<HttpConnector>, B>;
+
+/// A client over rustls (aws-lc-rs, the SDK's provider, named explicitly: no reliance
+/// on a process-wide default) with webpki roots, HTTP/1, `http://` allowed.
+pub fn https_client<B>() -> Result<HttpsClient<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(provider)
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// The reply's status, `Retry-After` and body (an error past `max_body` bytes).
+pub async fn read_reply(resp: hyper::Response<Incoming>, max_body: usize) -> Result<Reply, String> {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = Limited::new(resp.into_body(), max_body)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the reply: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
 
 /// The longest `Retry-After` believed: Binance's longest IP ban (418) is 3 days. A
 /// larger number (up to `u64::MAX` seconds from a hostile or broken server) is read as
@@ -57,7 +97,7 @@ impl Reply {
 /// A REST base URL and a connection pool. Cheap to clone.
 #[derive(Clone)]
 pub struct RestClient {
-    client: HttpsClient,
+    client: HttpsClient<Empty<Bytes>>,
     base: String,
     timeout: Duration,
     max_body: usize,
@@ -81,16 +121,8 @@ impl RestClient {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(invalid("want http(s)://host[:port]".into()));
         }
-        // The SDK's provider, named explicitly: no reliance on a process-wide default.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| invalid(format!("TLS setup: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(RestClient {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: https_client().map_err(invalid)?,
             base: base_url.trim_end_matches('/').to_string(),
             timeout,
             max_body,
@@ -134,22 +166,7 @@ impl RestClient {
             .request(req)
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = Limited::new(resp.into_body(), self.max_body)
-            .collect()
-            .await
-            .map_err(|e| unreachable(format!("reading the reply: {e}")))?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            retry_after,
-            body,
-        })
+        read_reply(resp, self.max_body).await.map_err(unreachable)
     }
 }
 

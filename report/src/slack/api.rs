@@ -189,7 +189,7 @@ impl Slack {
                 return Err(SlackError::Status {
                     what: "file upload",
                     status: reply.status,
-                    body: reply.text(200),
+                    body: reply.body_excerpt(200),
                 });
             }
             shared.push((id.to_string(), f.alt.chars().take(250).collect::<String>()));
@@ -253,7 +253,7 @@ impl Slack {
                     status => SlackError::Status {
                         what,
                         status,
-                        body: reply.text(200),
+                        body: reply.body_excerpt(200),
                     },
                 });
             }
@@ -284,7 +284,7 @@ fn webhook_outcome(reply: &Reply) -> Result<(), SlackError> {
     if reply.status == 200 {
         return Ok(());
     }
-    let code = reply.text(200).trim().to_string();
+    let code = reply.body_excerpt(200).trim().to_string();
     Err(match (reply.status, code.as_str()) {
         (403, _) | (404, "no_service") | (_, "invalid_token") => SlackError::Auth {
             what: "webhook",
@@ -311,7 +311,7 @@ fn api_outcome(what: &'static str, reply: &Reply, channel: &str) -> Result<Value
             return Err(SlackError::Status {
                 what,
                 status: reply.status,
-                body: reply.text(200),
+                body: reply.body_excerpt(200),
             })
         }
     };

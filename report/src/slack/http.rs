@@ -3,19 +3,16 @@
 //! server. Every request is bounded by one timeout. Errors never hold the URL (a webhook
 //! URL is a secret) nor the token: the caller names what was called.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tradeflow_shared::rest::{error_chain, parse_retry_after};
+use tradeflow_shared::rest::{error_chain, https_client, read_reply, HttpsClient};
 use tradeflow_shared::secret::Secret;
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// Status, `Retry-After` and body: the project's one reply type.
+pub use tradeflow_shared::rest::Reply;
 
 /// Slack's answers are small JSON or text; anything far larger is not Slack.
 const MAX_REPLY: usize = 1024 * 1024;
@@ -30,20 +27,6 @@ pub enum Body {
     Raw(Vec<u8>),
 }
 
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub retry_after: Option<Duration>,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn text(&self, max: usize) -> String {
-        let t = String::from_utf8_lossy(&self.body);
-        t.chars().take(max).collect()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     #[error("no answer within {0} ms")]
@@ -56,21 +39,14 @@ pub enum HttpError {
 
 #[derive(Clone)]
 pub struct Http {
-    client: HttpsClient,
+    client: HttpsClient<Full<Bytes>>,
     timeout: Duration,
 }
 
 impl Http {
     pub fn new(timeout: Duration) -> Result<Self, HttpError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| HttpError::Unreachable(format!("TLS setup: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(Http {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: https_client().map_err(HttpError::Unreachable)?,
             timeout,
         })
     }
@@ -125,22 +101,9 @@ impl Http {
             .request(req)
             .await
             .map_err(|e| HttpError::Unreachable(error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = Limited::new(resp.into_body(), MAX_REPLY)
-            .collect()
+        read_reply(resp, MAX_REPLY)
             .await
-            .map_err(|e| HttpError::Unreachable(format!("reading the reply: {e}")))?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            retry_after,
-            body,
-        })
+            .map_err(HttpError::Unreachable)
     }
 }
 
