@@ -60,7 +60,7 @@ pub fn report(snap: &WebSnapshot, shape: Shape, charts_note: Option<&str>) -> Me
         )
     });
     blocks.push(section(&ranked(
-        &format!("*Top {} by trades*", shape.top.min(traded.len())),
+        "trades",
         by_trades,
         traded.len(),
         shape.top,
@@ -81,7 +81,7 @@ pub fn report(snap: &WebSnapshot, shape: Shape, charts_note: Option<&str>) -> Me
             )
         });
         blocks.push(section(&ranked(
-            &format!("*Top {} by USD value*", shape.top.min(valued.len())),
+            "USD value",
             lines,
             valued.len(),
             shape.top,
@@ -166,10 +166,10 @@ pub fn failure(reason: &str, now_ms: u64) -> Message {
     }
 }
 
-/// "*Title*" then `1. line` for the first `top` lines, within a section's budget, and
+/// "*Top N by `by`*" then `1. line` for the first `top` lines, within a section's budget, and
 /// "…and N more symbols" for the rest.
-fn ranked(title: &str, lines: impl Iterator<Item = String>, total: usize, top: usize) -> String {
-    let mut out = title.to_string();
+fn ranked(by: &str, lines: impl Iterator<Item = String>, total: usize, top: usize) -> String {
+    let mut out = format!("*Top {} by {by}*", top.min(total));
     let mut shown = 0;
     for (i, l) in lines.take(top).enumerate() {
         let line = format!("\n{}. {l}", i + 1);
