@@ -287,11 +287,7 @@ async fn tls_and_password_protected_cluster() {
 async fn foreign_value_on_a_cluster_keeps_only_that_symbol_aside() {
     let cluster = start_cluster(3, 0).await;
     let url = cluster.url();
-    let no_replicas = SinkConfig {
-        wait_replicas: 0,
-        ..SinkConfig::default()
-    };
-    let sink = cluster_sink(&url, no_replicas).await;
+    let sink = cluster_sink(&url, without_replicas()).await;
     let mut con = tradeflow_consumer::apply::RedisConn::connect(&url, None)
         .await
         .unwrap();

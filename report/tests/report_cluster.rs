@@ -37,11 +37,7 @@ fn web_source(url: &str) -> Source {
 async fn report_and_serve_read_a_cluster() {
     let cluster = start_cluster(3, 0).await;
     let url = cluster.url();
-    let no_replicas = SinkConfig {
-        wait_replicas: 0,
-        ..SinkConfig::default()
-    };
-    let sink = cluster_sink(&url, no_replicas).await;
+    let sink = cluster_sink(&url, without_replicas()).await;
     let trades: Vec<Trade> = (1..=30)
         .map(|i| trade(&format!("S{:02}USDT", i % 6), 100 + i))
         .collect();

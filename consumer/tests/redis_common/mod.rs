@@ -50,6 +50,14 @@ pub async fn start_cluster(primaries: usize, replicas: usize) -> RedisCluster {
         .unwrap()
 }
 
+/// A sink's settings for a cluster started without replicas: no `WAIT`.
+pub fn without_replicas() -> SinkConfig {
+    SinkConfig {
+        wait_replicas: 0,
+        ..SinkConfig::default()
+    }
+}
+
 /// A sink on the cluster at `url` with the key prefix `tradeflow:`, else as `cfg` says.
 pub async fn cluster_sink(url: &str, cfg: SinkConfig) -> RedisSink {
     RedisSink::connect(&SinkConfig {

@@ -101,11 +101,7 @@ pub fn render(m: &MinuteSeries, width: u32, height: u32) -> Result<Png, ChartErr
         }
         area.present().map_err(&e)?;
     }
-    let mut c = Canvas {
-        rgb: &mut rgb,
-        width,
-        height,
-    };
+    let mut c = Canvas::new(&mut rgb, width, height);
     let cw = text::width(&caption, 22.0, true) as i32;
     c.text(&caption, (width as i32 - cw) / 2, 12, 22.0, true, INK);
     for (i, l) in labels.iter().enumerate() {

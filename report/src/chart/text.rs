@@ -13,6 +13,13 @@ pub struct Canvas<'a> {
     pub height: u32,
 }
 
+impl<'a> Canvas<'a> {
+    /// The `width`×`height` RGB8 image in `rgb`, once plotters has drawn its part.
+    pub fn new(rgb: &'a mut [u8], width: u32, height: u32) -> Self {
+        Canvas { rgb, width, height }
+    }
+}
+
 fn face(bold: bool) -> FontRef<'static> {
     let bytes = if bold {
         dejavu::sans::bold()

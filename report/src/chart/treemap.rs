@@ -56,38 +56,33 @@ pub fn squarify(values: &[u64], x: f64, y: f64, w: f64, h: f64) -> Vec<Tile> {
             best = nw;
             j += 1;
         }
-        if w >= h {
-            let rw = sum / h;
-            let mut yy = y;
-            for k in i..j {
-                let rh = area(k) / rw;
-                out.push(Tile {
-                    index: k,
-                    x,
-                    y: yy,
-                    w: rw,
-                    h: rh,
-                });
-                yy += rh;
-            }
-            x += rw;
-            w -= rw;
+        // Tiles i..j fill a strip across the shorter side: a column at the left while
+        // the space left is wide, a row at the top while it is tall.
+        let wide = w >= h;
+        let thick = if wide { sum / h } else { sum / w };
+        let mut along = if wide { y } else { x };
+        for k in i..j {
+            let len = area(k) / thick;
+            let (tx, ty, tw, th) = if wide {
+                (x, along, thick, len)
+            } else {
+                (along, y, len, thick)
+            };
+            out.push(Tile {
+                index: k,
+                x: tx,
+                y: ty,
+                w: tw,
+                h: th,
+            });
+            along += len;
+        }
+        if wide {
+            x += thick;
+            w -= thick;
         } else {
-            let rh = sum / w;
-            let mut xx = x;
-            for k in i..j {
-                let rw = area(k) / rh;
-                out.push(Tile {
-                    index: k,
-                    x: xx,
-                    y,
-                    w: rw,
-                    h: rh,
-                });
-                xx += rw;
-            }
-            y += rh;
-            h -= rh;
+            y += thick;
+            h -= thick;
         }
         i = j;
     }
@@ -165,11 +160,7 @@ pub fn render(
         }
         area.present().map_err(&e)?;
     }
-    let mut c = Canvas {
-        rgb: &mut rgb,
-        width,
-        height,
-    };
+    let mut c = Canvas::new(&mut rgb, width, height);
     c.text(&title, 10, 10, 24.0, true, INK);
     for t in &tiles {
         let it = &items[t.index];

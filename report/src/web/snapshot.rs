@@ -37,15 +37,9 @@ pub struct WebSnapshot {
     pub unreadable: Vec<Unreadable>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WebSymbol {
-    pub symbol: String,
-    pub trades: u64,
-    /// USD value of the traded quantity, 2 decimals; `None` without a USD price.
-    pub usd_value: Option<String>,
-    pub last_price: Option<String>,
-    pub last_time_ms: Option<u64>,
-}
+/// One symbol on the page: the report's row (rank, trades, share, volumes, last price,
+/// USD value), so the page, Slack and the CLI show the same figures.
+pub type WebSymbol = crate::format::Row;
 
 /// Trades per minute of the top symbols: `counts[i]` is minute `start_minute + i`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -103,17 +97,7 @@ pub fn build_snapshot(
         prices_at_ms: report.prices_at_ms,
         newest_trade_ms: newest,
         age_ms: newest.map(|t| now_ms.saturating_sub(t)),
-        symbols: report
-            .rows
-            .into_iter()
-            .map(|r| WebSymbol {
-                symbol: r.symbol,
-                trades: r.trades,
-                usd_value: r.usd_value,
-                last_price: r.last_price,
-                last_time_ms: r.last_time_ms,
-            })
-            .collect(),
+        symbols: report.rows,
         minutes,
         unreadable: report.unreadable,
     }
