@@ -7,7 +7,7 @@ use crate::redis_common;
 use std::time::Duration;
 
 use redis_common::*;
-use tradeflow_consumer::apply::{fold, SinkConfig};
+use tradeflow_consumer::apply::fold;
 use tradeflow_report::web::{Source, SourceConfig};
 use tradeflow_report::{reset, PriceArgs, PriceFeed, PriceSource, Reader};
 use tradeflow_shared::Trade;
