@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod decimal;
+pub mod kline;
 pub mod kpl;
 pub mod redact;
 pub mod redis_args;

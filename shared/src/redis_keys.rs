@@ -118,9 +118,34 @@ impl Keys {
         format!("{}evicted:{}", self.prefix, self.sym(sym))
     }
 
-    /// `<p>min:<SYM>:<unix minute>` hash: `count`, `base`, `quote`.
+    /// `<p>min:<SYM>:<unix minute>` hash: the minute's kline (`crate::kline::FIELDS`).
     pub fn minute(&self, sym: &Symbol, minute: u64) -> String {
         format!("{}min:{}:{minute}", self.prefix, self.sym(sym))
+    }
+
+    /// `<p>hour:<SYM>:<unix hour>` hash: the hour's kline, like `minute`.
+    pub fn hour(&self, sym: &Symbol, hour: u64) -> String {
+        format!("{}hour:{}:{hour}", self.prefix, self.sym(sym))
+    }
+
+    /// `<p>day:<SYM>:<unix day>` hash: the UTC day's kline, like `minute`.
+    pub fn day(&self, sym: &Symbol, day: u64) -> String {
+        format!("{}day:{}:{day}", self.prefix, self.sym(sym))
+    }
+
+    /// The bucket of `bucket` kind number `n` (Unix minutes, hours or days).
+    pub fn bucket(&self, sym: &Symbol, bucket: crate::kline::Bucket, n: u64) -> String {
+        match bucket {
+            crate::kline::Bucket::Minute => self.minute(sym, n),
+            crate::kline::Bucket::Hour => self.hour(sym, n),
+            crate::kline::Bucket::Day => self.day(sym, n),
+        }
+    }
+
+    /// The `SCAN MATCH` patterns of all of a symbol's kline buckets.
+    pub fn bucket_patterns(&self, sym: &Symbol) -> [String; 3] {
+        let s = self.sym(sym);
+        ["min", "hour", "day"].map(|k| format!("{}{k}:{s}:*", self.prefix))
     }
 
     /// `<p>symbols` set: every symbol ever applied.

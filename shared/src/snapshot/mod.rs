@@ -18,6 +18,9 @@ use crate::redis_conn::{ConnError, RedisConn};
 use crate::redis_keys::{KeyError, Keys, Layout};
 use crate::Symbol;
 
+mod candles;
+pub use candles::{CandleError, MAX_CANDLES};
+
 /// One symbol's totals as read from Redis (strings exactly as stored).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SymbolTotals {
