@@ -112,9 +112,9 @@ impl Interval {
     /// The stored bucket it is rolled up from: the longest that divides it (hours and
     /// days are kept far longer than minutes).
     pub fn source(self) -> Bucket {
-        if self.ms() % DAY_MS == 0 {
+        if self.ms().is_multiple_of(DAY_MS) {
             Bucket::Day
-        } else if self.ms() % HOUR_MS == 0 {
+        } else if self.ms().is_multiple_of(HOUR_MS) {
             Bucket::Hour
         } else {
             Bucket::Minute
