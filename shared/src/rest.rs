@@ -5,6 +5,8 @@
 //! brings in, with webpki roots: no second TLS library, and certificate verification is
 //! never off. `http://` is accepted for local runs.
 
+pub mod weight;
+
 use std::sync::Arc;
 use std::time::Duration;
 

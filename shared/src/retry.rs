@@ -78,6 +78,12 @@ pub fn delay(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Durati
     capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
+/// Whether waiting `wait` from now ends before `deadline`. Never adds `wait` to an
+/// instant: a server's `Retry-After` may be absurd, and `Instant + huge` panics.
+pub fn fits_before(wait: Duration, deadline: Instant) -> bool {
+    wait < deadline.saturating_duration_since(Instant::now())
+}
+
 /// What a retrying loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -280,6 +286,15 @@ mod tests {
         assert!(matches!(r.failed("", &"e"), Next::RetryIn(w) if w <= MS));
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(matches!(r.failed("", &"e"), Next::RetryIn(_)));
+    }
+
+    #[test]
+    fn a_wait_past_the_deadline_never_overflows() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(fits_before(Duration::from_secs(1), deadline));
+        assert!(!fits_before(Duration::from_secs(5), deadline));
+        assert!(!fits_before(Duration::from_secs(u64::MAX), deadline));
+        assert!(!fits_before(Duration::MAX, Instant::now()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,10 +2,11 @@
 //! retried, turned into the websocket events Binance would have sent.
 
 use std::time::Duration;
-use tradeflow_shared::retry::{Next, Policy, Retry};
+use tradeflow_shared::retry::{fits_before, Next, Policy, Retry};
 
 use metrics::counter;
 use tokio::time::Instant;
+use tradeflow_shared::rest::weight::WeightBudget;
 use tradeflow_shared::rest::{RestClient, RestError};
 use tradeflow_shared::{decode_event, Event, Symbol};
 
@@ -14,7 +15,7 @@ use crate::source::SourceTrade;
 
 const PATH: &str = "/api/v3/historicalTrades";
 /// Binance's request weight of one historicalTrades call, and its page size limit.
-const WEIGHT: u32 = 25;
+pub(super) const WEIGHT: u32 = 25;
 const PAGE: u64 = 1000;
 
 /// Builds the websocket trade event Binance would have sent for one REST trade, and
@@ -54,48 +55,10 @@ pub fn parse_page(symbol: Symbol, body: &[u8]) -> Result<Vec<SourceTrade>, Strin
     Ok(out)
 }
 
-/// Spends request weight at no more than `per_minute`, in a bucket of one minute.
-pub(super) struct WeightBudget {
-    per_minute: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl WeightBudget {
-    pub(super) fn new(per_minute: u32) -> Self {
-        let per_minute = f64::from(per_minute.max(WEIGHT));
-        WeightBudget {
-            per_minute,
-            tokens: per_minute,
-            at: Instant::now(),
-        }
-    }
-
-    /// How long to wait before `weight` may be spent (and spends it).
-    fn take(&mut self, weight: u32) -> Duration {
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * self.per_minute / 60.0;
-        self.tokens = (self.tokens + refill).min(self.per_minute);
-        self.at = now;
-        self.tokens -= f64::from(weight);
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens * 60.0 / self.per_minute)
-        }
-    }
-}
-
 pub(super) type Budget = std::sync::Arc<tokio::sync::Mutex<WeightBudget>>;
 
 /// Backoff between failed backfill requests when the server names no `Retry-After`.
 const FETCH_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(12));
-
-/// Whether waiting `wait` from now ends before `deadline`. Never adds `wait` to an
-/// instant: a server's `Retry-After` may be absurd, and `Instant + huge` panics.
-fn fits_before(wait: Duration, deadline: Instant) -> bool {
-    wait < deadline.saturating_duration_since(Instant::now())
-}
 
 /// Fetches `f` page by page until it is complete, Binance has nothing more, or the
 /// deadline. Returns what it got and, if incomplete, why.
@@ -206,27 +169,5 @@ mod tests {
             br#"[{"id":1,"price":"x","qty":"1","time":1,"isBuyerMaker":true}]"#
         )
         .is_err());
-    }
-
-    #[test]
-    fn a_wait_past_the_deadline_never_overflows() {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        assert!(fits_before(Duration::from_secs(1), deadline));
-        assert!(!fits_before(Duration::from_secs(5), deadline));
-        assert!(!fits_before(Duration::from_secs(u64::MAX), deadline));
-        assert!(!fits_before(Duration::MAX, Instant::now()));
-    }
-
-    #[test]
-    fn the_weight_budget_paces_requests() {
-        let mut b = WeightBudget::new(100); // 4 requests of 25 per minute
-        for _ in 0..4 {
-            assert_eq!(b.take(25), Duration::ZERO);
-        }
-        let wait = b.take(25);
-        assert!(
-            wait > Duration::from_secs(14) && wait <= Duration::from_secs(15),
-            "{wait:?}"
-        );
     }
 }

@@ -29,8 +29,9 @@ pub use fetch::parse_page;
 pub use filler::{Fetch, GapFiller, Step};
 
 use super::{TradeRx, TradeTx};
-use fetch::{fetch_gap, Budget, WeightBudget};
+use fetch::{fetch_gap, Budget, WEIGHT};
 use tasks::{Outcome, Running};
+use tradeflow_shared::rest::weight::WeightBudget;
 
 use crate::metrics::{BACKFILLED, BACKFILL_FAILURES, BACKFILL_REQUESTS};
 
@@ -83,7 +84,8 @@ pub async fn run(
         "tradeflow-producer",
     )?;
     let budget: Budget = std::sync::Arc::new(tokio::sync::Mutex::new(WeightBudget::new(
-        cfg.weight_per_minute,
+        // The bucket holds one call at least.
+        cfg.weight_per_minute.max(WEIGHT),
     )));
     let mut filler = GapFiller::new(cfg.max_gap, cfg.max_held);
     let mut running = Running::new();
