@@ -19,6 +19,7 @@ mod moto;
 mod ports;
 pub mod process;
 mod redis_cluster;
+pub mod rest_front;
 mod servers;
 mod service;
 pub mod slack;
