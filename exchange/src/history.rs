@@ -28,7 +28,7 @@ pub struct Refusal {
     pub body: String,
 }
 
-fn refuse(code: i32, msg: &str) -> Refusal {
+pub(crate) fn refuse(code: i32, msg: &str) -> Refusal {
     Refusal {
         status: 400,
         body: serde_json::json!({"code": code, "msg": msg}).to_string(),

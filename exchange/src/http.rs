@@ -14,7 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tradeflow_shared::{Fixed8, Symbol};
 
-use crate::history::History;
+use crate::history::{History, Refusal};
+use crate::klines::{KlineQuery, Klines};
 
 type PricesFn = Box<dyn Fn() -> BTreeMap<Symbol, Fixed8> + Send + Sync>;
 type ControlFn = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -24,6 +25,7 @@ pub(crate) struct HttpState {
     /// Runs a control command by name; `None` if there is no such command.
     pub control: ControlFn,
     pub history: Arc<History>,
+    pub klines: Arc<Klines>,
 }
 
 /// An axum listener fed with connections the websocket acceptor decided are plain HTTP.
@@ -54,6 +56,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v3/ticker/price", get(ticker_price))
         .route("/api/v3/exchangeInfo", get(exchange_info))
         .route("/api/v3/historicalTrades", get(historical_trades))
+        .route("/api/v3/klines", get(klines))
         .route("/control/{command}", post(control).get(control))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
@@ -105,6 +108,19 @@ async fn historical_trades(
         q.limit.as_deref(),
         |sym| prices.contains_key(sym),
     );
+    answered(answer)
+}
+
+async fn klines(
+    State(s): State<Arc<HttpState>>,
+    Query(q): Query<KlineQuery>,
+) -> axum::response::Response {
+    let prices = (s.prices)();
+    answered(s.klines.answer(&q, |sym| prices.contains_key(sym)))
+}
+
+/// A market-data answer, or Binance's error body with its status.
+fn answered(answer: Result<String, Refusal>) -> axum::response::Response {
     match answer {
         Ok(body) => json(body).into_response(),
         Err(r) => (

@@ -8,6 +8,7 @@ pub mod gen;
 pub mod history;
 mod http;
 pub mod item;
+pub mod klines;
 pub mod protocol;
 pub mod server;
 pub mod tape;

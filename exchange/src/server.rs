@@ -19,6 +19,7 @@ use tradeflow_shared::{Fixed8, Symbol};
 
 use crate::history::History;
 use crate::item::TapeItem;
+use crate::klines::Klines;
 use crate::tape::Tape;
 use listen::serve_shared;
 use play::play;
@@ -119,6 +120,8 @@ pub struct Stats {
     pub age_closes: u64,
     /// `historicalTrades` requests answered (or refused).
     pub history_requests: u64,
+    /// `klines` requests answered (or refused).
+    pub kline_requests: u64,
 }
 
 #[derive(Default)]
@@ -151,6 +154,8 @@ struct Shared {
     open: watch::Sender<u64>,
     prices: Mutex<BTreeMap<Symbol, Fixed8>>,
     history: Arc<History>,
+    /// Every trade played, as minute klines (`klines`).
+    klines: Arc<Klines>,
     counters: Counters,
 }
 
@@ -191,6 +196,7 @@ impl Exchange {
             open: watch::channel(0).0,
             prices: Mutex::new(prices),
             history: Arc::new(History::new(config.history_per_symbol)),
+            klines: Arc::new(Klines::default()),
             counters: Counters::default(),
             config,
         });
@@ -293,5 +299,6 @@ fn stats(s: &Shared) -> Stats {
         lagged_closes: l(&c.lagged_closes),
         age_closes: l(&c.age_closes),
         history_requests: s.history.requests(),
+        kline_requests: s.klines.requests(),
     }
 }

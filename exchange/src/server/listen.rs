@@ -33,6 +33,7 @@ pub(super) async fn serve_shared(
             move |cmd: &str| control(&s, cmd)
         }),
         history: shared.history.clone(),
+        klines: shared.klines.clone(),
     }));
     let http = axum::serve(crate::http::ChannelListener { rx: http_rx, addr }, router)
         .with_graceful_shutdown(cancel.clone().cancelled_owned());

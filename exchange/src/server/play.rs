@@ -55,6 +55,7 @@ pub(super) async fn play(shared: Arc<Shared>, tape: Tape, stop: CancellationToke
             }
             let item = Arc::new(item);
             shared.history.record(&item);
+            shared.klines.record(&item);
             let _ = shared.trades.send(item);
             sent += 1;
             shared.emitted.send_replace(sent);
