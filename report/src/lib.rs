@@ -19,6 +19,7 @@ pub mod chart;
 pub mod error;
 pub mod format;
 pub mod prices;
+pub mod reconcile;
 pub mod reset;
 pub mod slack;
 pub mod value;
@@ -78,10 +79,18 @@ pub enum Command {
     Serve(web::ServeArgs),
     /// Post the report (and its charts, with a bot token) to Slack.
     Slack(Box<slack::SlackArgs>),
+    /// Check every settled minute in Redis against the exchange's own 1m klines; exit 0
+    /// all match, 1 a difference, 2 could not check.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
-/// Runs the report until done (or, with `--watch`, until `shutdown`).
-pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportError> {
+/// Runs the report until done (or, with `--watch`, until `shutdown`); the process's exit
+/// status when it ends without an error (only `reconcile` has others than 0).
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<u8, ReportError> {
+    if let Some(Command::Reconcile(r)) = &args.command {
+        // Reports its own failures (exit status 2, "could not check").
+        return Ok(reconcile::run(r, &args.redis, &args.key_prefix, &args.prices).await?);
+    }
     if let Some(Command::Serve(serve)) = args.command {
         // Connects lazily: the page must come up (with a notice) while Redis is down.
         return web::serve(
@@ -92,10 +101,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
             serve,
             shutdown,
         )
-        .await;
+        .await
+        .map(|()| 0);
     }
     if let Some(Command::Slack(s)) = &args.command {
-        return slack::run(&args, s).await;
+        return slack::run(&args, s).await.map(|()| 0);
     }
     let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
     let reader = Reader::connect_with_ca(
@@ -107,11 +117,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
     if let Some(Command::Reset { yes }) = args.command {
         if !yes && !confirm()? {
             println!("reset cancelled");
-            return Ok(());
+            return Ok(0);
         }
         let n = reset(&reader).await?;
         println!("reset counts and volumes of {n} symbols (dedupe state kept)");
-        return Ok(());
+        return Ok(0);
     }
     loop {
         let snapshot = reader.snapshot().await?;
@@ -135,10 +145,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
         out.flush()?;
         drop(out);
         if !args.watch {
-            return Ok(());
+            return Ok(0);
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(0),
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }

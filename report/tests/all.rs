@@ -7,6 +7,7 @@
 mod cli_help;
 mod report_cluster;
 mod report_prices;
+mod report_reconcile;
 mod report_redis;
 mod report_slack;
 mod report_slack_errors;
