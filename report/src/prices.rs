@@ -52,7 +52,7 @@ pub struct PriceArgs {
     /// of the moment (one request for all symbols).
     #[arg(long, env = "TRADEFLOW_REPORT_PRICES", value_enum, default_value_t = PriceSource::Redis, global = true)]
     pub prices: PriceSource,
-    /// Base URL of Binance's REST API (for `--prices binance`).
+    /// Base URL of Binance's REST API (for `--prices binance` and `reconcile`'s klines).
     #[arg(
         long,
         env = "TRADEFLOW_BINANCE_REST_URL",
@@ -62,7 +62,7 @@ pub struct PriceArgs {
         global = true
     )]
     pub binance_rest_url: String,
-    /// Timeout of the whole price request (connect, TLS, reply).
+    /// Timeout of one whole REST request (connect, TLS, reply): prices, or a klines call.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub binance_timeout: Duration,
     /// With `--watch` and `serve`: at most one price request per this interval.
