@@ -1,24 +1,24 @@
 //! `tradeflow-report reconcile` against a real redis-server and the project's local
 //! exchange (its `GET /api/v3/klines`, from the trades it played) on free loopback
-//! ports. Redis is seeded with the minute buckets the consumer writes (the field layout
-//! of `kline::FIELDS`) from the very trades the exchange played — all of them, or all
-//! but some — and the exchange is reached directly or through a REST front that fails
-//! on purpose (`testkit::rest_front`: 429 with Retry-After, 418, malformed arrays).
+//! ports. Redis is filled through the consumer's real sink with the very trades the
+//! exchange played — all of them, or all but some — and the exchange is reached directly
+//! or through a REST front that fails on purpose (`testkit::rest_front`: 429 with
+//! Retry-After, 418, malformed arrays).
 
-use crate::redis_common::{raw, url};
+use crate::redis_common::{shard_of, sink, url, STREAM};
 
-use std::collections::BTreeMap;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_tungstenite::connect_async;
+use tradeflow_consumer::apply::fold;
 use tradeflow_exchange::{Exchange, ExchangeConfig, ServerHandle, Tape, TapeItem};
 use tradeflow_shared::decimal::format_scaled;
-use tradeflow_shared::kline::{Kline, MINUTE_MS};
-use tradeflow_shared::redis_keys::Keys;
+use tradeflow_shared::kline::MINUTE_MS;
 use tradeflow_shared::testkit::rest_front::{self, Answer};
 use tradeflow_shared::testkit::{self, Service};
+use tradeflow_shared::{Fixed8, Symbol, Trade};
 
 const P: &str = "tf:";
 /// An hour boundary; the tape covers its first `MINUTES` minutes.
@@ -71,50 +71,26 @@ async fn exchange(items: &[TapeItem]) -> (Exchange, ServerHandle) {
     (ex, srv)
 }
 
-/// Writes the minute buckets of `trades` as the consumer does (`kline::FIELDS`: count
-/// an integer, base/tbase 8 decimals, quote/tquote 16, prices as `Fixed8` prints, ids
-/// as integers) and registers `symbols` in the index.
-async fn seed(redis: &Service, trades: &[&TapeItem], symbols: &[&str]) {
-    let keys = Keys::new(P).unwrap();
-    let mut minutes: BTreeMap<(String, u64), Kline> = BTreeMap::new();
-    for i in trades {
-        let t = &i.trade;
-        let k = Kline::of_trade(
-            MINUTE_MS,
-            t.trade_id,
-            t.price,
-            t.qty,
-            t.trade_time_ms,
-            t.buyer_is_maker,
-        );
-        minutes
-            .entry((t.symbol.as_str().to_string(), k.open_time_ms))
-            .and_modify(|m| m.merge(&k))
-            .or_insert(k);
+/// Applies `trades` through the consumer's real sink (its minute klines and the symbols
+/// index, exactly as a consumer writes them), plus one `extra` trade per symbol named.
+async fn seed(redis: &Service, trades: &[&TapeItem], extra: &[&str]) {
+    let mut all: Vec<Trade> = trades.iter().map(|i| i.trade).collect();
+    for sym in extra {
+        all.push(Trade {
+            symbol: Symbol::new(sym).unwrap(),
+            trade_id: 1,
+            price: Fixed8::parse("1").unwrap(),
+            qty: Fixed8::parse("1").unwrap(),
+            trade_time_ms: T0,
+            event_time_ms: T0,
+            buyer_is_maker: false,
+        });
     }
-    let mut con = raw(redis).await;
-    let mut pipe = redis::pipe();
-    for ((sym, open), k) in &minutes {
-        let sym = tradeflow_shared::Symbol::new(sym).unwrap();
-        pipe.hset_multiple(
-            keys.minute(&sym, open / MINUTE_MS),
-            &[
-                ("count", k.count.to_string()),
-                ("base", format_scaled(k.base, 8)),
-                ("quote", format_scaled(k.quote, 16)),
-                ("tbase", format_scaled(k.taker_base, 8)),
-                ("tquote", format_scaled(k.taker_quote, 16)),
-                ("open", k.open.to_string()),
-                ("open_id", k.open_id.to_string()),
-                ("close", k.close.to_string()),
-                ("close_id", k.close_id.to_string()),
-                ("high", k.high.to_string()),
-                ("low", k.low.to_string()),
-            ],
-        );
-    }
-    pipe.sadd(keys.symbols(), symbols);
-    let () = pipe.query_async(&mut con).await.unwrap();
+    sink(redis, P)
+        .await
+        .apply(STREAM, "shardId-0", &fold(&shard_of(&all)))
+        .await
+        .unwrap();
 }
 
 /// Runs `reconcile` over the tape's minutes (settled: `--settle 0s`, times in Unix ms).
@@ -168,7 +144,7 @@ async fn every_minute_matches_then_missed_trades_are_named() {
     let rest = format!("http://{}", srv.addr);
     let redis = testkit::redis();
     let all: Vec<&TapeItem> = items.iter().collect();
-    seed(&redis, &all, &SYMBOLS).await;
+    seed(&redis, &all, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("tradeflow_reconcile.prom");
     let prom_arg = prom.to_str().unwrap();
@@ -210,7 +186,7 @@ async fn every_minute_matches_then_missed_trades_are_named() {
         t.unwrap().trade.trade_time_ms / MINUTE_MS == minute2 / MINUTE_MS
     }));
     let redis2 = testkit::redis();
-    seed(&redis2, &short, &SYMBOLS).await;
+    seed(&redis2, &short, &[]).await;
     let out = reconcile(
         &url(&redis2),
         &rest,
@@ -283,9 +259,12 @@ async fn what_cannot_be_checked_exits_2_naming_the_url_and_symbol() {
     let (_ex, srv) = exchange(&items).await;
     let rest = format!("http://{}", srv.addr);
     let redis = testkit::redis();
-    let all: Vec<&TapeItem> = items.iter().collect();
-    // XYZUSDT is in Redis's index but unknown to the exchange.
-    seed(&redis, &all, &["BTCUSDT", "XYZUSDT"]).await;
+    // XYZUSDT is in Redis (one trade) but unknown to the exchange.
+    let btc: Vec<&TapeItem> = items
+        .iter()
+        .filter(|i| i.trade.symbol.as_str() == "BTCUSDT")
+        .collect();
+    seed(&redis, &btc, &["XYZUSDT"]).await;
 
     let (code, out, err) = text(&reconcile(&url(&redis), &rest, &["--format", "json"]).await);
     assert_eq!(code, 2, "{out}{err}");
@@ -337,8 +316,11 @@ async fn rate_limits_are_waited_out_within_the_budget_and_garbage_is_named() {
     let items = tape();
     let (_ex, srv) = exchange(&items).await;
     let redis = testkit::redis();
-    let all: Vec<&TapeItem> = items.iter().collect();
-    seed(&redis, &all, &["BTCUSDT", "ETHBTC"]).await;
+    let two: Vec<&TapeItem> = items
+        .iter()
+        .filter(|i| ["BTCUSDT", "ETHBTC"].contains(&i.trade.symbol.as_str()))
+        .collect();
+    seed(&redis, &two, &[]).await;
     let via = |plan: rest_front::Plan| {
         let addr = srv.addr;
         async move { format!("http://{}", rest_front::start(addr, plan).await) }
