@@ -5,6 +5,8 @@
 //! process: no global recorder or subscriber installs, no process-wide state.
 
 mod cli_help;
+mod kline_seed;
+mod report_candles;
 mod report_cluster;
 mod report_prices;
 mod report_redis;
