@@ -167,6 +167,18 @@ fn candles_endpoint_answers_binance_arrays_within_bounds() {
         .unwrap_or(0);
     assert!(reads <= 1, "{reads} reads for 3 quick requests");
 
+    // A bucket holding what tradeflow never writes: 500 naming its key.
+    let key = format!("tradeflow:min:BTCUSDT:{}", s.last_minute / MINUTE_MS - 2);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("legacy")
+        .query(&mut con)
+        .unwrap();
+    let (status, body) = get(&server, "/api/candles?symbol=BTCUSDT&interval=3m");
+    assert_eq!(status, 500, "{body}");
+    let e = body["error"].as_str().unwrap();
+    assert!(e.contains(&format!("{key} does not hold a kline")), "{e}");
+
     // Redis down: 503 with the reason, like /api/snapshot; and back.
     let mut redis = s.redis;
     redis.stop();
@@ -178,9 +190,10 @@ fn candles_endpoint_answers_binance_arrays_within_bounds() {
     assert!(e.contains("Redis unreachable"), "{e}");
     redis.start();
     past_cache();
-    let (status, body) = get(&server, "/api/candles?symbol=BTCUSDT&interval=1m&limit=3");
+    let (status, body) = get(&server, "/api/candles?symbol=BTCUSDT&interval=1m&limit=2");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body.as_array().unwrap().len(), 3);
+    // Two minutes: the window stops short of the foreign one.
+    assert_eq!(body.as_array().unwrap().len(), 2);
 }
 
 /// The attributes of each `<tag …>` in `dom` whose class starts with `class`, in
