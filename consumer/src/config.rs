@@ -51,9 +51,18 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_KEY_PREFIX", default_value = "tradeflow:")]
     pub key_prefix: String,
 
-    /// How long per-minute buckets are kept in Redis.
+    /// How long per-minute kline buckets are kept in Redis after their last trade
+    /// (about 0.3 MB per symbol-day of minutes; see the README's memory figures).
     #[arg(long, env = "TRADEFLOW_MINUTE_TTL", default_value = "2d", value_parser = humantime::parse_duration)]
     pub minute_ttl: Duration,
+
+    /// How long hourly kline buckets are kept (24 a symbol-day).
+    #[arg(long, env = "TRADEFLOW_HOUR_TTL", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub hour_ttl: Duration,
+
+    /// How long daily kline buckets are kept (1 a symbol-day).
+    #[arg(long, env = "TRADEFLOW_DAY_TTL", default_value = "1825d", value_parser = humantime::parse_duration)]
+    pub day_ttl: Duration,
 
     /// Most entries kept in the Redis dead-letter stream of poison records.
     #[arg(long, env = "TRADEFLOW_DEAD_LETTER_MAXLEN", default_value_t = 100_000)]

@@ -245,6 +245,8 @@ async fn connect_sink(
         url: cfg.redis.url.clone(),
         key_prefix: cfg.key_prefix.clone(),
         minute_ttl: cfg.minute_ttl,
+        hour_ttl: cfg.hour_ttl,
+        day_ttl: cfg.day_ttl,
         dead_letter_maxlen: cfg.dead_letter_maxlen,
         ca_file: cfg.redis.ca_file.clone(),
         wait_replicas: cfg.redis_wait_replicas,

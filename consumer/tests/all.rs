@@ -16,6 +16,8 @@ mod kcl_metadata;
 mod lease_table;
 #[path = "recreated_stream.rs"]
 mod recreated_stream;
+#[path = "redis_candles.rs"]
+mod redis_candles;
 #[path = "redis_foreign.rs"]
 mod redis_foreign;
 #[path = "redis_proptest.rs"]

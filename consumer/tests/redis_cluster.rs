@@ -17,6 +17,7 @@ use std::time::Duration;
 use redis_common::*;
 use tradeflow_consumer::apply::{fold, RedisSink, SinkConfig};
 use tradeflow_consumer::record::DecodedRecord;
+use tradeflow_shared::kline::Bucket;
 use tradeflow_shared::snapshot::Reader;
 use tradeflow_shared::testkit::{ClusterSecurity, RedisCluster};
 use tradeflow_shared::{Position, Trade};
@@ -190,6 +191,16 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         })
         .collect();
     assert_eq!(got, expected(&all));
+    // Candles too: each symbol's minute, hour and day buckets, in its slot.
+    for name in &names {
+        let sym = tradeflow_shared::Symbol::new(name).unwrap();
+        let mine: Vec<Trade> = all.iter().filter(|t| t.symbol == sym).copied().collect();
+        for b in [Bucket::Minute, Bucket::Hour, Bucket::Day] {
+            let (from, to) = (T0 / b.ms(), (T0 + 3_600_000) / b.ms());
+            let stored = reader.buckets(&sym, b, from, to).await.unwrap();
+            assert_eq!(stored, plain_klines(&mine, b.ms()), "{name} {b:?}");
+        }
+    }
     // Every shard's position is its last record.
     for (i, recs) in shards.iter().enumerate() {
         let stored = sink.stored_position(STREAM, &shard_name(i)).await.unwrap();

@@ -98,6 +98,25 @@ const BROKEN: &[(&str, &str, &[&[&str]])] = &[
             &["SET", "tradeflow:min:MINUSDT:28616667", "x"],
         ],
     ),
+    // Kline fields: a price, the hour bucket's type, a trade id in the day bucket.
+    (
+        "HIGHUSDT",
+        "tradeflow:min:HIGHUSDT:28616667",
+        &[&["HSET", "tradeflow:min:HIGHUSDT:28616667", "high", "1e5"]],
+    ),
+    (
+        "HOURUSDT",
+        "tradeflow:hour:HOURUSDT:476944",
+        &[
+            &["DEL", "tradeflow:hour:HOURUSDT:476944"],
+            &["SET", "tradeflow:hour:HOURUSDT:476944", "x"],
+        ],
+    ),
+    (
+        "DAYUSDT",
+        "tradeflow:day:DAYUSDT:19872",
+        &[&["HSET", "tradeflow:day:DAYUSDT:19872", "open_id", "-3"]],
+    ),
 ];
 
 /// Saves a key (DUMP) so the test can repair it as an operator would.

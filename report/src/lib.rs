@@ -37,7 +37,7 @@ use tradeflow_shared::redis_args::RedisArgs;
 pub use error::ReportError;
 pub use format::{build, build_priced, render, Format, Report, Row, SortBy};
 pub use prices::{PriceArgs, PriceFeed, PriceSet, PriceSource};
-pub use reset::reset;
+pub use reset::{reset, ResetOutcome};
 pub use tradeflow_shared::snapshot::{Reader, SymbolTotals};
 
 #[derive(Debug, Parser)]
@@ -71,7 +71,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Zero all counts and volumes (dedupe state kept: nothing is ever counted twice).
+    /// Zero all counts and volumes and delete the candles (dedupe state kept: nothing is
+    /// ever counted twice).
     Reset {
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -126,8 +127,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), ReportEr
             println!("reset cancelled");
             return Ok(());
         }
-        let n = reset(&reader).await?;
-        println!("reset counts and volumes of {n} symbols (dedupe state kept)");
+        let done = reset(&reader).await?;
+        println!(
+            "reset counts and volumes of {} symbols and deleted {} candle buckets (dedupe state kept)",
+            done.symbols, done.buckets
+        );
         return Ok(());
     }
     loop {

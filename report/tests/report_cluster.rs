@@ -111,7 +111,19 @@ async fn report_and_serve_read_a_cluster() {
     // reset zeroes counts and volumes on every node and keeps the dedupe state: a
     // replay stays 0, new trades count from zero.
     let reader = Reader::connect(&url, P).await.expect("reader");
-    assert_eq!(reset(&reader).await.unwrap(), 6);
+    let done = reset(&reader).await.unwrap();
+    assert_eq!(done.symbols, 6);
+    // Every symbol's candles went with its counts (a minute, its hour and its day).
+    assert!(done.buckets >= 6 * 3, "{done:?}");
+    let s00 = tradeflow_shared::Symbol::new("S00USDT").unwrap();
+    let m = T0 / 60_000;
+    assert_eq!(
+        reader
+            .buckets(&s00, tradeflow_shared::kline::Bucket::Minute, m - 1, m + 60)
+            .await
+            .unwrap(),
+        vec![]
+    );
     let zeroed = reader.snapshot().await.unwrap();
     assert_eq!(zeroed.len(), 6);
     assert!(zeroed

@@ -6,6 +6,7 @@ use crate::redis_common;
 use redis_common::*;
 use tradeflow_consumer::apply::fold;
 use tradeflow_report::{build, render, reset, Format, Reader, SortBy};
+use tradeflow_shared::kline::Bucket;
 use tradeflow_shared::testkit;
 
 const P: &str = "tradeflow:";
@@ -41,8 +42,36 @@ async fn snapshot_reset_and_exactly_once_across_it() {
     assert!(report.rows[1].usd_value.is_some());
     assert!(render(&report, Format::Csv, false).contains("BTCUSDT"));
 
-    // Reset, then replay everything plus 5 new trades: only the new ones count.
-    assert_eq!(reset(&reader).await.unwrap(), 2);
+    // Candles before: what the trades make.
+    let btc = tradeflow_shared::Symbol::new("BTCUSDT").unwrap();
+    let minutes = |r: &Reader| {
+        let r = r.clone();
+        async move {
+            r.buckets(&btc, Bucket::Minute, T0 / 60_000 - 1, T0 / 60_000 + 10)
+                .await
+                .unwrap()
+        }
+    };
+    let btc_trades: Vec<_> = trades.iter().filter(|t| t.symbol == btc).copied().collect();
+    assert_eq!(minutes(&reader).await, plain_klines(&btc_trades, 60_000));
+
+    // Reset, then replay everything plus 5 new trades: only the new ones count, in the
+    // totals and in the candles alike.
+    let done = reset(&reader).await.unwrap();
+    assert_eq!(done.symbols, 2);
+    assert!(done.buckets >= 2 * 3, "{done:?}");
+    assert_eq!(minutes(&reader).await, vec![]);
+    let mut con = raw(&redis).await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{P}*:*:*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        left.iter()
+            .all(|k| !k.contains("min:") && !k.contains("hour:") && !k.contains("day:")),
+        "{left:?}"
+    );
     let zero = reader.snapshot().await.unwrap();
     assert!(zero.iter().all(|s| s.count == 0 && s.base == "0.00000000"));
     let more: Vec<_> = (31..=35u64).map(|i| trade("BTCUSDT", i)).collect();
@@ -54,12 +83,17 @@ async fn snapshot_reset_and_exactly_once_across_it() {
     let btc = after.iter().find(|s| s.symbol == "BTCUSDT").unwrap();
     assert_eq!(btc.count, 5);
     assert_eq!(btc.base, expected(&more)["BTCUSDT"].base);
+    let sym = tradeflow_shared::Symbol::new("BTCUSDT").unwrap();
+    let after_reset = reader
+        .buckets(&sym, Bucket::Hour, T0 / 3_600_000 - 1, T0 / 3_600_000 + 1)
+        .await
+        .unwrap();
+    assert_eq!(after_reset, plain_klines(&more, 3_600_000));
     assert_eq!(
         after.iter().find(|s| s.symbol == "ETHBTC").unwrap().count,
         0
     );
     // The legacy MGET view sees the same counts.
-    let mut con = raw(&redis).await;
     let counts: Vec<u64> = redis::cmd("MGET")
         .arg("symbol:BTCUSDT")
         .arg("symbol:ETHBTC")

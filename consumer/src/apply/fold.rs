@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use tradeflow_shared::kline::Kline;
 use tradeflow_shared::{Fixed8, Position, Symbol};
 
 use crate::record::{DecodedRecord, Item};
@@ -17,8 +18,7 @@ use crate::record::{DecodedRecord, Item};
 /// Trade ids must stay exact as Lua numbers (doubles); anything above is poison.
 pub const MAX_TRADE_ID: u64 = 1 << 53;
 
-/// Milliseconds in one per-minute bucket.
-pub const MINUTE_MS: u64 = 60_000;
+pub use tradeflow_shared::kline::MINUTE_MS;
 
 /// The few fields of a trade the sink needs, kept so a symbol can be re-sent one trade
 /// per segment (the rare "split needed" path).
@@ -28,18 +28,8 @@ pub struct TradeLite {
     pub price: Fixed8,
     pub qty: Fixed8,
     pub time_ms: u64,
-}
-
-/// Count and volumes of one segment's trades that fall in one minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MinuteDelta {
-    /// Unix time in minutes (`trade_time_ms / 60_000`).
-    pub minute: u64,
-    pub count: u64,
-    /// Base quantity in units of 1e-8.
-    pub base_units: u128,
-    /// Quote volume (price × quantity) in units of 1e-16.
-    pub quote_units: u128,
+    /// Binance's `m`: a trade whose buyer is the maker is not a taker buy.
+    pub buyer_is_maker: bool,
 }
 
 /// A run of consecutive trade ids `first_id..=last_id` of one symbol, applied or
@@ -54,8 +44,9 @@ pub struct Segment {
     /// Price and time of the trade with the highest id in the segment.
     pub last_price: Fixed8,
     pub last_time_ms: u64,
-    /// Usually one entry; more when the run crosses a minute boundary.
-    pub minutes: Vec<MinuteDelta>,
+    /// The kline of the segment's trades in each minute they fall in (by trade time):
+    /// usually one, more when the run crosses a minute boundary.
+    pub minutes: Vec<Kline>,
 }
 
 /// Everything the batch holds for one symbol.
@@ -160,6 +151,7 @@ pub fn fold(records: &[DecodedRecord]) -> BatchDelta {
                     price: t.price,
                     qty: t.qty,
                     time_ms: t.trade_time_ms,
+                    buyer_is_maker: t.buyer_is_maker,
                 });
             }
             Item::Poison(p) => out.poison.push(PoisonEntry {
@@ -208,50 +200,41 @@ pub fn single_segments(trades: &[TradeLite]) -> Vec<Segment> {
 }
 
 fn single(t: &TradeLite) -> Segment {
-    let quote = t.price.times(t.qty);
+    let k = minute_of(t);
     Segment {
         first_id: t.id,
         last_id: t.id,
         count: 1,
-        base_units: t.qty.0 as u128,
-        quote_units: quote,
+        base_units: k.base,
+        quote_units: k.quote,
         last_price: t.price,
         last_time_ms: t.time_ms,
-        minutes: vec![MinuteDelta {
-            minute: t.time_ms / MINUTE_MS,
-            count: 1,
-            base_units: t.qty.0 as u128,
-            quote_units: quote,
-        }],
+        minutes: vec![k],
     }
 }
 
+fn minute_of(t: &TradeLite) -> Kline {
+    Kline::of_trade(MINUTE_MS, t.id, t.price, t.qty, t.time_ms, t.buyer_is_maker)
+}
+
 fn add_to(s: &mut Segment, t: &TradeLite) {
-    let base = t.qty.0 as u128;
-    let quote = t.price.times(t.qty);
+    let k = minute_of(t);
     s.last_id = t.id;
     s.count += 1;
     // u128 holds 3.4e38 units: far beyond any batch (a trade is at most 1e28 units).
-    s.base_units += base;
-    s.quote_units += quote;
+    s.base_units += k.base;
+    s.quote_units += k.quote;
     s.last_price = t.price;
     s.last_time_ms = t.time_ms;
-    let minute = t.time_ms / MINUTE_MS;
-    let m = match s.minutes.iter_mut().rev().find(|m| m.minute == minute) {
-        Some(m) => m,
-        None => {
-            s.minutes.push(MinuteDelta {
-                minute,
-                count: 0,
-                base_units: 0,
-                quote_units: 0,
-            });
-            s.minutes.last_mut().expect("just pushed")
-        }
-    };
-    m.count += 1;
-    m.base_units += base;
-    m.quote_units += quote;
+    match s
+        .minutes
+        .iter_mut()
+        .rev()
+        .find(|m| m.open_time_ms == k.open_time_ms)
+    {
+        Some(m) => m.merge(&k),
+        None => s.minutes.push(k),
+    }
 }
 
 #[cfg(test)]
@@ -337,16 +320,32 @@ mod tests {
 
     #[test]
     fn minutes_split_inside_a_segment() {
+        let maker = Trade {
+            buyer_is_maker: true,
+            ..trade("A1", 3, "0.5", "4", T0 + 60_001)
+        };
         let recs = vec![
             rec(1, Item::Trade(trade("A1", 1, "1", "1", T0 + 59_999))),
-            rec(2, Item::Trade(trade("A1", 2, "1", "2", T0 + 60_000))),
-            rec(3, Item::Trade(trade("A1", 3, "1", "4", T0 + 60_001))),
+            rec(2, Item::Trade(trade("A1", 2, "3", "2", T0 + 60_000))),
+            rec(3, Item::Trade(maker)),
         ];
         let d = fold(&recs);
         let m = &d.symbols[0].segments[0].minutes;
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].minute, m[0].count), (T0 / MINUTE_MS, 1));
-        assert_eq!((m[1].count, m[1].base_units), (2, 600_000_000));
+        assert_eq!((m[0].open_time_ms, m[0].count), (T0, 1));
+        assert_eq!((m[1].count, m[1].base), (2, 600_000_000));
+        // The minute's kline: open/close by id, taker buys only (`m` = false).
+        let k = m[1];
+        assert_eq!((k.open_id, k.close_id), (2, 3));
+        let p = |s| Fixed8::parse(s).unwrap();
+        assert_eq!(
+            (k.open, k.close, k.high, k.low),
+            (p("3"), p("0.5"), p("3"), p("0.5"))
+        );
+        assert_eq!(
+            (k.taker_base, k.taker_quote),
+            (200_000_000, 6 * 10u128.pow(16))
+        );
     }
 
     #[test]

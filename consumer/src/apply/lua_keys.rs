@@ -28,9 +28,28 @@ fn lua_spells_the_rust_key_layout() {
         let lua = format!("prefix .. '{kind}' .. part");
         assert!(lua_has(&lua), "no `{lua}` in the scripts for {name}");
     }
-    let minute = k.minute(&s, 7);
-    assert_eq!(minute, "P:min:BTCUSDT:7");
-    assert!(lua_has("prefix .. 'min:' .. part .. ':'"));
+    // Kline buckets: `<prefix><kind><symbol part>:<n>` for the kinds of BUCKETS.
+    assert_eq!(k.minute(&s, 7), "P:min:BTCUSDT:7");
+    assert_eq!(k.hour(&s, 7), "P:hour:BTCUSDT:7");
+    assert_eq!(k.day(&s, 7), "P:day:BTCUSDT:7");
+    for (kind, per) in [("min:", 1), ("hour:", 60), ("day:", 1440)] {
+        assert!(lua_has(&format!("kind = '{kind}', per = {per},")), "{kind}");
+    }
+    assert!(lua_has("prefix .. b.kind .. part .. ':'"));
+    // The bucket fields, in the order the reader takes them.
+    let fields: Vec<String> = tradeflow_shared::kline::FIELDS
+        .iter()
+        .map(|f| format!("'{f}'"))
+        .collect();
+    let lua_fields: String = LUA[0]
+        .1
+        .split("local KFIELDS = {")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .expect("KFIELDS in common.lua")
+        .split_whitespace()
+        .collect();
+    assert_eq!(lua_fields, fields.join(","));
     assert_eq!(k.count(&s), format!("{COUNT_PREFIX}BTCUSDT"));
     assert!(lua_has(&format!("'{COUNT_PREFIX}' .. name")));
     // On one Redis the batch script names the shard-level keys from the prefix.

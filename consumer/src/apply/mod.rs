@@ -17,7 +17,8 @@
 //! |---|---|---|
 //! | `symbol:<SYM>` | string | trade count, plain integer (legacy `MGET`); nothing else lives under `symbol:` |
 //! | `P stats:<SYM>` | hash | `base` traded quantity, decimal string with exactly 8 decimals; `quote` volume (Σ price × qty), exactly 16 decimals; `last_price` (8 decimals), `last_time_ms`, `last_trade_id` — of the highest trade id applied |
-//! | `P min:<SYM>:<unix minute>` | hash | `count`, `base` (8 dec.), `quote` (16 dec.) of trades whose trade time falls in that minute; TTL (`minute_ttl`) refreshed on each write, so a bucket lives `minute_ttl` after its last trade |
+//! | `P min:<SYM>:<unix minute>` | hash | the kline of the trades whose trade time falls in that minute (UTC): `count`; `base`, `tbase` (taker-buy base, trades with `m` = false), 8 dec.; `quote`, `tquote`, 16 dec.; `open`/`close` (8 dec.) with `open_id`/`close_id`, the prices of its lowest and highest trade id; `high`, `low`. TTL (`minute_ttl`) refreshed on each write, so a bucket lives `minute_ttl` after its last trade |
+//! | `P hour:<SYM>:<unix hour>`, `P day:<SYM>:<unix day>` | hash | the same kline per hour and per UTC day (`hour_ttl`, `day_ttl`) |
 //! | `P symbols` | set | every symbol applied (readers never need `KEYS`) |
 //! | `P dedupe:<SYM>` | hash | `hwm`: highest trade id applied (`floor`, written by earlier versions, is no longer read) |
 //! | `P gaps:<SYM>` | sorted set | id ranges below `hwm` never applied, member `lo:hi`, score `lo`; at most 1,000 per symbol |
@@ -69,6 +70,16 @@
 //! two are still consistent: the worker resumes from `stored_position` when it is
 //! behind the DynamoDB checkpoint.
 //!
+//! # Candles
+//! Each segment carries, per minute it touches, the kline of its trades there
+//! ([`tradeflow_shared::kline::Kline`], built in [`fold`]); the script merges it into
+//! the minute's, the hour's and the day's bucket: sums added exactly, `open`/`close`
+//! replaced when the segment holds a lower/higher trade id, `high`/`low` by decimal
+//! comparison. Since a segment is merged only when its trades are applied (never for
+//! duplicates), the buckets are exactly once like the totals, and a late trade filling
+//! a gap moves open or close correctly. A bucket written before klines were kept
+//! (count and volumes only) keeps them; its other fields start from the next trades.
+//!
 //! # Why the numbers are exact
 //! Rust sums each segment in integer units (u128: base in 1e-8, quote in 1e-16) and
 //! sends them as decimal integer strings; Lua adds them to the stored decimal strings
@@ -81,7 +92,9 @@
 //! One round trip (`EVALSHA`; `NOSCRIPT` after a restart reloads transparently). Work
 //! is O(records) in Rust and O(segments + minutes + poison) commands in Lua for the
 //! symbols *in the batch* only — normally per symbol: `HMGET` dedupe, `HSET` hwm,
-//! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 4 commands per minute bucket,
+//! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 3 commands per kline bucket
+//! touched (`HMGET` in the checks, one `HSET` of all fields and one `EXPIRE` per
+//! symbol, however many segments fell in it: a minute, its hour and its day),
 //! `SADD`, plus the checks (`GET` count, two `ZCARD`). Gap lookups (`O(log gaps)`) and the
 //! check of every gap range (`O(gaps)`, at most 2,000) happen only for symbols with
 //! segments at/below `hwm`.
@@ -96,7 +109,7 @@ pub mod fold;
 mod lua_keys;
 pub mod redis_sink;
 
-pub use fold::{fold, BatchDelta, MinuteDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
+pub use fold::{fold, BatchDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
 pub use redis_sink::{
     ApplyOutcome, RedisSink, ShardEndCheck, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
 };

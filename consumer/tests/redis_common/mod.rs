@@ -8,6 +8,7 @@ use std::time::Duration;
 use tradeflow_consumer::apply::{fold, ApplyOutcome, RedisSink, SinkConfig, SinkError};
 use tradeflow_consumer::record::{DecodedRecord, Item, Poison};
 use tradeflow_shared::decimal::format_scaled;
+use tradeflow_shared::kline::Kline;
 use tradeflow_shared::testkit::{RedisCluster, Service};
 use tradeflow_shared::{Fixed8, Position, SequenceNumber, Symbol, Trade};
 
@@ -218,4 +219,42 @@ pub async fn actual(redis: &Service, prefix: &str) -> BTreeMap<String, Totals> {
         out.insert(s, Totals { count, base, quote });
     }
     out
+}
+
+/// The candles of `bucket_ms` computed the plain way: distinct trades sorted by id,
+/// grouped by bucket; open/close the first/last of each group, sums, max, min.
+pub fn plain_klines(trades: &[Trade], bucket_ms: u64) -> Vec<Kline> {
+    let mut distinct: BTreeMap<u64, Trade> = BTreeMap::new();
+    for t in trades {
+        distinct.entry(t.trade_id).or_insert(*t);
+    }
+    let mut groups: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
+    for t in distinct.values() {
+        groups
+            .entry(t.trade_time_ms - t.trade_time_ms % bucket_ms)
+            .or_default()
+            .push(*t);
+    }
+    groups
+        .into_iter()
+        .map(|(open_time_ms, g)| {
+            let (first, last) = (g[0], g[g.len() - 1]);
+            let taker: Vec<&Trade> = g.iter().filter(|t| !t.buyer_is_maker).collect();
+            Kline {
+                open_time_ms,
+                interval_ms: bucket_ms,
+                open: first.price,
+                close: last.price,
+                open_id: first.trade_id,
+                close_id: last.trade_id,
+                high: g.iter().map(|t| t.price).max().unwrap(),
+                low: g.iter().map(|t| t.price).min().unwrap(),
+                count: g.len() as u64,
+                base: g.iter().map(|t| t.qty.0 as u128).sum(),
+                quote: g.iter().map(|t| t.quote_units()).sum(),
+                taker_base: taker.iter().map(|t| t.qty.0 as u128).sum(),
+                taker_quote: taker.iter().map(|t| t.quote_units()).sum(),
+            }
+        })
+        .collect()
 }

@@ -2,7 +2,8 @@
 -- Redis (every key of the batch on one server).
 -- Layout of ARGV (built by redis_sink/single.rs; see apply/mod.rs for the data model):
 --  1 prefix            2 position key        3 first seq   4 first sub
---  5 last seq          6 last sub            7 minute TTL (s)
+--  5 last seq          6 last sub            7 TTLs (s) of minute, hour and day
+--     buckets: `m:h:d`
 --  8 dead-letter maxlen 9 stream name        10 shard id   11 max gaps per symbol
 --  12 expected seq      13 expected sub: the last position this applier applied to
 --     this shard ('' if none); a stored position below it means Redis lost writes
@@ -22,7 +23,7 @@
 -- error reply starting with FOREIGN, before any write.
 
 local prefix = ARGV[1]
-local ttl = tonumber(ARGV[7])
+local ttls = ARGV[7]
 local max_gaps = tonumber(ARGV[11])
 local function sym_part(name) return name end
 

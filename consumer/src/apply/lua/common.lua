@@ -1,5 +1,5 @@
 -- tradeflow: what the apply scripts share (one symbol's exactly-once logic). Each
--- script is <prologue> .. common.lua .. <main>; the prologue defines `prefix`, `ttl`,
+-- script is <prologue> .. common.lua .. <main>; the prologue defines `prefix`, `ttls`,
 -- `max_gaps` and `sym_part(name)`, the symbol's part of its key names: the bare name
 -- on one Redis, `{symbol:<name>}` on a cluster, so that every key of a symbol hashes to
 -- the slot of its legacy count key `symbol:<name>` and one script can touch them all.
@@ -45,10 +45,24 @@ local function add_dec(stored, units, scale)
   return string.sub(s, 1, #s - scale) .. '.' .. string.sub(s, #s - scale + 1)
 end
 
+-- The kline buckets: per symbol a hash per minute, hour and day (kline.rs FIELDS),
+-- each living its TTL after its last write. A segment's minute is merged into all
+-- three.
+local KFIELDS = {'count', 'base', 'quote', 'tbase', 'tquote', 'open', 'open_id', 'close',
+                 'close_id', 'high', 'low'}
+local BUCKETS = {}
+do
+  local m, h, d = string.match(ttls, '^(%d+):(%d+):(%d+)$')
+  BUCKETS = {{kind = 'min:', per = 1, ttl = m}, {kind = 'hour:', per = 60, ttl = h},
+             {kind = 'day:', per = 1440, ttl = d}}
+end
+
 -- Parses one symbol of the batch starting at ARGV[i]: {name, segments}; returns the
 -- symbol and the index after it. Layout: symbol, number of segments G,
 -- G × {lo, hi, count, base units, quote units, last price, last time ms,
---      number of minutes M, M × {minute, count, base units, quote units}}.
+--      number of minutes M, M × {minute, count, base units, quote units, taker-buy
+--      base units, taker-buy quote units, open, open id, close, close id, high, low}}
+-- (a minute's kline: volumes as integer strings of units, prices as decimals).
 local function parse_symbol(i)
   local sym = {name = ARGV[i], segs = {}}
   local n_seg = tonumber(ARGV[i + 1]); i = i + 2
@@ -58,8 +72,12 @@ local function parse_symbol(i)
                  time = ARGV[i + 6], mins = {}}
     local n_min = tonumber(ARGV[i + 7]); i = i + 8
     for m = 1, n_min do
-      seg.mins[m] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]}
-      i = i + 4
+      seg.mins[m] = {minute = tonumber(ARGV[i]), count = tonumber(ARGV[i + 1]),
+                     base = ARGV[i + 2], quote = ARGV[i + 3], tbase = ARGV[i + 4],
+                     tquote = ARGV[i + 5], open = ARGV[i + 6], open_id = tonumber(ARGV[i + 7]),
+                     close = ARGV[i + 8], close_id = tonumber(ARGV[i + 9]),
+                     high = ARGV[i + 10], low = ARGV[i + 11]}
+      i = i + 12
     end
     sym.segs[g] = seg
   end
@@ -121,7 +139,7 @@ local function load_state(sym)
   local name, part = sym.name, sym_part(sym.name)
   local st = {name = name, ckey = 'symbol:' .. name, skey = prefix .. 'stats:' .. part,
               dkey = prefix .. 'dedupe:' .. part, gkey = prefix .. 'gaps:' .. part,
-              ekey = prefix .. 'evicted:' .. part, mins = {}}
+              ekey = prefix .. 'evicted:' .. part, bk = {}, bk_order = {}}
   local d, err = try('HMGET', st.dkey, 'hwm')
   if err then return nil, st.dkey .. ': ' .. err end
   if d[1] then
@@ -144,9 +162,46 @@ local function load_state(sym)
   return st
 end
 
+-- Compares two decimals as the scripts store prices (DEC8): -1, 0 or 1.
+local function dec_cmp(a, b)
+  local ai, af = string.match(a, '^0*(%d-)%.(%d+)$')
+  local bi, bf = string.match(b, '^0*(%d-)%.(%d+)$')
+  if #ai ~= #bi then return #ai < #bi and -1 or 1 end
+  if ai ~= bi then return ai < bi and -1 or 1 end
+  if af ~= bf then return af < bf and -1 or 1 end
+  return 0
+end
+
+-- Reads and checks one kline bucket into st.bk (read only). Returns nil, or why it
+-- holds a foreign value. A bucket written before klines were kept (count, base and
+-- quote only) is taken as it is: its other fields start from this batch's trades.
+local function load_bucket(st, key, ttl)
+  local r, err = try('HMGET', key, unpack(KFIELDS))
+  if err then return key .. ': ' .. err end
+  local shapes = {is_id, DEC8, DEC16, DEC8, DEC16, DEC8, is_id, DEC8, is_id, DEC8, DEC8}
+  local b = {key = key, ttl = ttl}
+  for f = 1, #KFIELDS do
+    local v, shape = r[f], shapes[f]
+    if v then
+      local ok
+      if type(shape) == 'function' then ok = shape(v) else ok = string.match(v, shape) ~= nil end
+      if not ok then
+        return key .. ' field ' .. KFIELDS[f] .. ' holds ' .. show(v) .. ', not what tradeflow writes'
+      end
+      b[KFIELDS[f]] = v
+    end
+  end
+  b.count = tonumber(b.count or '0')
+  if b.open_id then b.open_id = tonumber(b.open_id) end
+  if b.close_id then b.close_id = tonumber(b.close_id) end
+  st.bk[key] = b
+  st.bk_order[#st.bk_order + 1] = b
+  return nil
+end
+
 -- Read only, for a symbol that will write: checks the keys the writes add to — the
--- count, the stored volumes and those of the segments' minute buckets — and keeps the
--- values (apply_amounts keeps them up to date, so phase 2 reads none of them again).
+-- count, the stored volumes and the segments' kline buckets — and keeps the values
+-- (apply_amounts keeps them up to date, so phase 2 reads none of them again).
 -- Returns nil, or why a key holds a foreign value.
 local function check_writes(sym, st)
   local part = sym_part(sym.name)
@@ -161,15 +216,12 @@ local function check_writes(sym, st)
   st.base, st.quote = s[1] or nil, s[2] or nil
   for _, seg in ipairs(sym.segs) do
     for _, m in ipairs(seg.mins) do
-      if not st.mins[m[1]] then
-        local mkey = prefix .. 'min:' .. part .. ':' .. m[1]
-        local r
-        r, err = try('HMGET', mkey, 'count', 'base', 'quote')
-        if err then return mkey .. ': ' .. err end
-        if r[1] and not is_count(r[1]) then return mkey .. ' field count holds ' .. show(r[1]) .. ', not an integer' end
-        if r[2] and not string.match(r[2], DEC8) then return mkey .. ' field base holds ' .. show(r[2]) .. ', not a decimal with 8 places' end
-        if r[3] and not string.match(r[3], DEC16) then return mkey .. ' field quote holds ' .. show(r[3]) .. ', not a decimal with 16 places' end
-        st.mins[m[1]] = {key = mkey, base = r[2] or nil, quote = r[3] or nil}
+      for _, b in ipairs(BUCKETS) do
+        local bkey = prefix .. b.kind .. part .. ':' .. fmt(math.floor(m.minute / b.per))
+        if not st.bk[bkey] then
+          local why = load_bucket(st, bkey, b.ttl)
+          if why then return why end
+        end
       end
     end
   end
@@ -261,19 +313,47 @@ local function add_gap(st, lo, hi)
   end
 end
 
+-- Adds a minute's kline `m` (of trades never applied) to bucket `b`: sums, and
+-- open/close by trade id, so a trade filling a gap moves them correctly.
+local function merge(b, m)
+  b.count = b.count + m.count
+  b.base = add_dec(b.base, m.base, 8)
+  b.quote = add_dec(b.quote, m.quote, 16)
+  b.tbase = add_dec(b.tbase, m.tbase, 8)
+  b.tquote = add_dec(b.tquote, m.tquote, 16)
+  if not b.open_id or m.open_id < b.open_id then b.open_id, b.open = m.open_id, m.open end
+  if not b.close_id or m.close_id > b.close_id then b.close_id, b.close = m.close_id, m.close end
+  if not b.high or dec_cmp(m.high, b.high) > 0 then b.high = m.high end
+  if not b.low or dec_cmp(m.low, b.low) < 0 then b.low = m.low end
+  b.dirty = true
+end
+
 local function apply_amounts(st, seg)
   redis.call('INCRBY', st.ckey, seg.count)
   st.base = add_dec(st.base, seg.base, 8)
   st.quote = add_dec(st.quote, seg.quote, 16)
   redis.call('HSET', st.skey, 'base', st.base, 'quote', st.quote)
+  local part = sym_part(st.name)
   for _, m in ipairs(seg.mins) do
-    local c = st.mins[m[1]]
-    c.base = add_dec(c.base, m[3], 8)
-    c.quote = add_dec(c.quote, m[4], 16)
-    redis.call('HINCRBY', c.key, 'count', m[2])
-    redis.call('HSET', c.key, 'base', c.base, 'quote', c.quote)
-    -- Refreshed on every write: a bucket lives `ttl` after its last trade.
-    redis.call('EXPIRE', c.key, ttl)
+    for _, bd in ipairs(BUCKETS) do
+      merge(st.bk[prefix .. bd.kind .. part .. ':' .. fmt(math.floor(m.minute / bd.per))], m)
+    end
+  end
+end
+
+-- Writes the buckets the symbol's segments changed: one HSET and one EXPIRE each,
+-- however many segments and minutes fell in it. The TTL is refreshed on every write:
+-- a bucket lives its TTL after its last trade.
+local function flush_buckets(st)
+  for _, b in ipairs(st.bk_order) do
+    if b.dirty then
+      redis.call('HSET', b.key, 'count', fmt(b.count), 'base', b.base, 'quote', b.quote,
+                 'tbase', b.tbase, 'tquote', b.tquote, 'open', b.open,
+                 'open_id', fmt(b.open_id), 'close', b.close, 'close_id', fmt(b.close_id),
+                 'high', b.high, 'low', b.low)
+      redis.call('EXPIRE', b.key, b.ttl)
+      b.dirty = false
+    end
   end
 end
 
@@ -313,5 +393,6 @@ local function apply_symbol(sym, st)
       late = late + n
     end
   end
+  flush_buckets(st)
   return applied, dups, late, touched
 end

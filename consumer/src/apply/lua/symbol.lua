@@ -16,7 +16,10 @@ for _, kind in ipairs({'stats:', 'dedupe:', 'gaps:', 'evicted:'}) do
 end
 for _, seg in ipairs(sym.segs) do
   for _, m in ipairs(seg.mins) do
-    must_be_declared(prefix .. 'min:' .. sym_part(sym.name) .. ':' .. m[1])
+    for _, b in ipairs(BUCKETS) do
+      must_be_declared(prefix .. b.kind .. sym_part(sym.name) .. ':' ..
+                       fmt(math.floor(m.minute / b.per)))
+    end
   end
 end
 

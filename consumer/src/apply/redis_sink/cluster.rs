@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use redis::cluster_routing::Slot;
 use redis::Value;
+use tradeflow_shared::redis_keys::Keys;
 use tradeflow_shared::Symbol;
 
 use super::wire::{behind, parse_reply, push_poison, push_segments};
 use super::{foreign, ApplyOutcome, Job, RedisSink, SinkError};
-use crate::apply::fold::{self, PoisonEntry, Segment, SymbolDelta};
+use crate::apply::fold::{self, PoisonEntry, Segment, SymbolDelta, MINUTE_MS};
 
 impl RedisSink {
     /// A batch on a cluster: symbols (concurrently, each in its slot), `WAIT`, position.
@@ -145,17 +146,11 @@ impl RedisSink {
                 .key(self.keys.dedupe(&s.symbol))
                 .key(self.keys.gaps(&s.symbol))
                 .key(self.keys.evicted(&s.symbol));
-            let mut minutes: Vec<u64> = segs
-                .iter()
-                .flat_map(|g| g.minutes.iter().map(|m| m.minute))
-                .collect();
-            minutes.sort_unstable();
-            minutes.dedup();
-            for m in minutes {
-                inv.key(self.keys.minute(&s.symbol, m));
+            for key in bucket_keys(&self.keys, &s.symbol, segs) {
+                inv.key(key);
             }
             inv.arg(self.keys.prefix())
-                .arg(self.minute_ttl_s)
+                .arg(&self.bucket_ttls)
                 .arg(self.max_gaps)
                 .arg(s.symbol.as_str());
             push_segments(&mut inv, segs);
@@ -188,6 +183,24 @@ impl RedisSink {
             s.symbol
         )))
     }
+}
+
+/// The kline buckets (minute, hour, day) the segments' minutes fall in, each once.
+fn bucket_keys(keys: &Keys, sym: &Symbol, segs: &[Segment]) -> Vec<String> {
+    let mut minutes: Vec<u64> = segs
+        .iter()
+        .flat_map(|g| g.minutes.iter().map(|m| m.open_time_ms / MINUTE_MS))
+        .collect();
+    minutes.sort_unstable();
+    minutes.dedup();
+    let mut hours: Vec<u64> = minutes.iter().map(|m| m / 60).collect();
+    hours.dedup();
+    let mut days: Vec<u64> = minutes.iter().map(|m| m / 1440).collect();
+    days.dedup();
+    let mut out: Vec<String> = minutes.iter().map(|m| keys.minute(sym, *m)).collect();
+    out.extend(hours.iter().map(|h| keys.hour(sym, *h)));
+    out.extend(days.iter().map(|d| keys.day(sym, *d)));
+    out
 }
 
 /// What the symbol script did with one symbol's part of a batch.

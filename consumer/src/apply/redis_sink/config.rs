@@ -12,8 +12,11 @@ pub struct SinkConfig {
     pub url: String,
     /// Prefix of every key except the legacy `symbol:<SYM>` counts.
     pub key_prefix: String,
-    /// How long a per-minute bucket lives after its last write.
+    /// How long a per-minute kline bucket lives after its last write.
     pub minute_ttl: Duration,
+    /// The same for hourly and daily buckets (kept far longer: 24 and 1 a day).
+    pub hour_ttl: Duration,
+    pub day_ttl: Duration,
     /// Approximate cap of the dead-letter stream (`XADD MAXLEN ~`).
     pub dead_letter_maxlen: usize,
     /// PEM file of the CA that signed the server's certificate, for `rediss://` with a
@@ -32,6 +35,8 @@ impl Default for SinkConfig {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: keys::DEFAULT_PREFIX.into(),
             minute_ttl: Duration::from_secs(48 * 3600),
+            hour_ttl: Duration::from_secs(90 * 86_400),
+            day_ttl: Duration::from_secs(5 * 365 * 86_400),
             dead_letter_maxlen: 100_000,
             ca_file: None,
             wait_replicas: 1,
@@ -46,6 +51,8 @@ impl std::fmt::Debug for SinkConfig {
             .field("url", &redact_url(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("minute_ttl", &self.minute_ttl)
+            .field("hour_ttl", &self.hour_ttl)
+            .field("day_ttl", &self.day_ttl)
             .field("dead_letter_maxlen", &self.dead_letter_maxlen)
             .field("ca_file", &self.ca_file)
             .field("wait_replicas", &self.wait_replicas)

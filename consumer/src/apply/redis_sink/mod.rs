@@ -95,7 +95,8 @@ pub struct RedisSink {
     keys: Keys,
     url: Arc<str>,
     password: Option<Arc<str>>,
-    minute_ttl_s: u64,
+    /// The TTLs (s) of minute, hour and day buckets as the scripts take them: `m:h:d`.
+    bucket_ttls: String,
     dead_letter_maxlen: usize,
     max_gaps: usize,
 }
@@ -106,8 +107,16 @@ impl RedisSink {
         let keys = Keys::new(&cfg.key_prefix)?;
         let url: Arc<str> = redact_url(&cfg.url).into();
         let password = url_password(&cfg.url).map(Arc::from);
-        if cfg.minute_ttl.as_secs() == 0 {
-            return Err(SinkError::Config("minute TTL must be at least 1 s".into()));
+        for (what, ttl) in [
+            ("minute", cfg.minute_ttl),
+            ("hour", cfg.hour_ttl),
+            ("day", cfg.day_ttl),
+        ] {
+            if ttl.as_secs() == 0 {
+                return Err(SinkError::Config(format!(
+                    "{what} bucket TTL must be at least 1 s"
+                )));
+            }
         }
         if cfg.dead_letter_maxlen == 0 {
             return Err(SinkError::Config(
@@ -140,7 +149,12 @@ impl RedisSink {
             keys,
             url,
             password,
-            minute_ttl_s: cfg.minute_ttl.as_secs(),
+            bucket_ttls: format!(
+                "{}:{}:{}",
+                cfg.minute_ttl.as_secs(),
+                cfg.hour_ttl.as_secs(),
+                cfg.day_ttl.as_secs()
+            ),
             dead_letter_maxlen: cfg.dead_letter_maxlen,
             max_gaps: MAX_GAPS_PER_SYMBOL,
         })

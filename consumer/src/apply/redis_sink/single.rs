@@ -43,7 +43,7 @@ impl RedisSink {
                 .arg(first.sub)
                 .arg(last.seq.as_str())
                 .arg(last.sub)
-                .arg(self.minute_ttl_s)
+                .arg(&self.bucket_ttls)
                 .arg(self.dead_letter_maxlen)
                 .arg(stream)
                 .arg(shard_id)

@@ -5,7 +5,7 @@ use redis::Value;
 use tradeflow_shared::{Position, SequenceNumber};
 
 use super::SinkError;
-use crate::apply::fold::{PoisonEntry, Segment};
+use crate::apply::fold::{PoisonEntry, Segment, MINUTE_MS};
 
 /// The "behind" reply's stored position (`''` when Redis holds none).
 pub(super) fn behind(rest: &[String]) -> SinkError {
@@ -49,10 +49,18 @@ pub(super) fn push_segments(inv: &mut redis::ScriptInvocation<'_>, segs: &[Segme
             .arg(g.last_time_ms)
             .arg(g.minutes.len());
         for m in &g.minutes {
-            inv.arg(m.minute)
+            inv.arg(m.open_time_ms / MINUTE_MS)
                 .arg(m.count)
-                .arg(m.base_units.to_string())
-                .arg(m.quote_units.to_string());
+                .arg(m.base.to_string())
+                .arg(m.quote.to_string())
+                .arg(m.taker_base.to_string())
+                .arg(m.taker_quote.to_string())
+                .arg(m.open.to_string())
+                .arg(m.open_id)
+                .arg(m.close.to_string())
+                .arg(m.close_id)
+                .arg(m.high.to_string())
+                .arg(m.low.to_string());
         }
     }
 }
