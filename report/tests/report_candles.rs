@@ -1,16 +1,19 @@
-//! `tradeflow-report candles` against a real redis-server (and a real cluster): the
-//! JSON (Binance kline arrays), CSV and table of seeded kline buckets, roll-ups to 5m,
+//! `tradeflow-report candles` against a real redis-server (and a real cluster) filled by
+//! the consumer's real sink: the JSON (Binance kline arrays), CSV and table of the
+//! candles, roll-ups to 5m,
 //! 15m, 1h and 1d across an hour boundary, the default window, and the errors (unknown
 //! symbol, a foreign value in a bucket, too wide a range, bad flags).
 
-use crate::kline_seed::{expected, seed, seed_pipes, trades, within, ONE};
-use crate::redis_common::start_cluster;
+use crate::kline_seed::{apply_blocking, expected, trades, within, ONE};
+use crate::redis_common::{
+    apply_retrying, cluster_sink, shard_of, start_cluster, without_replicas,
+};
 
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use tradeflow_consumer::apply::fold;
 use tradeflow_shared::kline::{Interval, MINUTE_MS};
-use tradeflow_shared::snapshot::Reader;
 use tradeflow_shared::testkit::{self, Service};
 use tradeflow_shared::Trade;
 
@@ -56,13 +59,9 @@ fn url(redis: &Service) -> String {
 /// BTCUSDT, 4 trades a minute 11:50–12:09; ETHUSDT alongside (must never mix in).
 fn seeded() -> (Service, Vec<Trade>) {
     let redis = testkit::redis();
-    let mut con = redis::Client::open(url(&redis))
-        .unwrap()
-        .get_connection()
-        .unwrap();
     let btc = trades("BTCUSDT", 1_000, T, 20, 4, 60_000 * ONE);
-    seed(&mut con, &btc);
-    seed(&mut con, &trades("ETHUSDT", 1_000, T, 20, 3, 3_000 * ONE));
+    let eth = trades("ETHUSDT", 1_000, T, 20, 3, 3_000 * ONE);
+    apply_blocking(&redis, &[btc.clone(), eth].concat());
     (redis, btc)
 }
 
@@ -189,10 +188,6 @@ fn rolls_up_across_the_hour() {
 #[test]
 fn default_window_is_the_last_60_intervals() {
     let redis = testkit::redis();
-    let mut con = redis::Client::open(url(&redis))
-        .unwrap()
-        .get_connection()
-        .unwrap();
     // Not near a minute's end: the binary's clock must read the same minute as ours.
     let now = loop {
         let now = tradeflow_shared::telemetry::now_ms();
@@ -207,7 +202,7 @@ fn default_window_is_the_last_60_intervals() {
     // Five minutes up to this one, and one minute three hours back.
     let recent = trades("SOLUSDT", 500, minute - 4 * MINUTE_MS, 5, 2, 150 * ONE);
     let old = trades("SOLUSDT", 100, minute - 180 * MINUTE_MS, 1, 2, 150 * ONE);
-    seed(&mut con, &[old.clone(), recent.clone()].concat());
+    apply_blocking(&redis, &[old.clone(), recent.clone()].concat());
     let url = url(&redis);
     let got = json(&ok(
         &url,
@@ -339,15 +334,11 @@ fn errors_name_the_symbol_the_key_and_the_limit() {
 async fn reads_a_cluster() {
     let cluster = start_cluster(3, 0).await;
     let url = cluster.url();
-    let reader = Reader::connect(&url, "tradeflow:").await.unwrap();
-    let (mut con, keys) = reader.connection();
+    let sink = cluster_sink(&url, without_replicas()).await;
     let btc = trades("BTCUSDT", 1_000, T, 20, 4, 60_000 * ONE);
     let eth = trades("ETHUSDT", 9_000, T, 20, 2, 3_000 * ONE);
-    for t in [&btc, &eth] {
-        let (index, symbol) = seed_pipes(keys, t);
-        index.query_async::<()>(&mut con).await.unwrap();
-        symbol.query_async::<()>(&mut con).await.unwrap();
-    }
+    let all = [btc.clone(), eth.clone()].concat();
+    apply_retrying(&sink, "shardId-0", &fold(&shard_of(&all))).await;
     let run = |args: Vec<String>| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {

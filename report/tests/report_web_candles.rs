@@ -5,7 +5,7 @@
 //! the URL hash, and (`cdp`) a real click on a treemap tile switching the chart.
 //! Leaves a screenshot in `target/test-artifacts/report-web-candles.png`.
 
-use crate::kline_seed::{expected, seed, trades, within, ONE};
+use crate::kline_seed::{apply_blocking, expected, trades, within, ONE};
 use crate::report_web::{
     artifacts_dir, chromium, command_calls, dump_dom, http, past_cache, redis_cli, Server,
 };
@@ -47,9 +47,7 @@ pub(crate) fn seeded() -> Seeded {
         2,
         3_000 * ONE,
     );
-    let mut con = redis_cli(&redis);
-    seed(&mut con, &btc);
-    seed(&mut con, &eth);
+    apply_blocking(&redis, &[btc.clone(), eth.clone()].concat());
     Seeded {
         redis,
         btc,
