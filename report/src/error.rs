@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tradeflow_shared::redis_conn::ConnError;
 use tradeflow_shared::redis_keys::KeyError;
-use tradeflow_shared::snapshot::ReadError;
+use tradeflow_shared::snapshot::{CandleError, ReadError};
 
 use crate::chart::ChartError;
 use crate::prices::PriceError;
@@ -16,6 +16,15 @@ pub enum ReportError {
     /// Reading Redis (or connecting to it) failed.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The candles could not be read: Redis, a foreign value (named with its key), or
+    /// too wide a range.
+    #[error(transparent)]
+    Candles(#[from] CandleError),
+    /// A symbol Redis's symbols index does not hold: no trade of it was ever applied.
+    #[error(
+        "{symbol} is not in Redis's symbols index ({key}): tradeflow has applied no trade of it"
+    )]
+    UnknownSymbol { symbol: String, key: String },
     /// The USD prices could not be had.
     #[error(transparent)]
     Prices(#[from] PriceError),

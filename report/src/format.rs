@@ -255,6 +255,24 @@ fn table(report: &Report, with_bar: bool) -> String {
             l
         })
         .collect();
+    let text_col = |c: usize| c == 1 || (with_bar && c == 4);
+    let mut out = columns(&head, &lines, text_col);
+    let _ = writeln!(
+        out,
+        "\n{} symbols, {} trades, {} USD traded (priced symbols)\n{}",
+        report.symbols,
+        report.total_trades,
+        report.total_usd_value,
+        price_note(report)
+    );
+    out.push_str(&unreadable_note(report));
+    out
+}
+
+/// Cells in columns as wide as their widest cell, two spaces apart, one line per row
+/// after the head: the one table layout of the report's outputs. `text_col(c)` columns
+/// are left-aligned, the others (numbers) right-aligned.
+pub fn columns(head: &[&str], lines: &[Vec<String>], text_col: impl Fn(usize) -> bool) -> String {
     let widths: Vec<usize> = (0..head.len())
         .map(|c| {
             lines
@@ -266,7 +284,6 @@ fn table(report: &Report, with_bar: bool) -> String {
         })
         .collect();
     let mut out = String::new();
-    let text_col = |c: usize| c == 1 || (with_bar && c == 4);
     let mut row = |cells: &[String]| {
         let parts: Vec<String> = cells
             .iter()
@@ -283,18 +300,9 @@ fn table(report: &Report, with_bar: bool) -> String {
         let _ = writeln!(out, "{}", parts.join("  ").trim_end());
     };
     row(&head.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    for l in &lines {
+    for l in lines {
         row(l);
     }
-    let _ = writeln!(
-        out,
-        "\n{} symbols, {} trades, {} USD traded (priced symbols)\n{}",
-        report.symbols,
-        report.total_trades,
-        report.total_usd_value,
-        price_note(report)
-    );
-    out.push_str(&unreadable_note(report));
     out
 }
 

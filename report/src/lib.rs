@@ -7,14 +7,16 @@
 //! 2 s with a share-of-trades bar.
 //! `reset` zeroes counts and volumes but keeps the dedupe state, so exactly-once holds
 //! across it: trades already counted are not counted again, new ones are.
+//! `candles` prints a symbol's exact klines (see [`candles`]).
 //! `serve` is the same numbers as a live web page and JSON (see [`web`]).
 //! `slack` posts them to Slack with charts (see [`slack`], [`chart`]).
 //!
 //! Modules, each leaning only on those above it: [`value`] (USD valuation of a
 //! quantity), [`prices`] (which prices: Redis's or Binance's), [`format`] (ranking and
-//! rendering), [`reset`], [`web`], [`chart`] (PNG charts), [`slack`]; [`error`] is the
+//! rendering), [`reset`], [`when`] (times on the command line), [`candles`], [`web`], [`chart`] (PNG charts), [`slack`]; [`error`] is the
 //! report's own error type.
 
+pub mod candles;
 pub mod chart;
 pub mod error;
 pub mod format;
@@ -24,6 +26,7 @@ pub mod reset;
 pub mod slack;
 pub mod value;
 pub mod web;
+pub mod when;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -76,6 +79,9 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// A symbol's exact candles (klines) from Redis: a table, Binance kline arrays
+    /// (JSON) or CSV.
+    Candles(candles::CandleArgs),
     /// Serve a live web page of the totals (and `/api/snapshot` JSON).
     Serve(web::ServeArgs),
     /// Post the report (and its charts, with a bot token) to Slack.
@@ -107,6 +113,17 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<u8, ReportEr
     }
     if let Some(Command::Slack(s)) = &args.command {
         return slack::run(&args, s).await.map(|()| 0);
+    }
+    if let Some(Command::Candles(c)) = &args.command {
+        let reader = Reader::connect_with_ca(
+            &args.redis.url,
+            args.redis.ca_file.as_deref(),
+            &args.key_prefix,
+        )
+        .await?;
+        let text = candles::run(&reader, c, tradeflow_shared::telemetry::now_ms()).await?;
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+        return Ok(0);
     }
     let feed = PriceFeed::new(&args.prices, args.prices.prices_refresh)?;
     let reader = Reader::connect_with_ca(

@@ -30,6 +30,7 @@ fn help_never_shows_secrets_from_the_environment() {
         &["serve", "--help"],
         &["reset", "--help"],
         &["slack", "--help"],
+        &["candles", "--help"],
         &["reconcile", "--help"],
     ] {
         assert_help_hides(report, args, &secrets);

@@ -34,7 +34,7 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn redis_cli(redis: &Service) -> redis::Connection {
+pub(crate) fn redis_cli(redis: &Service) -> redis::Connection {
     redis::Client::open(format!("redis://127.0.0.1:{}", redis.port))
         .unwrap()
         .get_connection()
@@ -71,13 +71,13 @@ fn seed(redis: &Service, rows: &[(&str, u64)], newest_ms: u64) {
 }
 
 /// The `tradeflow-report serve` process; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Server {
-    fn start(redis_port: u16) -> Server {
+    pub(crate) fn start(redis_port: u16) -> Server {
         let port = testkit::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_tradeflow-report"))
             .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}")])
@@ -96,7 +96,7 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
@@ -109,7 +109,7 @@ impl Drop for Server {
 }
 
 /// A minimal HTTP/1.1 request (`Connection: close`): (status, headers, body).
-fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
+pub(crate) fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
@@ -130,7 +130,7 @@ fn snapshot(server: &Server) -> (u16, serde_json::Value) {
 }
 
 /// Calls per command since the last `CONFIG RESETSTAT` (`INFO commandstats`).
-fn command_calls(con: &mut redis::Connection) -> BTreeMap<String, u64> {
+pub(crate) fn command_calls(con: &mut redis::Connection) -> BTreeMap<String, u64> {
     let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
     info.lines()
         .filter_map(|l| {
@@ -147,7 +147,7 @@ fn command_calls(con: &mut redis::Connection) -> BTreeMap<String, u64> {
 }
 
 /// The snapshot is cached for 1 s across viewers: wait it out before the next read.
-fn past_cache() {
+pub(crate) fn past_cache() {
     std::thread::sleep(Duration::from_millis(1_100));
 }
 
@@ -294,7 +294,7 @@ fn starts_while_redis_is_down_and_says_so() {
 
 // ---- in a real browser ----
 
-fn chromium(args: &[&str], url: &str) -> String {
+pub(crate) fn chromium(args: &[&str], url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
         .args([
@@ -328,7 +328,7 @@ fn chromium(args: &[&str], url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn dump_dom(url: &str) -> String {
+pub(crate) fn dump_dom(url: &str) -> String {
     chromium(&["--dump-dom"], url)
 }
 
@@ -381,7 +381,7 @@ fn grouped(n: u64) -> String {
 }
 
 /// The text from after `prefix` up to the next `"`.
-fn attr_after(dom: &str, prefix: &str) -> Option<String> {
+pub(crate) fn attr_after(dom: &str, prefix: &str) -> Option<String> {
     let start = dom.find(prefix)? + prefix.len();
     Some(dom[start..start + dom[start..].find('"')?].to_string())
 }
@@ -390,7 +390,7 @@ fn notice_hidden(dom: &str) -> bool {
     dom.contains(r#"id="notice" class="notice" role="alert" hidden="""#)
 }
 
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()

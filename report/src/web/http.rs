@@ -1,14 +1,16 @@
-//! The HTTP surface: the page, its two assets and `/api/snapshot`, all embedded in
-//! the binary. Anything else is 404; methods other than GET/HEAD are 405.
+//! The HTTP surface: the page, its two assets, `/api/snapshot` and `/api/candles`, the
+//! page embedded in the binary. Anything else is 404; methods other than GET/HEAD are 405.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use super::candles::parse_query;
 use super::source::Source;
 
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -35,6 +37,7 @@ pub fn router(source: Arc<Source>) -> Router {
             get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
         )
         .route("/api/snapshot", get(snapshot))
+        .route("/api/candles", get(candles))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(source)
 }
@@ -63,7 +66,24 @@ async fn snapshot(State(source): State<Arc<Source>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut r = (status, Json(snap.as_ref().clone())).into_response();
+    api((status, Json(snap.as_ref().clone())).into_response())
+}
+
+/// Binance kline arrays, or `ok: false` and the reason (400, 500, 503).
+async fn candles(
+    State(source): State<Arc<Source>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let outcome = match parse_query(&q) {
+        Ok((sym, interval, limit)) => source.candles(sym, interval, limit).await,
+        Err(bad) => Arc::new(bad),
+    };
+    let (status, body) = outcome.reply();
+    api((status, Json(body)).into_response())
+}
+
+/// An API answer: never cached by the browser, never sniffed.
+fn api(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

@@ -1,18 +1,24 @@
 //! `tradeflow-report serve`: a live page of the totals in Redis, served by the binary
 //! itself (HTML, JS and CSS embedded; nothing from the internet).
 //!
-//! - `/` — a treemap of trades per symbol (top 3 highlighted), trades per minute of the
-//!   top symbols over the last hour, traded USD value per symbol (the report's
+//! - `/` — a treemap of trades per symbol (top 3 highlighted; a click on a tile picks the
+//!   symbol of the candlestick chart), 1m/5m/15m/1h candles of one symbol (default the
+//!   top one; the choice is kept in the URL's `#symbol=…&interval=…`, so it survives a
+//!   reload), trades per minute of the top symbols over the last hour, traded USD value per symbol (the report's
 //!   valuation), the age of the newest trade, and a notice while Redis is unreachable.
 //!   The page polls `/api/snapshot` every 2 s and updates its SVG in place.
 //! - `/api/snapshot` — the same numbers as JSON ([`snapshot::WebSnapshot`]); 503 with
 //!   `ok: false` and `error` when Redis cannot be read.
+//! - `/api/candles?symbol=…&interval=…&limit=…` — a symbol's candles as Binance kline
+//!   arrays ([`candles`]); 400/500/503 with `ok: false` and `error`.
 //!
 //! Redis cost: see [`source`] — per refresh 3 round trips, S + 4 + 60·N commands, and
-//! at most one refresh per second however many browsers watch.
+//! at most one refresh per second however many browsers watch; the chart's candles
+//! (62 commands for 1m) at most once a second per (symbol, interval).
 //! The listener binds only `--addr` (loopback by default); put a reverse proxy with
 //! authentication in front before exposing it: the page has no login of its own.
 
+pub mod candles;
 pub mod http;
 pub mod snapshot;
 pub mod source;

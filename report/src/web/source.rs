@@ -12,18 +12,25 @@
 //! So 3 round trips and S + 4 + 60·N commands (N = 5: S + 304). On a Redis Cluster also
 //! 3 round trips: step 2 is one small transaction per symbol and step 3 one pipeline per
 //! top symbol, each sent at once (S + 1 + 2·S + 60·N commands).
+//!
+//! The candle chart's `/api/candles` reads are cached apart, per (symbol, interval), for
+//! the same `min_interval`: 2 + 60 commands in 2 round trips for the page's 1m chart (see
+//! [`super::candles`] for other intervals). A page watching one symbol thus costs Redis
+//! at most S + 306 + 60·N commands a second, however many browsers show it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
 
+use super::candles::{CandleCache, Outcome};
 use super::snapshot::{
     anchor_minute, build_snapshot, error_snapshot, minute_window, newest_trade, top_symbols,
     MinuteSeries, SymbolMinutes, WebSnapshot,
 };
 use crate::error::ReportError;
 use crate::prices::PriceFeed;
+use tradeflow_shared::kline::Interval;
 use tradeflow_shared::redact::redact_url;
 use tradeflow_shared::redis_conn::Target;
 use tradeflow_shared::snapshot::{ReadError, Reader};
@@ -52,6 +59,8 @@ pub struct Source {
     reader: Mutex<Option<Reader>>,
     /// Held across a refresh, so concurrent viewers wait for one read.
     cache: Mutex<Option<(Instant, Arc<WebSnapshot>)>>,
+    /// `/api/candles` reads, per (symbol, interval).
+    candles: CandleCache,
 }
 
 impl Source {
@@ -60,7 +69,29 @@ impl Source {
             cfg,
             reader: Mutex::new(None),
             cache: Mutex::new(None),
+            candles: CandleCache::default(),
         }
+    }
+
+    /// The candles of `sym` for `/api/candles` (see [`super::candles`]).
+    pub async fn candles(&self, sym: Symbol, interval: Interval, limit: u64) -> Arc<Outcome> {
+        self.candles.get(self, sym, interval, limit).await
+    }
+
+    pub(super) fn min_interval(&self) -> Duration {
+        self.cfg.min_interval
+    }
+
+    pub(super) fn timeout(&self) -> Duration {
+        self.cfg.timeout
+    }
+
+    /// A candle read found Redis unreadable: counted and logged like a snapshot's, and
+    /// the next read connects afresh.
+    pub(super) async fn failed_read(&self, message: &str) {
+        metrics::counter!(ERRORS_METRIC).increment(1);
+        tracing::warn!(error = %message, "web view: cannot read candles from Redis");
+        *self.reader.lock().await = None;
     }
 
     /// The current numbers, or a snapshot with `ok: false` and the reason.
@@ -97,7 +128,7 @@ impl Source {
         error_snapshot(message, now_ms())
     }
 
-    async fn reader(&self) -> Result<Reader, ReportError> {
+    pub(super) async fn reader(&self) -> Result<Reader, ReportError> {
         let mut slot = self.reader.lock().await;
         if let Some(r) = slot.as_ref() {
             return Ok(r.clone());
@@ -192,7 +223,7 @@ async fn read_minutes(
     })
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -43,6 +43,8 @@ impl Reader {
         let numbers: Vec<u64> = (first..=last).collect();
         for chunk in numbers.chunks(CHUNK) {
             let mut pipe = redis::pipe();
+            // A key of another type fails its own HMGET only, so the error can name it.
+            pipe.ignore_errors();
             for n in chunk {
                 pipe.cmd("HMGET")
                     .arg(self.keys.bucket(sym, bucket, *n))
@@ -62,6 +64,12 @@ impl Reader {
             }
             for (n, reply) in chunk.iter().zip(replies) {
                 let key = || self.keys.bucket(sym, bucket, *n);
+                if let Value::ServerError(e) = &reply {
+                    return Err(CandleError::Foreign {
+                        key: key(),
+                        why: format!("HMGET failed: {} {}", e.code(), e.details().unwrap_or("")),
+                    });
+                }
                 let fields: Vec<Option<String>> =
                     redis::from_redis_value(reply.clone()).map_err(|_| CandleError::Foreign {
                         key: key(),

@@ -1,6 +1,6 @@
-// tradeflow live view: polls /api/snapshot every 2 s and updates the SVG in place
-// (elements are created once per symbol and then only their attributes change, so
-// nothing flickers). No dependencies.
+// tradeflow live view: polls /api/snapshot (and the chosen symbol's /api/candles)
+// every 2 s and updates the SVG in place (elements are created once and then only
+// their attributes change, so nothing flickers). No dependencies.
 "use strict";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -121,6 +121,152 @@ function drawTreemap(snap) {
       tiles.delete(k);
     }
   }
+  markChosen();
+}
+// The charted symbol's tile carries data-chosen (outlined).
+function markChosen() {
+  const sym = chartSymbol();
+  for (const [k, t] of tiles) {
+    if (k === sym) t.g.setAttribute("data-chosen", "true");
+    else t.g.removeAttribute("data-chosen");
+  }
+}
+
+// ---- candlesticks of one symbol: picked on the treemap, kept in the URL hash ----
+const CANDLES = 60;
+const CANDLE_MS = { "1m": 60000, "5m": 300000, "15m": 900000, "1h": 3600000 };
+function readHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const iv = p.get("interval");
+  return { symbol: p.get("symbol") || null, interval: CANDLE_MS[iv] ? iv : "1m" };
+}
+let chosen = readHash();
+let lastSnap = null;
+// The symbol picked, else the one with the most trades.
+function chartSymbol() {
+  if (chosen.symbol) return chosen.symbol;
+  const top = lastSnap && lastSnap.symbols.find((s) => s.trades > 0);
+  return top ? top.symbol : null;
+}
+// A pick only writes the hash: the hashchange handler redraws, and a reload keeps it.
+function choose(symbol, interval) {
+  const p = new URLSearchParams();
+  if (symbol) p.set("symbol", symbol);
+  p.set("interval", interval);
+  location.hash = p.toString();
+}
+$("treemap").addEventListener("click", (e) => {
+  const g = e.target.closest("g.tile");
+  const sym = g && g.getAttribute("data-symbol");
+  if (sym) choose(sym, chosen.interval);
+});
+$("intervals").addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-interval]");
+  if (b) choose(chosen.symbol, b.getAttribute("data-interval"));
+});
+window.addEventListener("hashchange", () => {
+  chosen = readHash();
+  markChosen();
+  loadCandles();
+});
+
+let candleSeq = 0; // an answer to an older request is dropped
+async function loadCandles() {
+  const sym = chartSymbol(), iv = chosen.interval;
+  for (const b of $("intervals").querySelectorAll("button")) {
+    b.setAttribute("aria-pressed", String(b.getAttribute("data-interval") === iv));
+  }
+  if (!sym) return;
+  const seq = ++candleSeq;
+  try {
+    const q = `symbol=${encodeURIComponent(sym)}&interval=${iv}&limit=${CANDLES}`;
+    const r = await fetch(`/api/candles?${q}`, { cache: "no-store" });
+    const body = await r.json();
+    if (seq !== candleSeq) return;
+    if (!r.ok) {
+      drawCandles(sym, iv, []);
+      setText($("candle-note"), body.error || `HTTP ${r.status}`);
+      return;
+    }
+    drawCandles(sym, iv, body);
+  } catch (e) {
+    if (seq === candleSeq) setText($("candle-note"), `Server unreachable: ${e.message || e}`);
+  }
+}
+
+const CH = 300, CL = 84, CR = 10, CT = 10, CB = 24;
+const candleEls = [];
+let candleAxis = null;
+let candleDraws = 0; // exposed on <body> for tests
+const price = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 8 });
+function stamp(ms, iv) {
+  const iso = new Date(ms).toISOString();
+  return iv === "1h" ? iso.slice(5, 16).replace("T", " ") : iso.slice(11, 16);
+}
+// rows: Binance kline arrays [open time, open, high, low, close, volume, close time,
+// quote volume, trades, …], decimals as strings (kept exact in data-* attributes).
+function drawCandles(sym, iv, rows) {
+  const svg = $("candles"), ms = CANDLE_MS[iv];
+  // Laid out in CSS pixels (as the treemap): the chart spans the card, text unstretched.
+  const CW = Math.round(svg.clientWidth) || 1000;
+  const vb = `0 0 ${CW} ${CH}`;
+  if (svg.getAttribute("viewBox") !== vb) svg.setAttribute("viewBox", vb);
+  if (!candleAxis) {
+    candleAxis = { x: el("line", "axis", svg), hi: el("text", "lbl", svg), lo: el("text", "lbl", svg),
+      start: el("text", "lbl", svg), end: el("text", "lbl", svg) };
+  }
+  attrs(candleAxis.x, { x1: CL, y1: CH - CB, x2: CW - CR, y2: CH - CB });
+  attrs(candleAxis.hi, { x: 4, y: CT + 10 });
+  attrs(candleAxis.lo, { x: 4, y: CH - CB });
+  attrs(candleAxis.start, { x: CL, y: CH - 6 });
+  attrs(candleAxis.end, { x: CW - CR - 90, y: CH - 6 });
+  // The window ends at the interval of the symbol's newest trade, as the server's does.
+  const s = lastSnap && lastSnap.symbols.find((x) => x.symbol === sym);
+  const newest = s && s.last_time_ms != null ? s.last_time_ms : lastSnap ? lastSnap.server_time_ms : Date.now();
+  let end = newest - (newest % ms);
+  if (rows.length) end = Math.max(end, rows[rows.length - 1][0]);
+  const start = end - (CANDLES - 1) * ms;
+  const vis = rows.filter((k) => k[0] >= start);
+  let hi = -Infinity, lo = Infinity;
+  for (const k of vis) {
+    hi = Math.max(hi, Number(k[2]));
+    lo = Math.min(lo, Number(k[3]));
+  }
+  if (!vis.length) { hi = 1; lo = 0; }
+  const pad = (hi - lo) * 0.05 || Math.abs(hi) * 0.001 || 1;
+  hi += pad; lo -= pad;
+  const slot = (CW - CL - CR) / CANDLES, bw = Math.max(1, slot * 0.7);
+  const y = (p) => CT + ((hi - Number(p)) / (hi - lo)) * (CH - CT - CB);
+  vis.forEach((k, i) => {
+    let c = candleEls[i];
+    if (!c) {
+      const g = el("g", null, svg);
+      c = { g, wick: el("line", "wick", g), body: el("rect", "body", g), tip: el("title", null, g) };
+      candleEls[i] = c;
+    }
+    const x = CL + ((k[0] - start) / ms + 0.5) * slot;
+    const yo = y(k[1]), yc = y(k[4]);
+    c.g.setAttribute("class", Number(k[4]) >= Number(k[1]) ? "candle up" : "candle down");
+    attrs(c.g, { "data-open-time": k[0], "data-open": k[1], "data-high": k[2], "data-low": k[3],
+      "data-close": k[4], "data-volume": k[5], "data-trades": k[8] });
+    attrs(c.wick, { x1: x.toFixed(1), x2: x.toFixed(1), y1: y(k[2]).toFixed(1), y2: y(k[3]).toFixed(1) });
+    attrs(c.body, { x: (x - bw / 2).toFixed(1), y: Math.min(yo, yc).toFixed(1), width: bw.toFixed(1),
+      height: Math.max(1, Math.abs(yo - yc)).toFixed(1) });
+    setText(c.tip, `${stamp(k[0], iv)} UTC · O ${k[1]} H ${k[2]} L ${k[3]} C ${k[4]} · ${fmt.format(k[8])} trades`);
+  });
+  while (candleEls.length > vis.length) candleEls.pop().g.remove();
+  setText(candleAxis.hi, vis.length ? price.format(hi) : "");
+  setText(candleAxis.lo, vis.length ? price.format(lo) : "");
+  setText(candleAxis.start, stamp(start, iv) + " UTC");
+  setText(candleAxis.end, stamp(end, iv) + " UTC");
+  attrs(svg, { "data-symbol": sym, "data-interval": iv, "data-candles": String(vis.length) });
+  setText($("candle-title"), `Candles · ${sym} · ${iv}`);
+  const trades = vis.reduce((a, k) => a + k[8], 0);
+  setText($("candle-note"), vis.length
+    ? `${fmt.format(trades)} trades in the last ${CANDLES} intervals (UTC; intervals without a trade are empty) · click a tile to switch`
+    : `No trades of ${sym} in the last ${CANDLES} intervals`);
+  candleDraws += 1;
+  document.body.dataset.candleDraws = String(candleDraws);
 }
 
 // ---- trades per minute, top symbols ----
@@ -252,6 +398,7 @@ async function refresh() {
       return;
     }
     lastGood = snap.server_time_ms;
+    lastSnap = snap;
     refreshes += 1;
     document.body.dataset.refreshes = String(refreshes);
     notice(null);
@@ -259,6 +406,7 @@ async function refresh() {
     drawMinutes(snap);
     drawUsd(snap);
     drawFresh(snap);
+    await loadCandles();
   } catch (e) {
     notice(`Server unreachable: ${e.message || e}`);
   } finally {
