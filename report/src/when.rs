@@ -86,9 +86,27 @@ fn split_offset(s: &str) -> Option<(&str, i64)> {
     Some((head, sign * (hh * 3600 + mm * 60)))
 }
 
+/// The last millisecond RFC 3339 can print (9999-12-31T23:59:59.999Z).
+const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// A time for people: `2024-06-01T12:00:00Z` (Unix ms past year 9999, which a flag may
+/// give, as a number: RFC 3339 cannot print it).
+pub fn utc(ms: u64) -> String {
+    if ms > MAX_RFC3339_MS {
+        return format!("{ms} ms");
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_print_as_rfc3339_or_beyond_it_as_numbers() {
+        assert_eq!(utc(1_717_243_200_000), "2024-06-01T12:00:00Z");
+        assert_eq!(utc(u64::MAX), "18446744073709551615 ms");
+    }
 
     fn at(s: &str) -> u64 {
         match s.parse::<When>().unwrap() {

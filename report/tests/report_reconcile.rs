@@ -233,7 +233,7 @@ async fn every_minute_matches_then_missed_trades_are_named() {
         .find(|l| l.contains("2024-05-29T17:02:00Z"))
         .unwrap_or_else(|| panic!("{table}"));
     assert!(
-        row.starts_with("BTCUSDT") && row.contains("differs") && row.contains(" +3 "),
+        row.starts_with("BTCUSDT") && row.contains("differs") && row.contains("  +3  "),
         "{row}"
     );
     assert!(

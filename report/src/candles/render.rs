@@ -3,11 +3,11 @@
 //! its header, the table is for people (times in UTC). Pure, so unit-tested here.
 
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use tradeflow_shared::kline::{Interval, Kline};
 
 use crate::format::{columns, Format};
+use crate::when::utc;
 
 /// Binance's kline field names, in its array order (without the trailing "ignore").
 pub const CSV_HEADER: [&str; 11] = [
@@ -130,10 +130,6 @@ fn table(asked: &Asked, candles: &[Kline]) -> String {
         candles.len(),
     );
     out
-}
-
-fn utc(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]

@@ -23,9 +23,10 @@ use tradeflow_shared::Symbol;
 
 use crate::format::Format;
 use crate::prices::PriceArgs;
+use crate::when::When;
 use client::{Exchange, FetchError};
 use verdict::{Run, SymbolRun, EXIT_UNCHECKED};
-use window::{now_ms, parse_time, Window};
+use window::Window;
 
 pub use verdict::{EXIT_DIFFER, EXIT_MATCH};
 
@@ -33,13 +34,13 @@ pub use verdict::{EXIT_DIFFER, EXIT_MATCH};
 /// per request), the report's flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
-    /// Start: a duration ago (2h), an RFC 3339 UTC time (2024-05-29T17:00:00Z) or Unix
+    /// Start: a duration back from now (2h), RFC 3339 (2024-05-29T17:00:00Z) or Unix
     /// milliseconds. The minute holding it is the first checked.
     #[arg(long, default_value = "2h")]
-    pub since: String,
+    pub since: When,
     /// End (exclusive; same forms): only minutes that closed before it. Default: now.
     #[arg(long)]
-    pub until: Option<String>,
+    pub until: Option<When>,
     /// Symbols to check (comma-separated); default every symbol in Redis's index.
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
@@ -70,7 +71,7 @@ pub async fn run(
     key_prefix: &str,
     prices: &PriceArgs,
 ) -> std::io::Result<u8> {
-    let now = now_ms();
+    let now = tradeflow_shared::telemetry::now_ms();
     let mut run = Run {
         settle_s: args.settle.as_secs(),
         exchange: prices.binance_rest_url.clone(),
@@ -112,11 +113,8 @@ async fn check(
     now: u64,
     run: &mut Run,
 ) -> Result<(), String> {
-    run.since_ms = parse_time(&args.since, now).map_err(|e| format!("--since: {e}"))?;
-    run.until_ms = match &args.until {
-        Some(u) => parse_time(u, now).map_err(|e| format!("--until: {e}"))?,
-        None => now,
-    };
+    run.since_ms = args.since.resolve(now);
+    run.until_ms = args.until.map_or(now, |u| u.resolve(now));
     let symbols = args
         .symbols
         .iter()

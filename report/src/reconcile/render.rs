@@ -9,8 +9,8 @@ use tradeflow_shared::decimal::format_scaled;
 
 use super::compare::{Difference, Kind};
 use super::verdict::Run;
-use super::window::rfc3339;
-use crate::format::Format;
+use crate::format::{columns, Format};
+use crate::when::utc;
 
 /// The run in `format`; for CSV also the lines meant for stderr.
 pub fn render(run: &Run, format: Format) -> (String, String) {
@@ -78,7 +78,7 @@ fn json(run: &Run) -> Value {
             json!({
                 "symbol": s.symbol,
                 "open_time_ms": d.open_time_ms,
-                "open_time": rfc3339(d.open_time_ms),
+                "open_time": utc(d.open_time_ms),
                 "kind": kind(d.kind),
                 "trades_diff": trades_diff(d),
                 "volume_diff": signed(d.base_diff(), 8),
@@ -93,8 +93,8 @@ fn json(run: &Run) -> Value {
     json!({
         "verdict": run.verdict(),
         "exit_status": run.exit_status(),
-        "since": rfc3339(run.since_ms),
-        "until": rfc3339(run.until_ms),
+        "since": utc(run.since_ms),
+        "until": utc(run.until_ms),
         "first_minute_ms": run.window.map(|w| w.first_ms),
         "last_minute_ms": run.window.map(|w| w.last_ms),
         "settle_s": run.settle_s,
@@ -132,58 +132,68 @@ fn table(run: &Run) -> String {
             let _ = writeln!(
                 out,
                 "settled minutes {} .. {} (closed before --until and now - {} s)",
-                rfc3339(w.first_ms),
-                rfc3339(w.last_ms),
+                utc(w.first_ms),
+                utc(w.last_ms),
                 run.settle_s
             );
         }
         None => out.push_str("no settled minute\n"),
     }
     if !run.symbols.is_empty() {
-        let _ = writeln!(
-            out,
-            "{:<14} {:>8} {:>9} {:>8} {:>6}",
-            "symbol", "minutes", "differing", "missing", "extra"
-        );
-        for s in &run.symbols {
-            let _ = write!(
-                out,
-                "{:<14} {:>8} {:>9} {:>8} {:>6}",
-                s.symbol,
-                s.outcome.minutes_checked,
-                s.outcome.differences.len(),
-                s.outcome.trades_missing(),
-                s.outcome.trades_extra()
-            );
-            if s.error.is_some() {
-                out.push_str("  NOT CHECKED (below)");
-            }
-            out.push('\n');
-        }
+        let lines: Vec<Vec<String>> = run
+            .symbols
+            .iter()
+            .map(|s| {
+                vec![
+                    s.symbol.clone(),
+                    s.outcome.minutes_checked.to_string(),
+                    s.outcome.differences.len().to_string(),
+                    s.outcome.trades_missing().to_string(),
+                    s.outcome.trades_extra().to_string(),
+                    if s.error.is_some() {
+                        "NOT CHECKED (below)"
+                    } else {
+                        ""
+                    }
+                    .into(),
+                ]
+            })
+            .collect();
+        let head = ["symbol", "minutes", "differing", "missing", "extra", ""];
+        out.push_str(&columns(&head, &lines, |c| c == 0 || c == 5));
     }
     if run.minutes_differing() > 0 {
-        let _ = writeln!(
-            out,
-            "\ndiffering minutes (exchange minus ours):\n{:<14} {:<20} {:<7} {:>8} {:>8} {:>8} {:>18} {:>20}  fields",
-            "symbol", "minute (UTC)", "kind", "exchange", "ours", "trades", "volume", "quote volume"
-        );
-        for s in &run.symbols {
-            for d in &s.outcome.differences {
-                let _ = writeln!(
-                    out,
-                    "{:<14} {:<20} {:<7} {:>8} {:>8} {:>8} {:>18} {:>20}  {}",
-                    s.symbol,
-                    rfc3339(d.open_time_ms),
-                    kind(d.kind),
-                    d.their_count(),
-                    d.our_count(),
+        let lines: Vec<Vec<String>> = run
+            .symbols
+            .iter()
+            .flat_map(|s| s.outcome.differences.iter().map(move |d| (s, d)))
+            .map(|(s, d)| {
+                vec![
+                    s.symbol.clone(),
+                    utc(d.open_time_ms),
+                    kind(d.kind).into(),
+                    d.their_count().to_string(),
+                    d.our_count().to_string(),
                     signed(trades_diff(d), 0),
                     signed(d.base_diff(), 8),
                     signed(d.quote_diff(), 16),
-                    d.fields.join(",")
-                );
-            }
-        }
+                    d.fields.join(","),
+                ]
+            })
+            .collect();
+        let head = [
+            "symbol",
+            "minute (UTC)",
+            "kind",
+            "exchange",
+            "ours",
+            "trades",
+            "volume",
+            "quote volume",
+            "fields",
+        ];
+        out.push_str("\ndiffering minutes (exchange minus ours):\n");
+        out.push_str(&columns(&head, &lines, |c| matches!(c, 0 | 1 | 2 | 8)));
     }
     out.push('\n');
     out.push_str(&summary(run));
@@ -201,7 +211,7 @@ fn csv(run: &Run) -> String {
                 "{},{},{},{},{},{},{},{},{},{}",
                 s.symbol,
                 d.open_time_ms,
-                rfc3339(d.open_time_ms),
+                utc(d.open_time_ms),
                 kind(d.kind),
                 d.their_count(),
                 d.our_count(),

@@ -6,36 +6,14 @@
 //!
 //! `start_of_minute(since) ≤ open` and `open + 60 000 ≤ min(until, now − settle)`.
 //!
-//! Pure: `now` is passed in.
+//! Pure: `now` is passed in. The flags' forms (a duration ago, RFC 3339, Unix ms) are
+//! `crate::when`'s, as for `candles`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tradeflow_shared::kline::MINUTE_MS;
 
-/// A point in time as the flags give it: a duration ago (`2h`, `90m`), an RFC 3339 UTC
-/// time (`2024-05-29T17:00:00Z`) or Unix milliseconds (`1716998400000`).
-pub fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<u64>()
-            .map_err(|_| format!("{s:?} is too large for Unix milliseconds"));
-    }
-    if let Ok(t) = humantime::parse_rfc3339(s) {
-        return t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .map_err(|_| format!("{s:?} is before 1970"));
-    }
-    match humantime::parse_duration(s) {
-        Ok(ago) => now_ms
-            .checked_sub(ago.as_millis() as u64)
-            .ok_or_else(|| format!("{s:?} ago is before 1970")),
-        Err(_) => Err(format!(
-            "{s:?} is not a duration ago (2h), an RFC 3339 UTC time (2024-05-29T17:00:00Z) or Unix milliseconds"
-        )),
-    }
-}
+use crate::when::utc;
 
 /// The settled minutes to check, by open time (Unix ms, both ends included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +42,9 @@ impl Window {
             Some(last_ms) => Ok(Window { first_ms, last_ms }),
             None => Err(format!(
                 "no settled minute between {} and {} (a minute is checked once it closed before --until and before now − --settle, {})",
-                rfc3339(since_ms),
-                rfc3339(until_ms),
-                rfc3339(settled_before),
+                utc(since_ms),
+                utc(until_ms),
+                utc(settled_before),
             )),
         }
     }
@@ -88,41 +66,11 @@ impl Window {
     }
 }
 
-/// The last millisecond RFC 3339 can print (9999-12-31T23:59:59.999Z).
-const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
-
-/// `2024-05-29T17:03:00Z` (Unix ms past year 9999, which a flag may give, as a number).
-pub fn rfc3339(ms: u64) -> String {
-    if ms > MAX_RFC3339_MS {
-        return format!("{ms} ms");
-    }
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW: u64 = 1_717_002_000_000 + 30_500; // 17:00:30.5 on 2024-05-29
-
-    #[test]
-    fn times_are_durations_ago_rfc3339_or_unix_ms() {
-        assert_eq!(parse_time("2h", NOW), Ok(NOW - 7_200_000));
-        assert_eq!(parse_time("1717002000000", NOW), Ok(1_717_002_000_000));
-        assert_eq!(
-            parse_time("2024-05-29T17:00:00Z", NOW),
-            Ok(1_717_002_000_000)
-        );
-        assert!(parse_time("yesterday", NOW).is_err());
-        assert!(parse_time("99999999999999999999999", NOW).is_err());
-        assert!(parse_time("100y", 5).is_err());
-    }
 
     #[test]
     fn a_minute_is_settled_once_closed_and_settle_older() {
@@ -148,8 +96,8 @@ mod tests {
         assert!(e.contains("no settled minute"), "{e}");
         assert!(Window::settled(m(0), m(0) - 1, Duration::ZERO, NOW).is_err());
         assert!(Window::settled(0, 1, Duration::ZERO, 0).is_err());
-        assert_eq!(rfc3339(u64::MAX), "18446744073709551615 ms");
-        assert_eq!(rfc3339(m(2)), "2024-05-29T17:02:00Z");
+        let e = Window::settled(m(0), u64::MAX, Duration::ZERO, NOW).unwrap_err();
+        assert!(e.contains("and 18446744073709551615 ms"), "{e}");
     }
 
     #[test]
