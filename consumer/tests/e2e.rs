@@ -4,9 +4,11 @@
 
 mod e2e_support;
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use e2e_support::*;
+use tradeflow_shared::testkit;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_capture_is_counted_exactly() {
@@ -174,4 +176,164 @@ fn check_metrics(procs: &[&Proc]) {
         missing.is_empty(),
         "not exported by the binaries: {missing:?}"
     );
+}
+
+/// Per (symbol, minute start in ms): the capture's distinct trades, by plain parsing.
+fn capture_minutes() -> BTreeMap<(String, u64), u64> {
+    let text = std::fs::read_to_string(capture_path()).expect("capture");
+    let mut seen = std::collections::HashSet::new();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("capture line");
+        let v = v.get("data").cloned().unwrap_or(v);
+        if v["e"] != "trade" {
+            continue;
+        }
+        let sym = v["s"].as_str().expect("s").to_string();
+        if !seen.insert((sym.clone(), v["t"].as_u64().expect("t"))) {
+            continue;
+        }
+        let t = v["T"].as_u64().expect("T");
+        *out.entry((sym, t - t % 60_000)).or_insert(0u64) += 1;
+    }
+    out
+}
+
+/// What Redis's minute buckets count for the same (symbol, minute)s.
+async fn redis_minutes(
+    stack: &Stack,
+    of: &BTreeMap<(String, u64), u64>,
+) -> BTreeMap<(String, u64), u64> {
+    let mut out = BTreeMap::new();
+    for (sym, minute) in of.keys() {
+        let key = format!("tradeflow:min:{sym}:{}", minute / 60_000);
+        let n = redis_hget(&stack.redis_url(), &key, "count")
+            .await
+            .map_or(0, |v| v.parse().expect("count"));
+        out.insert((sym.clone(), *minute), n);
+    }
+    out
+}
+
+/// The capture through the whole stack with every websocket cut a third of the way
+/// in (`close-all`), the producer's backfill as `backfill`; returns once the consumer
+/// has counted every trade the producer accepted and the tape is over. Then
+/// `tradeflow-report reconcile` over the capture's minutes against the exchange's own
+/// klines: its exit status and JSON.
+async fn cut_then_reconcile(backfill: &str) -> (Stack, i32, serde_json::Value) {
+    let stack = Stack::start(2).await;
+    let (expected, _) = expected_from_capture(&capture_path());
+    let total: u64 = expected.values().sum();
+    let consumer = stack.consumer("worker-k", &[]);
+    let (exchange, url) = stack.exchange(500);
+    let producer = stack.producer(&url, &["--backfill", backfill]);
+    wait_total_at_least(&stack, &expected, total / 3, &[&producer, &consumer]).await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let (status, body) = testkit::http_get(port, "/control/close-all").expect("control");
+    assert_eq!(status, 200, "{body}");
+    // Settled: the producer took in the whole tape (what it accepted stops growing)
+    // and the consumer counted all of it.
+    let metrics = metrics_addr(&producer);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (0, Instant::now());
+    loop {
+        let accepted = scraped(&metrics, "tradeflow_producer_trades_accepted_total");
+        let counted: u64 = stack.counts(&expected).await.values().sum();
+        if accepted != last.0 {
+            last = (accepted, Instant::now());
+        }
+        if counted == accepted && last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "accepted {accepted}, counted {counted}\nproducer:\n{}\nconsumer:\n{}",
+            producer.output(),
+            consumer.output()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let minutes = capture_minutes();
+    let first = minutes.keys().map(|k| k.1).min().unwrap();
+    let last_minute = minutes.keys().map(|k| k.1).max().unwrap();
+    let out = std::process::Command::new(bin("tradeflow-report"))
+        .args([
+            "--redis-url",
+            &stack.redis_url(),
+            "--binance-rest-url",
+            &url.replace("ws://", "http://"),
+            "reconcile",
+            "--since",
+            &first.to_string(),
+            "--until",
+            &(last_minute + 60_000).to_string(),
+            "--settle",
+            "0s",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("run tradeflow-report");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "reconcile printed no JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    drop((producer, consumer, exchange));
+    (stack, out.status.code().unwrap_or(-1), json)
+}
+
+fn scraped(addr: &str, metric: &str) -> u64 {
+    testkit::sum_metric(&scrape(addr), metric) as u64
+}
+
+/// Trades missed while the websocket was down, without backfill: reconcile names
+/// exactly the minutes that lost trades and how many, against the exchange's klines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_names_the_minutes_a_cut_lost_without_backfill() {
+    let (stack, status, json) = cut_then_reconcile("off").await;
+    let truth = capture_minutes();
+    let ours = redis_minutes(&stack, &truth).await;
+    let lost: BTreeMap<(String, u64), i64> = truth
+        .iter()
+        .filter(|(k, n)| ours[*k] != **n)
+        .map(|(k, n)| (k.clone(), *n as i64 - ours[k] as i64))
+        .collect();
+    assert!(
+        !lost.is_empty(),
+        "the cut lost no trade: nothing was tested"
+    );
+    assert_eq!(status, 1, "{json:#}");
+    assert_eq!(json["verdict"], "differ", "{json:#}");
+    let named: BTreeMap<(String, u64), i64> = json["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let key = (
+                d["symbol"].as_str().unwrap().to_string(),
+                d["open_time_ms"].as_u64().unwrap(),
+            );
+            (key, d["trades_diff"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(named, lost, "{json:#}");
+    let missing: i64 = lost.values().sum();
+    assert_eq!(json["trades_missing"].as_i64(), Some(missing));
+    assert_eq!(json["minutes_checked"].as_u64(), Some(truth.len() as u64));
+}
+
+/// The same cut with backfill on: the producer fetched what it missed, and reconcile
+/// finds every minute equal to the exchange's, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_matches_after_backfill_fills_the_cut() {
+    let (stack, status, json) = cut_then_reconcile("historical-trades").await;
+    let truth = capture_minutes();
+    assert_eq!(redis_minutes(&stack, &truth).await, truth);
+    assert_eq!(status, 0, "{json:#}");
+    assert_eq!(json["verdict"], "match", "{json:#}");
+    assert_eq!(json["minutes_checked"].as_u64(), Some(truth.len() as u64));
+    assert_eq!(json["trades_missing"].as_u64(), Some(0));
 }
