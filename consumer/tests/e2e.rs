@@ -165,6 +165,9 @@ fn check_metrics(procs: &[&Proc]) {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter(|n| !EVENT_LABELLED.contains(n))
+        // Written by `tradeflow-report reconcile` into a file for node_exporter, not
+        // served by these binaries; `report_reconcile` checks them in that file.
+        .filter(|n| !n.starts_with("tradeflow_reconcile_"))
         .filter(|n| {
             !all.lines().any(|l| {
                 l.strip_prefix(*n)

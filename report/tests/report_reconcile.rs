@@ -171,6 +171,24 @@ async fn every_minute_matches_then_missed_trades_are_named() {
         "{metrics}"
     );
     assert!(metrics.contains("tradeflow_reconcile_last_success_timestamp_seconds "));
+    // Every reconcile metric the alerts and dashboards may use (metric-names.txt) is in
+    // the file: the end-to-end scrape of the binaries cannot see them.
+    let names = std::fs::read_to_string(
+        tradeflow_shared::testkit::workspace_root().join("infra/prometheus/metric-names.txt"),
+    )
+    .unwrap();
+    for name in names
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with("tradeflow_reconcile_"))
+    {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+            "{name} is not in the metrics file:\n{metrics}"
+        );
+    }
 
     // The same minutes with three BTCUSDT trades of minute 2 never applied.
     let minute2 = T0 + 2 * MINUTE_MS;

@@ -282,7 +282,9 @@ impl RedisConn {
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
                     ))
                     .await?;
-                Ok(T::from_redis_value(v)?)
+                // An error reply (a node that stopped being the primary mid-failover
+                // refuses WAIT) is the server's error, not a reply of the wrong type.
+                Ok(T::from_redis_value(v.extract_error()?)?)
             }
         }
     }

@@ -87,6 +87,11 @@ pub(crate) fn classify(url: &str, password: Option<&str>, e: &RedisError) -> Sin
             | ErrorKind::Server(ServerErrorKind::ClusterDown)
             | ErrorKind::Server(ServerErrorKind::ReadOnly) => Some("unavailable"),
             _ if code == "BUSY" || code == "OOM" || code == "MISCONF" => Some("busy"),
+            // WAIT routed to the slot's primary as the client last knew it, which a
+            // failover has just turned into a replica: the topology is changing.
+            _ if message.contains("WAIT cannot be used with replica instances") => {
+                Some("unavailable")
+            }
             // A key of the whole batch holds a foreign value (the scripts checked before
             // writing anything): not retryable by itself, it needs a human.
             _ => None,
@@ -121,5 +126,24 @@ impl From<ConnError> for SinkError {
                 error,
             } => classify(&url, password.as_deref(), &error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a failover produces when WAIT reaches the old primary, now a replica
+    /// (seen failing `redis_cluster::exact_counts_through_a_slot_migration_and_a_failover`
+    /// as "failed (client): Incompatible type"): retried, not fatal.
+    #[test]
+    fn wait_at_a_replica_is_retryable() {
+        let reply = redis::parse_redis_value(
+            b"-ERR WAIT cannot be used with replica instances. Please also note\r\n",
+        )
+        .unwrap();
+        let e = reply.extract_error().unwrap_err();
+        let sink = classify("redis://x", None, &e);
+        assert!(sink.is_retryable(), "{sink:?}");
     }
 }
