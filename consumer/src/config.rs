@@ -64,6 +64,11 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_DAY_TTL", default_value = "1825d", value_parser = humantime::parse_duration)]
     pub day_ttl: Duration,
 
+    /// How often closed hours are rolled up from minute buckets into hour and day
+    /// buckets (every worker does it; idempotent).
+    #[arg(long, env = "TRADEFLOW_ROLL_UP_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub roll_up_interval: Duration,
+
     /// Most entries kept in the Redis dead-letter stream of poison records.
     #[arg(long, env = "TRADEFLOW_DEAD_LETTER_MAXLEN", default_value_t = 100_000)]
     pub dead_letter_maxlen: usize,
@@ -204,6 +209,9 @@ impl Config {
             return Err("--initial-position at-timestamp needs --initial-timestamp".into());
         }
         self.redis.validate()?;
+        if self.roll_up_interval.is_zero() {
+            return Err("--roll-up-interval must be positive".into());
+        }
         if self.redis_wait_replicas > 0 && self.redis_wait_timeout.is_zero() {
             return Err("--redis-wait-timeout must be positive".into());
         }

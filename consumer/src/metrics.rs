@@ -6,6 +6,14 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 pub fn describe() {
     tradeflow_shared::retry::describe();
+    describe_counter!(
+        "tradeflow_consumer_roll_ups_total",
+        "Symbol-hours rolled up from minute buckets into hour and day buckets."
+    );
+    describe_counter!(
+        "tradeflow_consumer_roll_up_failures_total",
+        "Roll-up passes or symbols that failed (reason: redis, foreign_value); retried next pass."
+    );
     describe_gauge!(
         "tradeflow_consumer_lease_table_other_rows",
         "Rows of the lease table that are not leases (KCL 3.x metadata), left untouched."

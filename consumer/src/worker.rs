@@ -27,6 +27,7 @@ use crate::stream_identity::{self, Checked};
 
 mod apply;
 mod checkpoint;
+mod roll_up;
 mod tasks;
 use apply::{apply_until_done, shard_end_durable, Applied};
 use checkpoint::{checkpoint_then, finish_shard};
@@ -194,6 +195,14 @@ pub async fn run_with_hooks(
         watchdog,
         hooks,
     });
+
+    let roll_up_stop = CancellationToken::new();
+    let _roll_up_stop = roll_up_stop.clone().drop_guard();
+    tokio::spawn(roll_up::run(
+        ctx.clone(),
+        cfg.roll_up_interval,
+        roll_up_stop,
+    ));
 
     let mut tasks = ShardTasks::default();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));

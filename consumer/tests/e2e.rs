@@ -14,7 +14,7 @@ use tradeflow_shared::testkit;
 async fn replayed_capture_is_counted_exactly() {
     let stack = Stack::start(4).await;
     let (expected, base) = expected_from_capture(&capture_path());
-    let mut consumer = stack.consumer("worker-a", &[]);
+    let mut consumer = stack.consumer("worker-a", &["--roll-up-interval", "1s"]);
     let (_exchange, url) = stack.exchange(2_000);
     // KPL aggregates here; the restart test below covers plain records.
     let producer = stack.producer(&url, &["--aggregate"]);
@@ -26,6 +26,28 @@ async fn replayed_capture_is_counted_exactly() {
     for (sym, units) in &base {
         let stored = stack.stat(sym, "base").await.expect("base volume stored");
         assert_eq!(units8(&stored), *units, "{sym} base volume");
+    }
+    // The capture's hour (long closed) is rolled up by the worker: each symbol's hour
+    // bucket counts all its trades.
+    let hour = {
+        let t = capture_minutes().keys().map(|k| k.1).min().unwrap();
+        t / 3_600_000
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (sym, n) in &expected {
+        let key = format!("tradeflow:hour:{sym}:{hour}");
+        loop {
+            let got = redis_hget(&stack.redis_url(), &key, "count").await;
+            if got.as_deref() == Some(n.to_string().as_str()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key}: {got:?}, not {n}\n{}",
+                consumer.output()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     check_metrics(&[&producer, &consumer]);
     assert!(

@@ -1,15 +1,17 @@
 //! Candles: whatever the delivery (ids out of order, trades written several times, any
-//! batch boundaries, replays), the kline buckets Redis holds per minute, hour and day
-//! equal a straightforward computation over the distinct trades sorted by id — and
-//! every longer bucket is the exact roll-up of its minutes, across hour and day
-//! boundaries. One real redis-server; each case has its own prefix.
+//! batch boundaries, replays) and wherever the hourly roll-up runs in between (so
+//! trades arrive for hours already rolled up), the candles read back and the minute,
+//! hour and day buckets Redis holds equal a straightforward computation over the
+//! distinct trades sorted by id — and every longer bucket is the exact roll-up of its
+//! minutes, across hour and day boundaries. One real redis-server; each case has its
+//! own prefix.
 
 use crate::redis_common;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use redis_common::*;
-use tradeflow_shared::kline::{roll_up, Bucket, Interval, Kline, DAY_MS};
+use tradeflow_shared::kline::{roll_up, Bucket, Interval, Kline, DAY_MS, HOUR_MS};
 use tradeflow_shared::snapshot::Reader;
 use tradeflow_shared::testkit;
 use tradeflow_shared::{Fixed8, Symbol, Trade};
@@ -50,6 +52,8 @@ fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
         prop::collection::vec(1usize..25, 1..5),
         prop::collection::vec((0usize..160, 1usize..30), 0..3),
         10_000u64..110_000,
+        // Roll-ups: after which batch, up to which hour (from the first one).
+        prop::collection::vec((0usize..40, 0u64..4), 0..4),
     );
     let mut runner = TestRunner::new(Config {
         cases: 64,
@@ -58,7 +62,7 @@ fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
     });
     let counter = std::sync::atomic::AtomicU32::new(0);
     runner
-        .run(&strategy, |(stream, sizes, replays, step)| {
+        .run(&strategy, |(stream, sizes, replays, step, seals)| {
             let case = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let prefix = format!("k{case}:");
             let names: Vec<String> = (0..2).map(|k| format!("K{case}S{k}")).collect();
@@ -69,13 +73,30 @@ fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
             let records = shard_of(&trades);
             rt.block_on(async {
                 let sink = sink(&redis, &prefix).await;
-                apply_varied(&sink, &records, &sizes).await;
+                let first_hour = START / HOUR_MS;
+                let seals: Vec<(usize, u64)> =
+                    seals.iter().map(|&(k, h)| (k, first_hour + h)).collect();
+                apply_varied(&sink, &records, &sizes, &seals).await;
                 for &(from, size) in &replays {
                     let from = from.min(records.len());
-                    apply_varied(&sink, &records[from..], &[size]).await;
+                    apply_varied(&sink, &records[from..], &[size], &seals).await;
                 }
                 let url = format!("redis://127.0.0.1:{}", redis.port);
                 let reader = Reader::connect(&url, &prefix).await.unwrap();
+                // Read back whatever was rolled up so far: hours from their buckets or
+                // their minutes.
+                let to = START + 2 * DAY_MS;
+                for name in &names {
+                    let sym = Symbol::new(name).unwrap();
+                    let mine: Vec<Trade> =
+                        trades.iter().filter(|t| t.symbol == sym).copied().collect();
+                    for i in [Interval::M15, Interval::H1, Interval::H4, Interval::D1] {
+                        let got = reader.candles(&sym, i, START, to).await.unwrap();
+                        prop_assert_eq!(&got, &plain_klines(&mine, i.ms()), "{}", i);
+                    }
+                }
+                // Then every hour rolled up: the stored buckets themselves.
+                sink.seal_hours(to / HOUR_MS).await.unwrap();
                 for name in &names {
                     let sym = Symbol::new(name).unwrap();
                     let mine: Vec<Trade> =
@@ -91,7 +112,6 @@ fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
                     prop_assert_eq!(&roll_up(Interval::D1, &minutes), &days);
                     prop_assert_eq!(&roll_up(Interval::D1, &hours), &days);
                     // What the report reads: 15m from minutes, 4h from hours.
-                    let to = START + 2 * DAY_MS;
                     let m15 = reader
                         .candles(&sym, Interval::M15, START, to)
                         .await
@@ -106,11 +126,13 @@ fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
         .unwrap();
 }
 
-/// Applies `records` (one shard) in order with batch sizes cycling through `sizes`.
+/// Applies `records` (one shard) in order with batch sizes cycling through `sizes`,
+/// rolling hours up to `h` after batch `k` for each `(k, h)` of `seals`.
 async fn apply_varied(
     sink: &tradeflow_consumer::apply::RedisSink,
     records: &[tradeflow_consumer::record::DecodedRecord],
     sizes: &[usize],
+    seals: &[(usize, u64)],
 ) {
     let mut i = 0;
     let mut k = 0;
@@ -118,6 +140,9 @@ async fn apply_varied(
         let n = sizes[k % sizes.len()].max(1).min(records.len() - i);
         let batch = tradeflow_consumer::apply::fold(&records[i..i + n]);
         apply_retrying(sink, "shardId-0", &batch).await;
+        for &(_, h) in seals.iter().filter(|s| s.0 == k) {
+            sink.seal_hours(h).await.unwrap();
+        }
         i += n;
         k += 1;
     }

@@ -191,7 +191,10 @@ async fn exact_counts_through_a_slot_migration_and_a_failover() {
         })
         .collect();
     assert_eq!(got, expected(&all));
-    // Candles too: each symbol's minute, hour and day buckets, in its slot.
+    // Candles too: each symbol's minute, hour and day buckets, in its slot, once the
+    // hours are rolled up.
+    let sealed = sink.seal_hours(T0 / 3_600_000 + 2).await.unwrap();
+    assert!(sealed.hours >= SYMBOLS as u64, "{sealed:?}");
     for name in &names {
         let sym = tradeflow_shared::Symbol::new(name).unwrap();
         let mine: Vec<Trade> = all.iter().filter(|t| t.symbol == sym).copied().collect();

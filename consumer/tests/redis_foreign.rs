@@ -98,24 +98,24 @@ const BROKEN: &[(&str, &str, &[&[&str]])] = &[
             &["SET", "tradeflow:min:MINUSDT:28616667", "x"],
         ],
     ),
-    // Kline fields: a price, the hour bucket's type, a trade id in the day bucket.
+    // Candles: a price in a minute bucket, the pending hours' type, the roll-up mark.
     (
         "HIGHUSDT",
         "tradeflow:min:HIGHUSDT:28616667",
         &[&["HSET", "tradeflow:min:HIGHUSDT:28616667", "high", "1e5"]],
     ),
     (
-        "HOURUSDT",
-        "tradeflow:hour:HOURUSDT:476944",
+        "PENDUSDT",
+        "tradeflow:pending:PENDUSDT",
         &[
-            &["DEL", "tradeflow:hour:HOURUSDT:476944"],
-            &["SET", "tradeflow:hour:HOURUSDT:476944", "x"],
+            &["DEL", "tradeflow:pending:PENDUSDT"],
+            &["SET", "tradeflow:pending:PENDUSDT", "x"],
         ],
     ),
     (
-        "DAYUSDT",
-        "tradeflow:day:DAYUSDT:19872",
-        &[&["HSET", "tradeflow:day:DAYUSDT:19872", "open_id", "-3"]],
+        "SEALUSDT",
+        "tradeflow:dedupe:SEALUSDT",
+        &[&["HSET", "tradeflow:dedupe:SEALUSDT", "sealed", "-3"]],
     ),
 ];
 

@@ -1,5 +1,5 @@
 //! `reset`: zeroes every symbol's count and volumes and deletes its candles (kline
-//! buckets of every minute, hour and day), in one atomic step per Redis (per symbol on
+//! buckets of every minute, hour and day, and the hours pending their roll-up), in one atomic step per Redis (per symbol on
 //! a cluster), so counts and candles restart together: a trade applied before the reset
 //! is in neither, one applied after it is in both. The dedupe state (`dedupe:`, `gaps:`)
 //! and shard positions stay, so trades already counted are not counted again and new
@@ -53,10 +53,12 @@ return {#syms, delete_matching(2)}
 "#;
 
 /// The same for one symbol on a cluster: KEYS[1] = `symbol:<SYM>`, KEYS[2] = its stats,
-/// ARGV its buckets' patterns (all in its slot, on the node running the script).
+/// KEYS[3] its pending hours, ARGV its buckets' patterns (all in its slot, on the node
+/// running the script).
 const RESET_SYMBOL_BODY: &str = r#"
 redis.call('SET', KEYS[1], 0)
 redis.call('HSET', KEYS[2], 'base', '0.00000000', 'quote', '0.0000000000000000')
+redis.call('DEL', KEYS[3])
 return {1, delete_matching(1)}
 "#;
 
@@ -68,7 +70,7 @@ pub async fn reset(reader: &Reader) -> Result<ResetOutcome, ReadError> {
         let script = redis::Script::new(&format!("{DELETE_MATCHING_LUA}{RESET_BODY}"));
         let mut inv = script.prepare_invoke();
         inv.arg(keys.prefix());
-        for kind in ["min:", "hour:", "day:"] {
+        for kind in ["min:", "hour:", "day:", "pending:"] {
             inv.arg(format!("{}{kind}*", keys.prefix()));
         }
         return inv
@@ -81,7 +83,9 @@ pub async fn reset(reader: &Reader) -> Result<ResetOutcome, ReadError> {
     let script = redis::Script::new(&format!("{DELETE_MATCHING_LUA}{RESET_SYMBOL_BODY}"));
     let resets = symbols.iter().map(|s| {
         let mut inv = script.prepare_invoke();
-        inv.key(keys.count(s)).key(keys.stats(s));
+        inv.key(keys.count(s))
+            .key(keys.stats(s))
+            .key(keys.pending(s));
         for pattern in keys.bucket_patterns(s) {
             inv.arg(pattern);
         }

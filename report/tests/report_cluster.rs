@@ -113,8 +113,8 @@ async fn report_and_serve_read_a_cluster() {
     let reader = Reader::connect(&url, P).await.expect("reader");
     let done = reset(&reader).await.unwrap();
     assert_eq!(done.symbols, 6);
-    // Every symbol's candles went with its counts (a minute, its hour and its day).
-    assert!(done.buckets >= 6 * 3, "{done:?}");
+    // Every symbol's candles went with its counts (at least its minute bucket).
+    assert!(done.buckets >= 6, "{done:?}");
     let s00 = tradeflow_shared::Symbol::new("S00USDT").unwrap();
     let m = T0 / 60_000;
     assert_eq!(

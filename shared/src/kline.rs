@@ -170,11 +170,33 @@ pub struct Kline {
 }
 
 /// The fields of a stored bucket hash, in the order [`Kline::from_fields`] takes them.
-/// `count`, `base` and `quote` are the names the minute buckets always had.
-pub const FIELDS: [&str; 11] = [
-    "count", "base", "quote", "tbase", "tquote", "open", "open_id", "close", "close_id", "high",
+/// Volumes are integers of units (1e-8 base, 1e-16 quote) in two limbs, `hi` × [`LIMB`]
+/// + `lo`, so the apply script adds them as Lua numbers, exactly (each limb < 2^53).
+pub const FIELDS: [&str; 15] = [
+    "count",
+    "base_hi",
+    "base_lo",
+    "quote_hi",
+    "quote_lo",
+    "tbase_hi",
+    "tbase_lo",
+    "tquote_hi",
+    "tquote_lo",
+    "open",
+    "open_id",
+    "close",
+    "close_id",
+    "high",
     "low",
 ];
+
+/// The low limb's range of a stored volume.
+pub const LIMB: u128 = 100_000_000_000_000;
+
+/// A volume in units as the (hi, lo) limbs the buckets store.
+pub fn limbs(units: u128) -> (u128, u128) {
+    (units / LIMB, units % LIMB)
+}
 
 impl Kline {
     /// The kline of one trade.
@@ -261,10 +283,22 @@ impl Kline {
                 )
             })
         };
-        let units = |i: usize, scale: u32| -> Result<u128, String> {
+        let int = |i: usize| -> Result<u128, String> {
             let v = need(i)?;
-            parse_units(v, scale)
-                .ok_or_else(|| format!("field {} holds {v:?}, not a decimal", FIELDS[i]))
+            v.parse()
+                .map_err(|_| format!("field {} holds {v:?}, not an integer", FIELDS[i]))
+        };
+        let units = |i: usize| -> Result<u128, String> {
+            let (hi, lo) = (int(i)?, int(i + 1)?);
+            if lo >= LIMB {
+                return Err(format!(
+                    "field {} holds {lo}, not below {LIMB}",
+                    FIELDS[i + 1]
+                ));
+            }
+            hi.checked_mul(LIMB)
+                .and_then(|h| h.checked_add(lo))
+                .ok_or_else(|| format!("field {} holds {hi}, too large", FIELDS[i]))
         };
         let price = |i: usize| -> Result<Fixed8, String> {
             let v = need(i)?;
@@ -279,16 +313,16 @@ impl Kline {
             open_time_ms,
             interval_ms,
             count,
-            base: units(1, 8)?,
-            quote: units(2, 16)?,
-            taker_base: units(3, 8)?,
-            taker_quote: units(4, 16)?,
-            open: price(5)?,
-            open_id: id(6)?,
-            close: price(7)?,
-            close_id: id(8)?,
-            high: price(9)?,
-            low: price(10)?,
+            base: units(1)?,
+            quote: units(3)?,
+            taker_base: units(5)?,
+            taker_quote: units(7)?,
+            open: price(9)?,
+            open_id: id(10)?,
+            close: price(11)?,
+            close_id: id(12)?,
+            high: price(13)?,
+            low: price(14)?,
         }))
     }
 
@@ -500,10 +534,14 @@ mod tests {
         let f = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
         let ok = f(&[
             "2",
-            "1.50000000",
-            "7.5000000000000000",
-            "0.50000000",
-            "2.5000000000000000",
+            "0",
+            "150000000",
+            "750",
+            "0",
+            "0",
+            "50000000",
+            "250",
+            "0",
             "5.00000000",
             "1",
             "5.00000000",
@@ -516,20 +554,27 @@ mod tests {
             (k.count, k.base, k.open_id, k.close_id),
             (2, 150_000_000, 1, 2)
         );
+        assert_eq!(k.quote, 750 * LIMB);
+        assert_eq!(limbs(k.quote), (750, 0));
         let mut bad = ok.clone();
-        bad[9] = Some("x".into());
+        bad[13] = Some("x".into());
         assert!(Kline::from_fields(0, MINUTE_MS, &bad)
             .unwrap_err()
             .contains("high"));
+        let mut lo = ok.clone();
+        lo[2] = Some(LIMB.to_string());
+        assert!(Kline::from_fields(0, MINUTE_MS, &lo)
+            .unwrap_err()
+            .contains("base_lo"));
         let mut legacy = ok.clone();
-        for v in legacy.iter_mut().skip(3) {
+        for v in legacy.iter_mut().skip(1) {
             *v = None;
         }
         assert!(Kline::from_fields(0, MINUTE_MS, &legacy)
             .unwrap_err()
-            .contains("tbase"));
+            .contains("base_hi"));
         assert_eq!(
-            Kline::from_fields(0, MINUTE_MS, &vec![None; 11]).unwrap(),
+            Kline::from_fields(0, MINUTE_MS, &vec![None; 15]).unwrap(),
             None
         );
     }

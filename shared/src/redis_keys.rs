@@ -133,6 +133,12 @@ impl Keys {
         format!("{}day:{}:{day}", self.prefix, self.sym(sym))
     }
 
+    /// `<p>pending:<SYM>` sorted set: hours (member and score) with minute buckets not
+    /// yet rolled up into hour and day buckets.
+    pub fn pending(&self, sym: &Symbol) -> String {
+        format!("{}pending:{}", self.prefix, self.sym(sym))
+    }
+
     /// The bucket of `bucket` kind number `n` (Unix minutes, hours or days).
     pub fn bucket(&self, sym: &Symbol, bucket: crate::kline::Bucket, n: u64) -> String {
         match bucket {

@@ -19,7 +19,13 @@ fn lua_spells_the_rust_key_layout() {
     let k = Keys::new("P:").unwrap();
     let s = Symbol::new("BTCUSDT").unwrap();
     // `<prefix><kind><symbol part>`: the kind between them must be the Lua's.
-    let per_symbol = [k.stats(&s), k.dedupe(&s), k.gaps(&s), k.evicted(&s)];
+    let per_symbol = [
+        k.stats(&s),
+        k.dedupe(&s),
+        k.gaps(&s),
+        k.evicted(&s),
+        k.pending(&s),
+    ];
     for name in &per_symbol {
         let kind = name
             .strip_prefix("P:")

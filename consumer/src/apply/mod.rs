@@ -17,10 +17,11 @@
 //! |---|---|---|
 //! | `symbol:<SYM>` | string | trade count, plain integer (legacy `MGET`); nothing else lives under `symbol:` |
 //! | `P stats:<SYM>` | hash | `base` traded quantity, decimal string with exactly 8 decimals; `quote` volume (Σ price × qty), exactly 16 decimals; `last_price` (8 decimals), `last_time_ms`, `last_trade_id` — of the highest trade id applied |
-//! | `P min:<SYM>:<unix minute>` | hash | the kline of the trades whose trade time falls in that minute (UTC): `count`; `base`, `tbase` (taker-buy base, trades with `m` = false), 8 dec.; `quote`, `tquote`, 16 dec.; `open`/`close` (8 dec.) with `open_id`/`close_id`, the prices of its lowest and highest trade id; `high`, `low`. TTL (`minute_ttl`) refreshed on each write, so a bucket lives `minute_ttl` after its last trade |
-//! | `P hour:<SYM>:<unix hour>`, `P day:<SYM>:<unix day>` | hash | the same kline per hour and per UTC day (`hour_ttl`, `day_ttl`) |
+//! | `P min:<SYM>:<unix minute>` | hash | the kline of the trades whose trade time falls in that minute (UTC): `count`; volumes as integers of units in two limbs, `hi` × 1e14 + `lo` — `base_hi`/`base_lo` and `tbase_*` (taker-buy base, trades with `m` = false) in 1e-8, `quote_*` and `tquote_*` in 1e-16; `open`/`close` (8 dec.) with `open_id`/`close_id`, the prices of its lowest and highest trade id; `high`, `low`. TTL (`minute_ttl`) refreshed on each write, so a bucket lives `minute_ttl` after its last trade |
+//! | `P hour:<SYM>:<unix hour>`, `P day:<SYM>:<unix day>` | hash | the same kline per hour and per UTC day, for the hours rolled up (`hour_ttl`, `day_ttl`) |
+//! | `P pending:<SYM>` | sorted set | hours (member = score) with minute buckets not rolled up yet |
 //! | `P symbols` | set | every symbol applied (readers never need `KEYS`) |
-//! | `P dedupe:<SYM>` | hash | `hwm`: highest trade id applied (`floor`, written by earlier versions, is no longer read) |
+//! | `P dedupe:<SYM>` | hash | `hwm`: highest trade id applied; `sealed`: the hour up to which hours are rolled up (`floor`, written by earlier versions, is no longer read) |
 //! | `P gaps:<SYM>` | sorted set | id ranges below `hwm` never applied, member `lo:hi`, score `lo`; at most 1,000 per symbol |
 //! | `P evicted:<SYM>` | sorted set | like `gaps`: ranges evicted from it (never applied); at most 1,000 per symbol |
 //! | `P pos:<stream>:<shard>` | hash | `seq`, `sub`: highest position applied for the shard ([`RedisSink::stored_position`]) |
@@ -73,13 +74,20 @@
 //! # Candles
 //! Each segment carries, per minute it touches, the kline of its trades there
 //! ([`tradeflow_shared::kline::Kline`], built in [`fold`]); the script merges it into
-//! the minute's, the hour's and the day's bucket: sums added exactly, `open`/`close`
-//! replaced when the segment holds a lower/higher trade id, `high`/`low` by decimal
-//! comparison. Since a segment is merged only when its trades are applied (never for
-//! duplicates), the buckets are exactly once like the totals, and a late trade filling
-//! a gap moves open or close correctly. A bucket written before klines were kept
-//! (count and volumes only) keeps them; its other fields start from the next trades.
-//!
+//! the minute's bucket only when it applies the segment (never for duplicates), so the
+//! buckets are exactly once like the totals: volumes added as two-limb Lua numbers
+//! (exact, no string arithmetic), `open`/`close` replaced when the segment holds a
+//! lower/higher trade id (a late trade filling a gap moves them correctly), `high`/`low`
+//! by decimal comparison. The hot path writes one bucket per minute touched: a new
+//! minute notes its hour in `pending`, and about once a minute every worker rolls the
+//! closed pending hours up into hour and day buckets and moves the symbol's `sealed`
+//! hour ([`RedisSink::seal_hours`], atomic per symbol). A trade for an hour at or below
+//! `sealed` is merged into its minute, hour and day bucket directly; readers take hours
+//! above it from their minutes. So every candle is exact whenever the roll-up runs.
+//! A minute bucket written before klines were kept (`count`, decimal `base`/`quote`)
+//! keeps those (converted to limbs on its next write); its other fields start from the
+//! next trades.
+
 //! # Why the numbers are exact
 //! Rust sums each segment in integer units (u128: base in 1e-8, quote in 1e-16) and
 //! sends them as decimal integer strings; Lua adds them to the stored decimal strings
@@ -92,9 +100,10 @@
 //! One round trip (`EVALSHA`; `NOSCRIPT` after a restart reloads transparently). Work
 //! is O(records) in Rust and O(segments + minutes + poison) commands in Lua for the
 //! symbols *in the batch* only — normally per symbol: `HMGET` dedupe, `HSET` hwm,
-//! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 3 commands per kline bucket
+//! `HSET` last, `INCRBY` count, `HMGET`+`HSET` stats, 3 commands per minute bucket
 //! touched (`HMGET` in the checks, one `HSET` of all fields and one `EXPIRE` per
-//! symbol, however many segments fell in it: a minute, its hour and its day),
+//! symbol, however many segments fell in it; the same for its hour and day bucket only
+//! when the hour is already rolled up), one `ZADD` per new minute,
 //! `SADD`, plus the checks (`GET` count, two `ZCARD`). Gap lookups (`O(log gaps)`) and the
 //! check of every gap range (`O(gaps)`, at most 2,000) happen only for symbols with
 //! segments at/below `hwm`.
@@ -111,7 +120,7 @@ pub mod redis_sink;
 
 pub use fold::{fold, BatchDelta, PoisonEntry, Segment, SymbolDelta, TradeLite};
 pub use redis_sink::{
-    ApplyOutcome, RedisSink, ShardEndCheck, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
+    ApplyOutcome, RedisSink, SealOutcome, ShardEndCheck, SinkConfig, SinkError, MAX_GAPS_PER_SYMBOL,
 };
 pub use tradeflow_shared::redact::redact_url;
 pub use tradeflow_shared::redis_conn::{RedisConn, Target};

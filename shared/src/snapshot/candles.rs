@@ -7,11 +7,14 @@
 use redis::Value;
 
 use super::{shown, ReadError, Reader};
-use crate::kline::{roll_up, Bucket, Interval, Kline, FIELDS};
+use crate::kline::{roll_up, Bucket, Interval, Kline, DAY_MS, FIELDS, HOUR_MS, MINUTE_MS};
 use crate::Symbol;
 
 /// The most candles one read returns (as Binance's `limit` maximum).
 pub const MAX_CANDLES: u64 = 1000;
+/// Minute buckets one read may roll up for hours not rolled up yet (normally only the
+/// current hour; more while no consumer runs): a week.
+pub const MAX_OPEN_MINUTES: u64 = 7 * 1440;
 /// Commands per pipeline: bounded replies, several round trips for long ranges.
 const CHUNK: usize = 2000;
 
@@ -25,6 +28,8 @@ pub enum CandleError {
         interval: Interval,
         max: u64,
     },
+    #[error("{hours} hours not rolled up into hour buckets yet (read from minutes, at most {} at once): is a consumer running?", MAX_OPEN_MINUTES / 60)]
+    NotRolledUp { hours: u64 },
     #[error("{key} does not hold a kline tradeflow wrote: {why}")]
     Foreign { key: String, why: String },
 }
@@ -111,9 +116,58 @@ impl Reader {
         }
         let src = interval.source();
         let end = last + interval.ms() - 1;
-        let buckets = self
-            .buckets(sym, src, first / src.ms(), end / src.ms())
-            .await?;
+        if src == Bucket::Minute {
+            let buckets = self
+                .buckets(sym, src, first / MINUTE_MS, end / MINUTE_MS)
+                .await?;
+            return Ok(roll_up(interval, &buckets));
+        }
+        // Hours and days: the buckets hold the hours rolled up (at or below the
+        // symbol's `sealed` watermark); the hours above it come from their minutes.
+        let sealed = self.sealed_hour(sym).await?;
+        let (h0, h1) = (first / HOUR_MS, end / HOUR_MS);
+        let mut buckets = Vec::new();
+        if let Some(s) = sealed.filter(|s| *s >= h0) {
+            buckets = match src {
+                Bucket::Day => {
+                    self.buckets(sym, src, first / DAY_MS, s.min(h1) / 24)
+                        .await?
+                }
+                _ => self.buckets(sym, Bucket::Hour, h0, s.min(h1)).await?,
+            };
+        }
+        let open_from = sealed.map_or(h0, |s| h0.max(s + 1));
+        if open_from <= h1 {
+            let minutes = (h1 - open_from + 1) * 60;
+            if minutes > MAX_OPEN_MINUTES {
+                return Err(CandleError::NotRolledUp {
+                    hours: h1 - open_from + 1,
+                });
+            }
+            buckets.extend(
+                self.buckets(sym, Bucket::Minute, open_from * 60, h1 * 60 + 59)
+                    .await?,
+            );
+        }
         Ok(roll_up(interval, &buckets))
+    }
+
+    /// The symbol's `sealed` watermark: hours at or below it are in hour and day
+    /// buckets.
+    async fn sealed_hour(&self, sym: &Symbol) -> Result<Option<u64>, CandleError> {
+        let key = self.keys.dedupe(sym);
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("sealed")
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        v.map(|v| {
+            v.parse().map_err(|_| CandleError::Foreign {
+                key,
+                why: format!("field sealed holds {v:?}, not an hour"),
+            })
+        })
+        .transpose()
     }
 }

@@ -46,10 +46,16 @@ local function add_dec(stored, units, scale)
 end
 
 -- The kline buckets: per symbol a hash per minute, hour and day (kline.rs FIELDS),
--- each living its TTL after its last write. A segment's minute is merged into all
--- three.
-local KFIELDS = {'count', 'base', 'quote', 'tbase', 'tquote', 'open', 'open_id', 'close',
+-- each living its TTL after its last write. Volumes are integers of units (1e-8 base,
+-- 1e-16 quote) kept as two limbs, `hi` × 1e14 + `lo`, added as Lua numbers (exact:
+-- every limb stays below 2^53) — no decimal string arithmetic per bucket. The hot
+-- path writes only minute buckets: hours are rolled up into hour and day buckets
+-- once closed (seal.lua), and a trade for an hour already rolled up (at or below the
+-- symbol's `sealed` hour) is merged into its hour and day bucket directly.
+local KFIELDS = {'count', 'base_hi', 'base_lo', 'quote_hi', 'quote_lo', 'tbase_hi',
+                 'tbase_lo', 'tquote_hi', 'tquote_lo', 'open', 'open_id', 'close',
                  'close_id', 'high', 'low'}
+local LIMB = 1e14
 local BUCKETS = {}
 do
   local m, h, d = string.match(ttls, '^(%d+):(%d+):(%d+)$')
@@ -60,9 +66,10 @@ end
 -- Parses one symbol of the batch starting at ARGV[i]: {name, segments}; returns the
 -- symbol and the index after it. Layout: symbol, number of segments G,
 -- G × {lo, hi, count, base units, quote units, last price, last time ms,
---      number of minutes M, M × {minute, count, base units, quote units, taker-buy
---      base units, taker-buy quote units, open, open id, close, close id, high, low}}
--- (a minute's kline: volumes as integer strings of units, prices as decimals).
+--      number of minutes M, M × {minute, count, base hi, base lo, quote hi, quote lo,
+--      taker-buy base hi, lo, taker-buy quote hi, lo, open, open id, close, close id,
+--      high, low}}
+-- (a minute's kline: volumes in limbs of units, prices as decimals).
 local function parse_symbol(i)
   local sym = {name = ARGV[i], segs = {}}
   local n_seg = tonumber(ARGV[i + 1]); i = i + 2
@@ -73,11 +80,14 @@ local function parse_symbol(i)
     local n_min = tonumber(ARGV[i + 7]); i = i + 8
     for m = 1, n_min do
       seg.mins[m] = {minute = tonumber(ARGV[i]), count = tonumber(ARGV[i + 1]),
-                     base = ARGV[i + 2], quote = ARGV[i + 3], tbase = ARGV[i + 4],
-                     tquote = ARGV[i + 5], open = ARGV[i + 6], open_id = tonumber(ARGV[i + 7]),
-                     close = ARGV[i + 8], close_id = tonumber(ARGV[i + 9]),
-                     high = ARGV[i + 10], low = ARGV[i + 11]}
-      i = i + 12
+                     base_hi = tonumber(ARGV[i + 2]), base_lo = tonumber(ARGV[i + 3]),
+                     quote_hi = tonumber(ARGV[i + 4]), quote_lo = tonumber(ARGV[i + 5]),
+                     tbase_hi = tonumber(ARGV[i + 6]), tbase_lo = tonumber(ARGV[i + 7]),
+                     tquote_hi = tonumber(ARGV[i + 8]), tquote_lo = tonumber(ARGV[i + 9]),
+                     open = ARGV[i + 10], open_id = tonumber(ARGV[i + 11]),
+                     close = ARGV[i + 12], close_id = tonumber(ARGV[i + 13]),
+                     high = ARGV[i + 14], low = ARGV[i + 15]}
+      i = i + 16
     end
     sym.segs[g] = seg
   end
@@ -139,12 +149,17 @@ local function load_state(sym)
   local name, part = sym.name, sym_part(sym.name)
   local st = {name = name, ckey = 'symbol:' .. name, skey = prefix .. 'stats:' .. part,
               dkey = prefix .. 'dedupe:' .. part, gkey = prefix .. 'gaps:' .. part,
-              ekey = prefix .. 'evicted:' .. part, bk = {}, bk_order = {}}
-  local d, err = try('HMGET', st.dkey, 'hwm')
+              ekey = prefix .. 'evicted:' .. part, pkey = prefix .. 'pending:' .. part,
+              bk = {}, bk_order = {}, pend = {}, sealed = -1}
+  local d, err = try('HMGET', st.dkey, 'hwm', 'sealed')
   if err then return nil, st.dkey .. ': ' .. err end
   if d[1] then
     if not is_id(d[1]) then return nil, st.dkey .. ' field hwm holds ' .. show(d[1]) .. ', not a trade id' end
     st.hwm = tonumber(d[1])
+  end
+  if d[2] then
+    if not is_id(d[2]) then return nil, st.dkey .. ' field sealed holds ' .. show(d[2]) .. ', not an hour' end
+    st.sealed = tonumber(d[2])
   end
   st.ngaps, err = try('ZCARD', st.gkey)
   if err then return nil, st.gkey .. ': ' .. err end
@@ -172,28 +187,59 @@ local function dec_cmp(a, b)
   return 0
 end
 
--- Reads and checks one kline bucket into st.bk (read only). Returns nil, or why it
--- holds a foreign value. A bucket written before klines were kept (count, base and
--- quote only) is taken as it is: its other fields start from this batch's trades.
-local function load_bucket(st, key, ttl)
+-- A decimal with exactly `scale` places (a bucket written before limbs) as limbs.
+local function dec_limbs(v)
+  local digits = string.gsub(v, '%.', '')
+  local n = #digits
+  if n <= 14 then return 0, tonumber(digits) end
+  return tonumber(string.sub(digits, 1, n - 14)), tonumber(string.sub(digits, n - 13))
+end
+
+-- Reads and checks one kline bucket (read only). Returns the bucket {key, ttl, fields
+-- as numbers and price strings, fresh = held no trade}, or nil and why it holds a
+-- foreign value. A minute bucket written before klines were kept (`count`, `base`,
+-- `quote` decimals) keeps those; its other fields start with the next trades.
+local LIMB_MAX = 9007199254740992
+local function read_bucket(key, ttl)
   local r, err = try('HMGET', key, unpack(KFIELDS))
-  if err then return key .. ': ' .. err end
-  local shapes = {is_id, DEC8, DEC16, DEC8, DEC16, DEC8, is_id, DEC8, is_id, DEC8, DEC8}
-  local b = {key = key, ttl = ttl}
+  if err then return nil, key .. ': ' .. err end
+  local b = {key = key, ttl = ttl, fresh = r[1] == nil}
   for f = 1, #KFIELDS do
-    local v, shape = r[f], shapes[f]
+    local v, name = r[f], KFIELDS[f]
     if v then
       local ok
-      if type(shape) == 'function' then ok = shape(v) else ok = string.match(v, shape) ~= nil end
-      if not ok then
-        return key .. ' field ' .. KFIELDS[f] .. ' holds ' .. show(v) .. ', not what tradeflow writes'
+      if name == 'open' or name == 'close' or name == 'high' or name == 'low' then
+        ok = string.match(v, DEC8) ~= nil
+        b[name] = v
+      else
+        ok = is_id(v)
+        b[name] = tonumber(v)
+        if ok and string.sub(name, -3) == '_lo' then ok = b[name] < LIMB end
       end
-      b[KFIELDS[f]] = v
+      if not ok then
+        return nil, key .. ' field ' .. name .. ' holds ' .. show(v) .. ', not what tradeflow writes'
+      end
     end
   end
-  b.count = tonumber(b.count or '0')
-  if b.open_id then b.open_id = tonumber(b.open_id) end
-  if b.close_id then b.close_id = tonumber(b.close_id) end
+  b.count = b.count or 0
+  if not b.fresh and not b.base_hi then
+    local legacy
+    legacy, err = try('HMGET', key, 'base', 'quote')
+    if err then return nil, key .. ': ' .. err end
+    if legacy[1] and string.match(legacy[1], DEC8) then b.base_hi, b.base_lo = dec_limbs(legacy[1]) end
+    if legacy[2] and string.match(legacy[2], DEC16) then b.quote_hi, b.quote_lo = dec_limbs(legacy[2]) end
+  end
+  for _, v in ipairs({'base', 'quote', 'tbase', 'tquote'}) do
+    b[v .. '_hi'] = b[v .. '_hi'] or 0
+    b[v .. '_lo'] = b[v .. '_lo'] or 0
+  end
+  return b
+end
+
+-- read_bucket into st.bk. Returns nil, or why the bucket holds a foreign value.
+local function load_bucket(st, key, ttl)
+  local b, why = read_bucket(key, ttl)
+  if not b then return why end
   st.bk[key] = b
   st.bk_order[#st.bk_order + 1] = b
   return nil
@@ -214,14 +260,21 @@ local function check_writes(sym, st)
   if s[1] and not string.match(s[1], DEC8) then return st.skey .. ' field base holds ' .. show(s[1]) .. ', not a decimal with 8 places' end
   if s[2] and not string.match(s[2], DEC16) then return st.skey .. ' field quote holds ' .. show(s[2]) .. ', not a decimal with 16 places' end
   st.base, st.quote = s[1] or nil, s[2] or nil
+  local pending_checked = false
   for _, seg in ipairs(sym.segs) do
     for _, m in ipairs(seg.mins) do
-      for _, b in ipairs(BUCKETS) do
+      local sealed = math.floor(m.minute / 60) <= st.sealed
+      for k, b in ipairs(BUCKETS) do
         local bkey = prefix .. b.kind .. part .. ':' .. fmt(math.floor(m.minute / b.per))
-        if not st.bk[bkey] then
+        if (k == 1 or sealed) and not st.bk[bkey] then
           local why = load_bucket(st, bkey, b.ttl)
           if why then return why end
         end
+      end
+      if not sealed and not pending_checked then
+        local _, perr = try('ZCARD', st.pkey)
+        if perr then return st.pkey .. ': ' .. perr end
+        pending_checked = true
       end
     end
   end
@@ -313,18 +366,31 @@ local function add_gap(st, lo, hi)
   end
 end
 
--- Adds a minute's kline `m` (of trades never applied) to bucket `b`: sums, and
--- open/close by trade id, so a trade filling a gap moves them correctly.
+-- Adds limbed volume `v` of `m` to `b`'s.
+local function add_limbs(b, m, v)
+  local hi, lo = v .. '_hi', v .. '_lo'
+  local l = b[lo] + m[lo]
+  local h = b[hi] + m[hi]
+  if l >= LIMB then l = l - LIMB; h = h + 1 end
+  b[hi], b[lo] = h, l
+end
+
+-- Adds the kline `m` (of trades never applied to `b`: a minute of a segment, or a
+-- minute bucket rolled up) to bucket `b`: sums, and open/close by trade id, so a
+-- trade filling a gap moves them correctly.
 local function merge(b, m)
   b.count = b.count + m.count
-  b.base = add_dec(b.base, m.base, 8)
-  b.quote = add_dec(b.quote, m.quote, 16)
-  b.tbase = add_dec(b.tbase, m.tbase, 8)
-  b.tquote = add_dec(b.tquote, m.tquote, 16)
-  if not b.open_id or m.open_id < b.open_id then b.open_id, b.open = m.open_id, m.open end
-  if not b.close_id or m.close_id > b.close_id then b.close_id, b.close = m.close_id, m.close end
-  if not b.high or dec_cmp(m.high, b.high) > 0 then b.high = m.high end
-  if not b.low or dec_cmp(m.low, b.low) < 0 then b.low = m.low end
+  add_limbs(b, m, 'base')
+  add_limbs(b, m, 'quote')
+  add_limbs(b, m, 'tbase')
+  add_limbs(b, m, 'tquote')
+  -- A minute bucket from before klines has no prices to give.
+  if m.open_id then
+    if not b.open_id or m.open_id < b.open_id then b.open_id, b.open = m.open_id, m.open end
+    if not b.close_id or m.close_id > b.close_id then b.close_id, b.close = m.close_id, m.close end
+    if not b.high or dec_cmp(m.high, b.high) > 0 then b.high = m.high end
+    if not b.low or dec_cmp(m.low, b.low) < 0 then b.low = m.low end
+  end
   b.dirty = true
 end
 
@@ -335,26 +401,43 @@ local function apply_amounts(st, seg)
   redis.call('HSET', st.skey, 'base', st.base, 'quote', st.quote)
   local part = sym_part(st.name)
   for _, m in ipairs(seg.mins) do
-    for _, bd in ipairs(BUCKETS) do
-      merge(st.bk[prefix .. bd.kind .. part .. ':' .. fmt(math.floor(m.minute / bd.per))], m)
+    local hour = math.floor(m.minute / 60)
+    local mb = st.bk[prefix .. 'min:' .. part .. ':' .. fmt(m.minute)]
+    -- A new minute (or one from before klines) of an hour not rolled up yet.
+    if mb.fresh or not mb.open_id then st.pend[hour] = true; mb.fresh = false end
+    merge(mb, m)
+    if hour <= st.sealed then
+      merge(st.bk[prefix .. 'hour:' .. part .. ':' .. fmt(hour)], m)
+      merge(st.bk[prefix .. 'day:' .. part .. ':' .. fmt(math.floor(m.minute / 1440))], m)
     end
   end
 end
 
 -- Writes the buckets the symbol's segments changed: one HSET and one EXPIRE each,
--- however many segments and minutes fell in it. The TTL is refreshed on every write:
--- a bucket lives its TTL after its last trade.
+-- however many segments and minutes fell in it (the TTL is refreshed on every write:
+-- a bucket lives its TTL after its last trade), and notes the hours of new minute
+-- buckets not rolled up yet.
 local function flush_buckets(st)
   for _, b in ipairs(st.bk_order) do
     if b.dirty then
-      redis.call('HSET', b.key, 'count', fmt(b.count), 'base', b.base, 'quote', b.quote,
-                 'tbase', b.tbase, 'tquote', b.tquote, 'open', b.open,
-                 'open_id', fmt(b.open_id), 'close', b.close, 'close_id', fmt(b.close_id),
-                 'high', b.high, 'low', b.low)
+      local args = {b.key, 'count', fmt(b.count)}
+      for f = 2, #KFIELDS do
+        local v = b[KFIELDS[f]]
+        -- Prices stay absent in a bucket holding only minutes from before klines.
+        if v ~= nil then
+          args[#args + 1] = KFIELDS[f]
+          if type(v) == 'number' then args[#args + 1] = fmt(v) else args[#args + 1] = v end
+        end
+      end
+      redis.call('HSET', unpack(args))
       redis.call('EXPIRE', b.key, b.ttl)
       b.dirty = false
     end
   end
+  for hour, _ in pairs(st.pend) do
+    if hour > st.sealed then redis.call('ZADD', st.pkey, fmt(hour), fmt(hour)) end
+  end
+  st.pend = {}
 end
 
 -- Applies one symbol's segments. Classification is redone against the live state

@@ -11,7 +11,7 @@ local function must_be_declared(k)
   if not declared[k] then error('undeclared key ' .. k) end
 end
 must_be_declared('symbol:' .. sym.name)
-for _, kind in ipairs({'stats:', 'dedupe:', 'gaps:', 'evicted:'}) do
+for _, kind in ipairs({'stats:', 'dedupe:', 'gaps:', 'evicted:', 'pending:'}) do
   must_be_declared(prefix .. kind .. sym_part(sym.name))
 end
 for _, seg in ipairs(sym.segs) do

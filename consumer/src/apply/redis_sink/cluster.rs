@@ -185,8 +185,9 @@ impl RedisSink {
     }
 }
 
-/// The kline buckets (minute, hour, day) the segments' minutes fall in, each once.
-fn bucket_keys(keys: &Keys, sym: &Symbol, segs: &[Segment]) -> Vec<String> {
+/// The kline buckets (minute, hour, day) the segments' minutes fall in, each once, and
+/// the pending hours (written only when those hours are not rolled up yet).
+pub(super) fn bucket_keys(keys: &Keys, sym: &Symbol, segs: &[Segment]) -> Vec<String> {
     let mut minutes: Vec<u64> = segs
         .iter()
         .flat_map(|g| g.minutes.iter().map(|m| m.open_time_ms / MINUTE_MS))
@@ -198,6 +199,7 @@ fn bucket_keys(keys: &Keys, sym: &Symbol, segs: &[Segment]) -> Vec<String> {
     let mut days: Vec<u64> = minutes.iter().map(|m| m / 1440).collect();
     days.dedup();
     let mut out: Vec<String> = minutes.iter().map(|m| keys.minute(sym, *m)).collect();
+    out.push(keys.pending(sym));
     out.extend(hours.iter().map(|h| keys.hour(sym, *h)));
     out.extend(days.iter().map(|d| keys.day(sym, *d)));
     out

@@ -30,6 +30,7 @@ mod config;
 mod error;
 mod foreign;
 mod scripts;
+mod seal;
 mod shard_end;
 mod single;
 mod stream_marker;
@@ -41,6 +42,7 @@ pub use shard_end::ShardEndCheck;
 
 use super::fold::{BatchDelta, PoisonEntry};
 use scripts::Scripts;
+pub use seal::SealOutcome;
 use tradeflow_shared::redact::{redact_url, url_password};
 use tradeflow_shared::redis_conn::RedisConn;
 use tradeflow_shared::redis_keys::{self as keys, Keys, Layout};

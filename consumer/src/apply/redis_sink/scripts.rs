@@ -17,6 +17,12 @@ const SYMBOL_LUA: &str = concat!(
     include_str!("../lua/common.lua"),
     include_str!("../lua/symbol.lua"),
 );
+/// One Redis and a cluster: roll a symbol's closed hours up into hour and day buckets.
+const SEAL_LUA: &str = concat!(
+    include_str!("../lua/seal_prologue.lua"),
+    include_str!("../lua/common.lua"),
+    include_str!("../lua/seal.lua"),
+);
 /// Redis Cluster: the shard's position, dead letters and symbols index (slot `{meta}`).
 const POSITION_LUA: &str = concat!(
     include_str!("../lua/pos_cmp.lua"),
@@ -35,6 +41,7 @@ pub(super) struct Scripts {
     pub(super) batch: Script,
     pub(super) symbol: Script,
     pub(super) position: Script,
+    pub(super) seal: Script,
 }
 
 impl Scripts {
@@ -43,6 +50,7 @@ impl Scripts {
             batch: Script::new(BATCH_LUA),
             symbol: Script::new(SYMBOL_LUA),
             position: Script::new(POSITION_LUA),
+            seal: Script::new(SEAL_LUA),
         }
     }
 }

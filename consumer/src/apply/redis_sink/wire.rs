@@ -2,6 +2,7 @@
 //! the reply `{status, applied, duplicates, poison, late, rest…}` parsed back.
 
 use redis::Value;
+use tradeflow_shared::kline::limbs;
 use tradeflow_shared::{Position, SequenceNumber};
 
 use super::SinkError;
@@ -49,13 +50,12 @@ pub(super) fn push_segments(inv: &mut redis::ScriptInvocation<'_>, segs: &[Segme
             .arg(g.last_time_ms)
             .arg(g.minutes.len());
         for m in &g.minutes {
-            inv.arg(m.open_time_ms / MINUTE_MS)
-                .arg(m.count)
-                .arg(m.base.to_string())
-                .arg(m.quote.to_string())
-                .arg(m.taker_base.to_string())
-                .arg(m.taker_quote.to_string())
-                .arg(m.open.to_string())
+            inv.arg(m.open_time_ms / MINUTE_MS).arg(m.count);
+            for v in [m.base, m.quote, m.taker_base, m.taker_quote] {
+                let (hi, lo) = limbs(v);
+                inv.arg(hi.to_string()).arg(lo.to_string());
+            }
+            inv.arg(m.open.to_string())
                 .arg(m.open_id)
                 .arg(m.close.to_string())
                 .arg(m.close_id)
