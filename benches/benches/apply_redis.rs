@@ -151,6 +151,10 @@ async fn candle_memory(url: &str, con: &mut redis::aio::MultiplexedConnection) -
             .await
             .expect("apply");
     }
+    // The hours rolled up into hour and day buckets, as the consumer does once closed.
+    sink.seal_hours((day0 + 86_400_000) / 3_600_000)
+        .await
+        .expect("roll-up");
     let grown = used_memory(con).await - before;
     let mut per_kind = [0u64; 3];
     for (k, pattern) in ["mem:min:*", "mem:hour:*", "mem:day:*"].iter().enumerate() {
