@@ -29,17 +29,26 @@ fn batches(n_batches: usize) -> Vec<Vec<DecodedRecord>> {
     all.chunks(BATCH).map(<[DecodedRecord]>::to_vec).collect()
 }
 
-/// Redis's own count of commands processed (INFO stats), to check round trips.
-async fn commands_processed(con: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
+/// One `INFO` section's text (empty when Redis does not answer).
+async fn info(con: &mut redis::aio::MultiplexedConnection, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(con)
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// A numeric field of an `INFO` text (0 when absent).
+fn field(info: &str, name: &str) -> f64 {
     info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0.0)
+}
+
+/// Redis's own count of commands processed (INFO stats), to check round trips.
+async fn commands_processed(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    field(&info(con, "stats").await, "total_commands_processed") as u64
 }
 
 /// The seed's way on an empty Redis: per trade one INCR (and one INCRBYFLOAT of the
@@ -76,16 +85,8 @@ async fn seed_pass(
 
 /// Redis's own CPU time so far (user + sys, seconds), from `INFO cpu`.
 async fn redis_cpu(con: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(con)
-        .await
-        .unwrap_or_default();
-    ["used_cpu_user:", "used_cpu_sys:"]
-        .iter()
-        .filter_map(|f| info.lines().find_map(|l| l.strip_prefix(f)))
-        .filter_map(|v| v.trim().parse::<f64>().ok())
-        .sum()
+    let cpu = info(con, "cpu").await;
+    field(&cpu, "used_cpu_user") + field(&cpu, "used_cpu_sys")
 }
 
 /// This process's CPU time so far (user + sys, seconds).
@@ -95,15 +96,7 @@ fn own_cpu() -> f64 {
 }
 
 async fn used_memory(con: &mut redis::aio::MultiplexedConnection) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(con)
-        .await
-        .unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    field(&info(con, "memory").await, "used_memory") as i64
 }
 
 /// One symbol trading all day (a trade every 20 s, 4,320 trades): Redis memory of its

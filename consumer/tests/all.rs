@@ -14,6 +14,8 @@ mod hostile_records;
 mod kcl_metadata;
 #[path = "lease_table.rs"]
 mod lease_table;
+#[path = "proptest_support.rs"]
+mod proptest_support;
 #[path = "recreated_stream.rs"]
 mod recreated_stream;
 #[path = "redis_candles.rs"]

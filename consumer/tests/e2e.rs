@@ -205,20 +205,10 @@ fn check_metrics(procs: &[&Proc]) {
 
 /// Per (symbol, minute start in ms): the capture's distinct trades, by plain parsing.
 fn capture_minutes() -> BTreeMap<(String, u64), u64> {
-    let text = std::fs::read_to_string(capture_path()).expect("capture");
-    let mut seen = std::collections::HashSet::new();
     let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).expect("capture line");
-        let v = v.get("data").cloned().unwrap_or(v);
-        if v["e"] != "trade" {
-            continue;
-        }
-        let sym = v["s"].as_str().expect("s").to_string();
-        if !seen.insert((sym.clone(), v["t"].as_u64().expect("t"))) {
-            continue;
-        }
+    for v in capture_trades(&capture_path()) {
         let t = v["T"].as_u64().expect("T");
+        let sym = v["s"].as_str().expect("s").to_string();
         *out.entry((sym, t - t % 60_000)).or_insert(0u64) += 1;
     }
     out
@@ -281,24 +271,32 @@ async fn cut_then_reconcile(backfill: &str) -> (Stack, i32, serde_json::Value) {
     let minutes = capture_minutes();
     let first = minutes.keys().map(|k| k.1).min().unwrap();
     let last_minute = minutes.keys().map(|k| k.1).max().unwrap();
-    let out = std::process::Command::new(bin("tradeflow-report"))
-        .args([
-            "--redis-url",
-            &stack.redis_url(),
-            "--binance-rest-url",
-            &url.replace("ws://", "http://"),
-            "reconcile",
-            "--since",
-            &first.to_string(),
-            "--until",
-            &(last_minute + 60_000).to_string(),
-            "--settle",
-            "0s",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("run tradeflow-report");
+    let reconcile = |format: &str| {
+        std::process::Command::new(bin("tradeflow-report"))
+            .args([
+                "--redis-url",
+                &stack.redis_url(),
+                "--binance-rest-url",
+                &url.replace("ws://", "http://"),
+                "reconcile",
+                "--since",
+                &first.to_string(),
+                "--until",
+                &(last_minute + 60_000).to_string(),
+                "--settle",
+                "0s",
+                "--format",
+                format,
+            ])
+            .output()
+            .expect("run tradeflow-report")
+    };
+    // The table as a user sees it (shown with `--nocapture`), then the JSON checked.
+    println!(
+        "reconcile (backfill {backfill}):\n{}",
+        String::from_utf8_lossy(&reconcile("table").stdout)
+    );
+    let out = reconcile("json");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(

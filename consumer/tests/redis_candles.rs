@@ -6,10 +6,10 @@
 //! minutes, across hour and day boundaries. One real redis-server; each case has its
 //! own prefix.
 
+use crate::proptest_support::{case_runner, current_thread_runtime};
 use crate::redis_common;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use redis_common::*;
 use tradeflow_shared::kline::{roll_up, Bucket, Interval, Kline, DAY_MS, HOUR_MS};
 use tradeflow_shared::snapshot::Reader;
@@ -42,10 +42,7 @@ async fn stored(reader: &Reader, sym: &Symbol, bucket: Bucket) -> Vec<Kline> {
 #[test]
 fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
     let redis = testkit::redis();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     // Ids 1..80, a trade every 10..110 s: 13 min to 2.4 h, across midnight.
     let strategy = (
         prop::collection::vec((0usize..2, 1u64..80), 1..160),
@@ -55,11 +52,7 @@ fn arbitrary_delivery_gives_exact_candles_and_their_roll_ups() {
         // Roll-ups: after which batch, up to which hour (from the first one).
         prop::collection::vec((0usize..40, 0u64..4), 0..4),
     );
-    let mut runner = TestRunner::new(Config {
-        cases: 64,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = case_runner(64);
     let counter = std::sync::atomic::AtomicU32::new(0);
     runner
         .run(&strategy, |(stream, sizes, replays, step, seals)| {

@@ -3,10 +3,10 @@
 //! stream to a child shard — the totals in Redis equal the exact sums of the distinct
 //! trades. One real redis-server for all cases; each case uses its own symbols/prefix.
 
+use crate::proptest_support::{case_runner, current_thread_runtime};
 use crate::redis_common;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use redis_common::*;
 use tradeflow_consumer::record::DecodedRecord;
 use tradeflow_shared::testkit;
@@ -14,21 +14,14 @@ use tradeflow_shared::testkit;
 #[test]
 fn arbitrary_delivery_gives_exact_totals() {
     let redis = testkit::redis();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let strategy = (
         prop::collection::vec((0usize..3, 1u64..40), 1..150),
         prop::collection::vec(1usize..25, 1..5),
         0usize..150,
         prop::collection::vec((0usize..150, 1usize..30), 0..4),
     );
-    let mut runner = TestRunner::new(Config {
-        cases: 128,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = case_runner(128);
     let counter = std::sync::atomic::AtomicU32::new(0);
     runner
         .run(&strategy, |(stream, sizes, split_at, replays)| {

@@ -219,24 +219,36 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
         .expect("create stream");
 }
 
-/// Ground truth from the capture, computed without our decoder: per symbol, the number
-/// of distinct trade ids and the exact base volume in units of 1e-8.
-pub fn expected_from_capture(path: &Path) -> (BTreeMap<String, u64>, BTreeMap<String, u128>) {
+/// The capture's distinct trade events (by symbol and id), parsed as plain JSON —
+/// without our decoder — in file order.
+pub fn capture_trades(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).expect("capture");
     let mut seen = std::collections::HashSet::new();
-    let mut counts = BTreeMap::new();
-    let mut base = BTreeMap::new();
+    let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).expect("capture line");
         let v = v.get("data").cloned().unwrap_or(v);
         if v["e"] != "trade" {
             continue;
         }
-        let sym = v["s"].as_str().expect("s").to_string();
-        let id = v["t"].as_u64().expect("t");
-        if !seen.insert((sym.clone(), id)) {
-            continue;
+        let key = (
+            v["s"].as_str().expect("s").to_string(),
+            v["t"].as_u64().expect("t"),
+        );
+        if seen.insert(key) {
+            out.push(v);
         }
+    }
+    out
+}
+
+/// Ground truth from the capture, computed without our decoder: per symbol, the number
+/// of distinct trade ids and the exact base volume in units of 1e-8.
+pub fn expected_from_capture(path: &Path) -> (BTreeMap<String, u64>, BTreeMap<String, u128>) {
+    let mut counts = BTreeMap::new();
+    let mut base = BTreeMap::new();
+    for v in capture_trades(path) {
+        let sym = v["s"].as_str().expect("s").to_string();
         *counts.entry(sym.clone()).or_insert(0u64) += 1;
         *base.entry(sym).or_insert(0u128) += units8(v["q"].as_str().expect("q"));
     }
