@@ -199,7 +199,6 @@ end
 -- as numbers and price strings, fresh = held no trade}, or nil and why it holds a
 -- foreign value. A minute bucket written before klines were kept (`count`, `base`,
 -- `quote` decimals) keeps those; its other fields start with the next trades.
-local LIMB_MAX = 9007199254740992
 local function read_bucket(key, ttl)
   local r, err = try('HMGET', key, unpack(KFIELDS))
   if err then return nil, key .. ': ' .. err end
