@@ -7,7 +7,9 @@
 //! memory.
 //!
 //! `cargo bench -p tradeflow-benches --bench apply_redis` runs 200 batches (100,000
-//! trades); under `cargo test` it does a 2-batch smoke run.
+//! trades; `APPLY_REDIS_BATCHES=N` for another number); under `cargo test` it does a
+//! 2-batch smoke run. `benches/redis-instructions` runs it with Redis under callgrind
+//! for an instruction count per trade that does not vary from run to run.
 
 use std::time::{Duration, Instant};
 
@@ -178,7 +180,14 @@ fn per(d: Duration, n: usize) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let full = full_mode();
-    let n_batches = if full { 200 } else { 2 };
+    let n_batches = if full {
+        std::env::var("APPLY_REDIS_BATCHES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200)
+    } else {
+        2
+    };
     let server = testkit::redis();
     let url = format!("redis://127.0.0.1:{}", server.port);
     let client = redis::Client::open(url.as_str()).expect("redis url");
@@ -226,7 +235,15 @@ async fn main() {
 
     // 3. The seed: one INCR per trade, awaited one by one; 3b. its bonus, INCR and
     // INCRBYFLOAT (volume as a float, inexact).
-    let symbols: Vec<&Item> = recs.iter().flatten().map(|r| &r.item).collect();
+    // At most 100,000 trades: its cost per trade does not change with more, and a
+    // long apply pass (APPLY_REDIS_BATCHES) then stays quick.
+    let symbols: Vec<&Item> = recs
+        .iter()
+        .flatten()
+        .map(|r| &r.item)
+        .take(100_000)
+        .collect();
+    let seed_trades = symbols.len();
     let seed_cpu_before = redis_cpu(&mut con).await;
     let seed_time = seed_pass(&mut con, &symbols, false).await;
     let seed_redis_cpu = redis_cpu(&mut con).await - seed_cpu_before;
@@ -234,8 +251,8 @@ async fn main() {
 
     let apply_us_batch = per(apply_time, n_batches);
     let apply_us_trade = per(apply_time, trades);
-    let seed_us_trade = per(seed_time, trades);
-    let seed2_us_trade = per(seed2_time, trades);
+    let seed_us_trade = per(seed_time, seed_trades);
+    let seed2_us_trade = per(seed2_time, seed_trades);
     println!(
         "apply_redis: {n_batches} batches of {BATCH} trades ({trades} trades), mode {}",
         if full { "full" } else { "smoke" }
@@ -248,11 +265,12 @@ async fn main() {
     );
     println!("  RedisSink::apply    : {apply_us_batch:>9.1} µs/batch {apply_us_trade:>8.3} µs/trade  {:.2} round trips/batch ({sink_cmds} Redis commands incl. those inside the script)", round_trips as f64 / n_batches as f64);
     let us = |cpu: f64| cpu * 1e6 / trades.max(1) as f64;
+    let seed_us = |cpu: f64| cpu * 1e6 / seed_trades.max(1) as f64;
     println!(
         "  CPU per trade       : Redis {:.3} µs (seed INCR: {:.3} µs, {:.1}×), this client {:.3} µs (fold, arguments, reply)",
         us(apply_redis_cpu),
-        us(seed_redis_cpu),
-        us(seed_redis_cpu) / us(apply_redis_cpu).max(1e-9),
+        seed_us(seed_redis_cpu),
+        seed_us(seed_redis_cpu) / us(apply_redis_cpu).max(1e-9),
         us(apply_own_cpu)
     );
     println!("  seed INCR per trade : {:>9.1} µs/batch {seed_us_trade:>8.3} µs/trade  {BATCH} round trips/batch", seed_us_trade * BATCH as f64);
@@ -263,7 +281,16 @@ async fn main() {
         seed2_us_trade / apply_us_trade
     );
 
-    let (day_bytes, bucket_bytes) = candle_memory(&url, &mut con).await;
+    // On a Redis of its own, so that the server above ran only the apply and seed
+    // passes (a profiler attached to it sees nothing else).
+    let mem_server = testkit::redis();
+    let mem_url = format!("redis://127.0.0.1:{}", mem_server.port);
+    let mut mem_con = redis::Client::open(mem_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the memory bench redis-server");
+    let (day_bytes, bucket_bytes) = candle_memory(&mem_url, &mut mem_con).await;
     println!(
         "  candles in memory   : {:.1} KiB per symbol-day (used_memory growth); MEMORY USAGE per bucket: minute {} B, hour {} B, day {} B",
         day_bytes as f64 / 1024.0,
@@ -285,7 +312,7 @@ async fn main() {
         "apply_redis_commands_incl_script": sink_cmds,
         "apply_redis_cpu_us_per_trade": us(apply_redis_cpu),
         "apply_client_cpu_us_per_trade": us(apply_own_cpu),
-        "seed_incr_redis_cpu_us_per_trade": us(seed_redis_cpu),
+        "seed_incr_redis_cpu_us_per_trade": seed_us(seed_redis_cpu),
         "candle_bytes_per_symbol_day": day_bytes,
         "candle_bucket_bytes": {"minute": bucket_bytes[0], "hour": bucket_bytes[1], "day": bucket_bytes[2]},
         "seed_incr_us_per_trade": seed_us_trade,

@@ -140,3 +140,96 @@ async fn apply_varied(
         k += 1;
     }
 }
+
+/// Buckets written by the consumer before the `count` + `k` layout (a field each, see
+/// `kline::FIELDS`) are read as such and packed by the next write: the candles stay
+/// exact across the upgrade, and no bucket keeps the older fields.
+#[tokio::test]
+async fn buckets_of_the_older_layout_are_read_and_packed() {
+    let redis = testkit::redis();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let prefix = "up:";
+    // A trade every 30 s from half an hour before midnight; ids 1..=40 stored the older
+    // way, their hour rolled up already, so ids 41..=59 are merged into it directly.
+    let trades: Vec<Trade> = (1..=100)
+        .map(|id| trade_at("UPGUSDT", id, 30_000))
+        .collect();
+    let records = shard_of(&trades);
+    let sink = sink(&redis, prefix).await;
+    let first_hour = START / HOUR_MS;
+    apply_varied(&sink, &records[..40], &[7], &[(3, first_hour)]).await;
+
+    // What the older consumer would have stored: every bucket as 15 fields.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*:UPGUSDT:*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let kinds = |keys: &[String], kind: &str| keys.iter().filter(|k| k.contains(kind)).count();
+    assert!(
+        kinds(&keys, ":min:") > 10 && kinds(&keys, ":hour:") > 0,
+        "{keys:?}"
+    );
+    for key in &keys {
+        let (count, k): (String, String) = redis::cmd("HMGET")
+            .arg(key)
+            .arg("count")
+            .arg("k")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key).arg("count").arg(count);
+        for (name, v) in tradeflow_shared::kline::FIELDS[1..]
+            .iter()
+            .zip(k.split(' '))
+        {
+            cmd.arg(*name).arg(v);
+        }
+        let _: () = redis::cmd("HDEL")
+            .arg(key)
+            .arg("k")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = cmd.query_async(&mut con).await.unwrap();
+    }
+
+    // The rest, with a replay of ids 31..=40, then every hour rolled up.
+    apply_varied(&sink, &records[30..], &[9], &[]).await;
+    sink.seal_hours((START + DAY_MS) / HOUR_MS).await.unwrap();
+    let reader = Reader::connect(&url, prefix).await.unwrap();
+    let sym = Symbol::new("UPGUSDT").unwrap();
+    for bucket in [Bucket::Minute, Bucket::Hour, Bucket::Day] {
+        assert_eq!(
+            stored(&reader, &sym, bucket).await,
+            plain_klines(&trades, bucket.ms()),
+            "{bucket:?}"
+        );
+    }
+    // A bucket written since is packed; one that got no new trade keeps its fields.
+    let newer: std::collections::BTreeSet<String> = trades[40..]
+        .iter()
+        .map(|t| format!("{prefix}min:UPGUSDT:{}", t.trade_time_ms / 60_000))
+        .collect();
+    for key in &keys {
+        let mut fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        fields.sort();
+        let packed = fields == ["count", "k"];
+        let written = !key.contains(":min:") || newer.contains(key);
+        assert_eq!(packed, written, "{key}: {fields:?}");
+        if !packed {
+            assert_eq!(fields.len(), 15, "{key}: {fields:?}");
+        }
+    }
+    assert!(
+        keys.iter().any(|k| newer.contains(k)),
+        "a minute of both layouts"
+    );
+}

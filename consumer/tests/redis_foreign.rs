@@ -98,11 +98,32 @@ const BROKEN: &[(&str, &str, &[&[&str]])] = &[
             &["SET", "tradeflow:min:MINUSDT:28616667", "x"],
         ],
     ),
-    // Candles: a price in a minute bucket, the pending hours' type, the roll-up mark.
+    // Candles: a price in a minute bucket (packed, and in the older layout of a field
+    // each), the pending hours' type, the roll-up mark.
     (
         "HIGHUSDT",
         "tradeflow:min:HIGHUSDT:28616667",
-        &[&["HSET", "tradeflow:min:HIGHUSDT:28616667", "high", "1e5"]],
+        &[&[
+            "HSET",
+            "tradeflow:min:HIGHUSDT:28616667",
+            "k",
+            "0 1 0 1 0 0 0 0 1.00000000 1 1.00000000 1 1e5 1.00000000",
+        ]],
+    ),
+    (
+        "OLDKUSDT",
+        "tradeflow:min:OLDKUSDT:28616667",
+        &[
+            &["DEL", "tradeflow:min:OLDKUSDT:28616667"],
+            &[
+                "HSET",
+                "tradeflow:min:OLDKUSDT:28616667",
+                "count",
+                "10",
+                "high",
+                "1e5",
+            ],
+        ],
     ),
     (
         "PENDUSDT",

@@ -169,9 +169,15 @@ pub struct Kline {
     pub taker_quote: u128,
 }
 
-/// The fields of a stored bucket hash, in the order [`Kline::from_fields`] takes them.
-/// Volumes are integers of units (1e-8 base, 1e-16 quote) in two limbs, `hi` × [`LIMB`]
-/// + `lo`, so the apply script adds them as Lua numbers, exactly (each limb < 2^53).
+/// The fields of a kline, in the order [`Kline::from_fields`] takes them. Volumes are
+/// integers of units (1e-8 base, 1e-16 quote) in two limbs, `hi` × [`LIMB`] + `lo`, so
+/// the apply script adds them as Lua numbers, exactly (each limb < 2^53).
+///
+/// A stored bucket is a hash of two fields: `count`, and `k` — the other 14 fields in
+/// this order, separated by spaces (prices and ids `-` while the bucket holds only
+/// minutes from before klines): two fields cost Redis far less per batch than 15.
+/// Buckets written before `k` hold these as 15 fields of their own (read as well; the
+/// consumer's next write packs them).
 pub const FIELDS: [&str; 15] = [
     "count",
     "base_hi",
@@ -324,6 +330,54 @@ impl Kline {
             high: price(13)?,
             low: price(14)?,
         }))
+    }
+
+    /// What a reader asks a bucket for (`HMGET`): `count`, `k`, then the older
+    /// layout's fields after `count`, so one command reads either layout.
+    pub fn stored_fields() -> Vec<&'static str> {
+        let mut f = vec!["count", "k"];
+        f.extend_from_slice(&FIELDS[1..]);
+        f
+    }
+
+    /// Parses a stored bucket, `HMGET` of [`Kline::stored_fields`]; `None` when it
+    /// holds no trade.
+    pub fn from_stored(
+        open_time_ms: u64,
+        interval_ms: u64,
+        f: &[Option<String>],
+    ) -> Result<Option<Kline>, String> {
+        if f.len() != FIELDS.len() + 1 {
+            return Err(format!("{} fields, not {}", f.len(), FIELDS.len() + 1));
+        }
+        let Some(k) = &f[1] else {
+            let mut old = vec![f[0].clone()];
+            old.extend_from_slice(&f[2..]);
+            return Self::from_fields(open_time_ms, interval_ms, &old);
+        };
+        let parts: Vec<&str> = k.split(' ').collect();
+        if parts.len() != FIELDS.len() - 1 {
+            return Err(format!(
+                "field k holds {} values, not {}",
+                parts.len(),
+                FIELDS.len() - 1
+            ));
+        }
+        let mut all = vec![f[0].clone()];
+        all.extend(parts.iter().map(|p| (*p != "-").then(|| (*p).to_string())));
+        Self::from_fields(open_time_ms, interval_ms, &all)
+    }
+
+    /// The `k` field the consumer stores for this kline (see [`FIELDS`]).
+    pub fn packed(&self) -> String {
+        let (bh, bl) = limbs(self.base);
+        let (qh, ql) = limbs(self.quote);
+        let (tbh, tbl) = limbs(self.taker_base);
+        let (tqh, tql) = limbs(self.taker_quote);
+        format!(
+            "{bh} {bl} {qh} {ql} {tbh} {tbl} {tqh} {tql} {} {} {} {} {} {}",
+            self.open, self.open_id, self.close, self.close_id, self.high, self.low
+        )
     }
 
     /// Binance's kline array: `[open time, open, high, low, close, volume, close time,
@@ -575,6 +629,52 @@ mod tests {
             .contains("base_hi"));
         assert_eq!(
             Kline::from_fields(0, MINUTE_MS, &vec![None; 15]).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn stored_buckets_parse_in_either_layout() {
+        let k = Kline::of_trade(
+            MINUTE_MS,
+            7,
+            Fixed8(500_000_000),
+            Fixed8(150_000_000),
+            61_000,
+            false,
+        );
+        let packed = k.packed();
+        assert_eq!(
+            packed,
+            "0 150000000 750 0 0 150000000 750 0 5.00000000 7 5.00000000 7 5.00000000 5.00000000"
+        );
+        let mut f = vec![None; 16];
+        f[0] = Some("1".to_string());
+        f[1] = Some(packed.clone());
+        assert_eq!(Kline::from_stored(60_000, MINUTE_MS, &f).unwrap(), Some(k));
+        // The older layout: 15 fields of their own, no `k`.
+        let mut old = vec![Some("1".to_string()), None];
+        old.extend(packed.split(' ').map(|v| Some(v.to_string())));
+        assert_eq!(
+            Kline::from_stored(60_000, MINUTE_MS, &old).unwrap(),
+            Some(k)
+        );
+        // A `k` that is not one names the field or its value.
+        f[1] = Some("1 2 3".into());
+        assert!(Kline::from_stored(60_000, MINUTE_MS, &f)
+            .unwrap_err()
+            .contains("field k"));
+        f[1] = Some("0 1 0 1 0 0 0 0 1e5 1 1e5 1 1e5 1e5".into());
+        assert!(Kline::from_stored(60_000, MINUTE_MS, &f)
+            .unwrap_err()
+            .contains("open"));
+        // Only minutes from before klines: no prices to give.
+        f[1] = Some("0 1 0 1 0 0 0 0 - - - - - -".into());
+        assert!(Kline::from_stored(60_000, MINUTE_MS, &f)
+            .unwrap_err()
+            .contains("open"));
+        assert_eq!(
+            Kline::from_stored(0, MINUTE_MS, &vec![None; 16]).unwrap(),
             None
         );
     }

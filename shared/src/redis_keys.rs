@@ -118,7 +118,8 @@ impl Keys {
         format!("{}evicted:{}", self.prefix, self.sym(sym))
     }
 
-    /// `<p>min:<SYM>:<unix minute>` hash: the minute's kline (`crate::kline::FIELDS`).
+    /// `<p>min:<SYM>:<unix minute>` hash: the minute's kline (`count` and `k`, see
+    /// `crate::kline::FIELDS`).
     pub fn minute(&self, sym: &Symbol, minute: u64) -> String {
         format!("{}min:{}:{minute}", self.prefix, self.sym(sym))
     }

@@ -7,7 +7,7 @@
 use redis::Value;
 
 use super::{shown, ReadError, Reader};
-use crate::kline::{roll_up, Bucket, Interval, Kline, DAY_MS, FIELDS, HOUR_MS, MINUTE_MS};
+use crate::kline::{roll_up, Bucket, Interval, Kline, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::Symbol;
 
 /// The most candles one read returns (as Binance's `limit` maximum).
@@ -46,6 +46,7 @@ impl Reader {
     ) -> Result<Vec<Kline>, CandleError> {
         let mut out = Vec::new();
         let numbers: Vec<u64> = (first..=last).collect();
+        let fields = Kline::stored_fields();
         for chunk in numbers.chunks(CHUNK) {
             let mut pipe = redis::pipe();
             // A key of another type fails its own HMGET only, so the error can name it.
@@ -53,7 +54,7 @@ impl Reader {
             for n in chunk {
                 pipe.cmd("HMGET")
                     .arg(self.keys.bucket(sym, bucket, *n))
-                    .arg(&FIELDS[..]);
+                    .arg(&fields[..]);
             }
             let replies: Vec<Value> = pipe
                 .query_async(&mut self.con.clone())
@@ -75,13 +76,13 @@ impl Reader {
                         why: format!("HMGET failed: {} {}", e.code(), e.details().unwrap_or("")),
                     });
                 }
-                let fields: Vec<Option<String>> =
+                let values: Vec<Option<String>> =
                     redis::from_redis_value(reply.clone()).map_err(|_| CandleError::Foreign {
                         key: key(),
                         why: format!("HMGET answered {}", shown(&reply)),
                     })?;
                 let open = n * bucket.ms();
-                match Kline::from_fields(open, bucket.ms(), &fields) {
+                match Kline::from_stored(open, bucket.ms(), &values) {
                     Ok(Some(k)) => out.push(k),
                     Ok(None) => {}
                     Err(why) => return Err(CandleError::Foreign { key: key(), why }),

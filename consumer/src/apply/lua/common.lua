@@ -195,14 +195,24 @@ local function dec_limbs(v)
   return tonumber(string.sub(digits, 1, n - 14)), tonumber(string.sub(digits, n - 13))
 end
 
--- Reads and checks one kline bucket (read only). Returns the bucket {key, ttl, fields
--- as numbers and price strings, fresh = held no trade}, or nil and why it holds a
--- foreign value. A minute bucket written before klines were kept (`count`, `base`,
--- `quote` decimals) keeps those; its other fields start with the next trades.
-local function read_bucket(key, ttl)
+-- A bucket is a hash of two fields: `count` (a plain integer, what most readers
+-- want) and `k`, the rest of the kline in KFIELDS order separated by spaces:
+-- integers for limbs and ids, DEC8 decimals for prices ('-' for prices and ids while
+-- the bucket holds only minutes from before klines). A hash of 15 fields cost Redis
+-- 15 conversions each way per bucket and batch; this costs 2.
+local PACKED = '^' .. string.rep('(%d+) ', 8) .. string.rep('([%d%.%-]+) ', 5) .. '([%d%.%-]+)$'
+local NUMERIC = {'base_hi', 'base_lo', 'quote_hi', 'quote_lo', 'tbase_hi', 'tbase_lo',
+                 'tquote_hi', 'tquote_lo'}
+local PRICED = {'open', 'open_id', 'close', 'close_id', 'high', 'low'}
+
+-- A bucket kept as a hash (written before buckets were packed: the 15 fields, or
+-- `count`, `base` and `quote` decimals from before klines) as a bucket table, or nil
+-- and why it holds a foreign value. The next write packs it.
+local function read_hash_bucket(key, b)
   local r, err = try('HMGET', key, unpack(KFIELDS))
   if err then return nil, key .. ': ' .. err end
-  local b = {key = key, ttl = ttl, fresh = r[1] == nil}
+  b.fresh = r[1] == nil
+  b.legacy = true
   for f = 1, #KFIELDS do
     local v, name = r[f], KFIELDS[f]
     if v then
@@ -235,6 +245,54 @@ local function read_bucket(key, ttl)
   return b
 end
 
+-- A bucket's `k` as the bucket table's fields, or nil if it is not one.
+local function unpack_bucket(v, b)
+  local f = {string.match(v, PACKED)}
+  if #f ~= 14 then return nil end
+  for k = 1, 8 do
+    local n = tonumber(f[k])
+    if #f[k] > 16 or n > 9007199254740992 then return nil end
+    b[NUMERIC[k]] = n
+  end
+  if b.base_lo >= LIMB or b.quote_lo >= LIMB or b.tbase_lo >= LIMB or b.tquote_lo >= LIMB then return nil end
+  if f[9] == '-' then
+    for k = 9, 14 do if f[k] ~= '-' then return nil end end
+    return b
+  end
+  for k = 9, 13, 2 do if not string.match(f[k], DEC8) then return nil end end
+  if not string.match(f[14], DEC8) or not is_id(f[10]) or not is_id(f[12]) then return nil end
+  for k = 9, 14 do b[PRICED[k - 8]] = f[k] end
+  b.open_id, b.close_id = tonumber(f[10]), tonumber(f[12])
+  return b
+end
+
+-- Reads and checks one kline bucket (read only). Returns the bucket {key, ttl, fields
+-- as numbers and price strings, fresh = held no trade}, or nil and why it holds a
+-- foreign value. A bucket written before `k` (15 fields, or `count`, `base` and
+-- `quote` decimals from before klines) is read as such; the next write packs it.
+local function read_bucket(key, ttl)
+  local b = {key = key, ttl = ttl}
+  local r, err = try('HMGET', key, 'count', 'k')
+  if err then return nil, key .. ': ' .. err end
+  if r[1] and not r[2] then return read_hash_bucket(key, b) end
+  if not r[1] then
+    if r[2] then return nil, key .. ' holds field k without count, not what tradeflow writes' end
+    b.fresh = true
+    b.count, b.base_hi, b.base_lo, b.quote_hi, b.quote_lo = 0, 0, 0, 0, 0
+    b.tbase_hi, b.tbase_lo, b.tquote_hi, b.tquote_lo = 0, 0, 0, 0
+    return b
+  end
+  b.fresh = false
+  if not is_id(r[1]) then
+    return nil, key .. ' field count holds ' .. show(r[1]) .. ', not what tradeflow writes'
+  end
+  b.count = tonumber(r[1])
+  if not unpack_bucket(r[2], b) then
+    return nil, key .. ' field k holds ' .. show(r[2]) .. ', not a kline tradeflow writes'
+  end
+  return b
+end
+
 -- read_bucket into st.bk. Returns nil, or why the bucket holds a foreign value.
 local function load_bucket(st, key, ttl)
   local b, why = read_bucket(key, ttl)
@@ -262,15 +320,29 @@ local function check_writes(sym, st)
   local pending_checked = false
   for _, seg in ipairs(sym.segs) do
     for _, m in ipairs(seg.mins) do
-      local sealed = math.floor(m.minute / 60) <= st.sealed
-      for k, b in ipairs(BUCKETS) do
-        local bkey = prefix .. b.kind .. part .. ':' .. fmt(math.floor(m.minute / b.per))
-        if (k == 1 or sealed) and not st.bk[bkey] then
-          local why = load_bucket(st, bkey, b.ttl)
-          if why then return why end
-        end
+      local hour = math.floor(m.minute / 60)
+      local mkey = prefix .. 'min:' .. part .. ':' .. fmt(m.minute)
+      m.bucket = st.bk[mkey]
+      if not m.bucket then
+        local why = load_bucket(st, mkey, BUCKETS[1].ttl)
+        if why then return why end
+        m.bucket = st.bk[mkey]
       end
-      if not sealed and not pending_checked then
+      if hour <= st.sealed then
+        -- A late trade for an hour rolled up: merged into its hour and day too.
+        local hkey = prefix .. 'hour:' .. part .. ':' .. fmt(hour)
+        local dkey = prefix .. 'day:' .. part .. ':' .. fmt(math.floor(m.minute / 1440))
+        for _, k in ipairs({{hkey, BUCKETS[2].ttl}, {dkey, BUCKETS[3].ttl}}) do
+          if not st.bk[k[1]] then
+            local why = load_bucket(st, k[1], k[2])
+            if why then return why end
+          end
+        end
+        m.hour_bucket, m.day_bucket = st.bk[hkey], st.bk[dkey]
+      elseif not pending_checked then
+        -- A new minute of an hour not rolled up is noted there: its type is checked
+        -- (whenever such a minute is written, so a foreign value there is reported
+        -- before the roll-up meets it).
         local _, perr = try('ZCARD', st.pkey)
         if perr then return st.pkey .. ': ' .. perr end
         pending_checked = true
@@ -365,24 +437,23 @@ local function add_gap(st, lo, hi)
   end
 end
 
--- Adds limbed volume `v` of `m` to `b`'s.
-local function add_limbs(b, m, v)
-  local hi, lo = v .. '_hi', v .. '_lo'
-  local l = b[lo] + m[lo]
-  local h = b[hi] + m[hi]
-  if l >= LIMB then l = l - LIMB; h = h + 1 end
-  b[hi], b[lo] = h, l
-end
-
 -- Adds the kline `m` (of trades never applied to `b`: a minute of a segment, or a
--- minute bucket rolled up) to bucket `b`: sums, and open/close by trade id, so a
--- trade filling a gap moves them correctly.
+-- minute bucket rolled up) to bucket `b`: sums (limbs carried), and open/close by
+-- trade id, so a trade filling a gap moves them correctly.
 local function merge(b, m)
   b.count = b.count + m.count
-  add_limbs(b, m, 'base')
-  add_limbs(b, m, 'quote')
-  add_limbs(b, m, 'tbase')
-  add_limbs(b, m, 'tquote')
+  local h, l = b.base_hi + m.base_hi, b.base_lo + m.base_lo
+  if l >= LIMB then l = l - LIMB; h = h + 1 end
+  b.base_hi, b.base_lo = h, l
+  h, l = b.quote_hi + m.quote_hi, b.quote_lo + m.quote_lo
+  if l >= LIMB then l = l - LIMB; h = h + 1 end
+  b.quote_hi, b.quote_lo = h, l
+  h, l = b.tbase_hi + m.tbase_hi, b.tbase_lo + m.tbase_lo
+  if l >= LIMB then l = l - LIMB; h = h + 1 end
+  b.tbase_hi, b.tbase_lo = h, l
+  h, l = b.tquote_hi + m.tquote_hi, b.tquote_lo + m.tquote_lo
+  if l >= LIMB then l = l - LIMB; h = h + 1 end
+  b.tquote_hi, b.tquote_lo = h, l
   -- A minute bucket from before klines has no prices to give.
   if m.open_id then
     if not b.open_id or m.open_id < b.open_id then b.open_id, b.open = m.open_id, m.open end
@@ -398,37 +469,36 @@ local function apply_amounts(st, seg)
   st.base = add_dec(st.base, seg.base, 8)
   st.quote = add_dec(st.quote, seg.quote, 16)
   redis.call('HSET', st.skey, 'base', st.base, 'quote', st.quote)
-  local part = sym_part(st.name)
   for _, m in ipairs(seg.mins) do
-    local hour = math.floor(m.minute / 60)
-    local mb = st.bk[prefix .. 'min:' .. part .. ':' .. fmt(m.minute)]
+    local mb = m.bucket
     -- A new minute (or one from before klines) of an hour not rolled up yet.
-    if mb.fresh or not mb.open_id then st.pend[hour] = true; mb.fresh = false end
+    if mb.fresh or not mb.open_id then st.pend[math.floor(m.minute / 60)] = true; mb.fresh = false end
     merge(mb, m)
-    if hour <= st.sealed then
-      merge(st.bk[prefix .. 'hour:' .. part .. ':' .. fmt(hour)], m)
-      merge(st.bk[prefix .. 'day:' .. part .. ':' .. fmt(math.floor(m.minute / 1440))], m)
+    if m.hour_bucket then
+      merge(m.hour_bucket, m)
+      merge(m.day_bucket, m)
     end
   end
 end
 
--- Writes the buckets the symbol's segments changed: one HSET and one EXPIRE each,
--- however many segments and minutes fell in it (the TTL is refreshed on every write:
--- a bucket lives its TTL after its last trade), and notes the hours of new minute
--- buckets not rolled up yet.
+-- Writes the buckets the symbol's segments changed: one HSET and EXPIRE each,
+-- however many segments and minutes fell in it (a bucket lives its TTL after its last
+-- trade), and notes the hours of new minute buckets not rolled up yet.
 local function flush_buckets(st)
   for _, b in ipairs(st.bk_order) do
     if b.dirty then
-      local args = {b.key, 'count', fmt(b.count)}
-      for f = 2, #KFIELDS do
-        local v = b[KFIELDS[f]]
-        -- Prices stay absent in a bucket holding only minutes from before klines.
-        if v ~= nil then
-          args[#args + 1] = KFIELDS[f]
-          if type(v) == 'number' then args[#args + 1] = fmt(v) else args[#args + 1] = v end
-        end
+      local v = string.format('%d %d %d %d %d %d %d %d', b.base_hi, b.base_lo, b.quote_hi,
+                              b.quote_lo, b.tbase_hi, b.tbase_lo, b.tquote_hi, b.tquote_lo)
+      -- Prices stay absent in a bucket holding only minutes from before klines.
+      if b.open_id then
+        v = v .. string.format(' %s %d %s %d %s %s', b.open, b.open_id, b.close, b.close_id,
+                               b.high, b.low)
+      else
+        v = v .. ' - - - - - -'
       end
-      redis.call('HSET', unpack(args))
+      -- A bucket of the older layout loses its other fields.
+      if b.legacy then redis.call('DEL', b.key); b.legacy = false end
+      redis.call('HSET', b.key, 'count', fmt(b.count), 'k', v)
       redis.call('EXPIRE', b.key, b.ttl)
       b.dirty = false
     end
