@@ -1,4 +1,4 @@
-//! End-to-end benchmark (issue #8): N synthetic trades through the real
+//! End-to-end benchmark (issues #8, #24): N synthetic trades through the real
 //! `tradeflow-producer` → ferrokinesis → `tradeflow-consumer` → redis-server, each
 //! process measured on its own from /proc (CPU utime+stime, VmHWM), plus the seed's
 //! per-record consumer in Python (boto3 + redis-py, one INCR per record) over the
@@ -7,23 +7,35 @@
 //!   cargo build --release -p tradeflow-producer -p tradeflow-consumer
 //!   cargo bench -p tradeflow-benches --bench e2e -- [--trades N] [--shards S]
 //!       [--consumers C] [--plain-trades N] [--baseline-records N] [--no-baseline]
+//!       [--runs R] [--idle-secs T] [--idle-shards S] [--no-cluster]
 //!       [--scaling] [--bin-dir target/release]
 //!
-//! Defaults: 1,000,000 trades aggregated, 4 shards, 1 consumer; the plain pass (and
-//! the baseline over the same records) min(trades, 50,000). `--scaling` runs the
-//! aggregated pass at 1, 4, 16 shards with 1 consumer and 16 shards with 2 and 4.
+//! Defaults: 1,000,000 trades aggregated, 4 shards, 1 consumer; 500,000 plain; the
+//! baseline over the first min(plain, 50,000) plain records. Each kind of record also
+//! runs a pass of a fifth of the trades on the same stack first: the difference of the
+//! two passes' consumer CPU over their difference in trades is the MARGINAL cost per
+//! trade (the fixed part — start-up, lease renewals, scans, idle polls — cancels out).
+//! `--runs R` repeats all of it on R fresh stacks and prints mean, min and max. Then
+//! one consumer on an idle `--idle-shards` (16) stream for `--idle-secs` (60): CPU per
+//! shard-hour. The aggregated pass again into a Redis Cluster (last run only, unless
+//! `--no-cluster`). `--scaling` runs the aggregated pass at 1, 4, 16 shards with 1
+//! consumer and 16 shards with 2 and 4.
 //!
 //! Under `cargo test` (no `--bench` argument) it does a smoke run: 3,000 trades,
-//! 2 shards, the baseline over all of them, using the binaries in target/debug.
+//! 2 shards, the baseline over all of them, a 2 s idle pass, using target/debug.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::{json, Value};
+use tradeflow_benches::e2e::idle;
+use tradeflow_benches::e2e::marginal::Marginal;
 use tradeflow_benches::e2e::report::{self, Phase};
 use tradeflow_benches::e2e::run::{self, E2eError, PhaseSpec};
 use tradeflow_benches::e2e::stack::{Paths, Stack};
+use tradeflow_benches::e2e::summary::{self, RunFigures};
 use tradeflow_benches::{full_mode, target_dir, write_results};
 
 #[derive(Debug)]
@@ -36,6 +48,10 @@ struct Opts {
     baseline: bool,
     scaling: bool,
     bin_dir: Option<PathBuf>,
+    runs: u32,
+    idle_secs: u64,
+    idle_shards: u32,
+    cluster: bool,
 }
 
 fn parse_args(full: bool) -> Result<Opts, String> {
@@ -48,6 +64,10 @@ fn parse_args(full: bool) -> Result<Opts, String> {
         baseline: true,
         scaling: false,
         bin_dir: None,
+        runs: 1,
+        idle_secs: if full { 60 } else { 2 },
+        idle_shards: if full { 16 } else { 2 },
+        cluster: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -65,12 +85,16 @@ fn parse_args(full: bool) -> Result<Opts, String> {
             "--baseline-records" => o.baseline_records = Some(num("--baseline-records")?),
             "--no-baseline" => o.baseline = false,
             "--scaling" => o.scaling = true,
+            "--runs" => o.runs = num("--runs")? as u32,
+            "--idle-secs" => o.idle_secs = num("--idle-secs")?,
+            "--idle-shards" => o.idle_shards = num("--idle-shards")? as u32,
+            "--no-cluster" => o.cluster = false,
             "--bin-dir" => o.bin_dir = Some(args.next().ok_or("--bin-dir needs a folder")?.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if o.trades == 0 || o.shards == 0 || o.consumers == 0 {
-        return Err("--trades, --shards and --consumers must be > 0".into());
+    if o.trades < 5 || o.shards == 0 || o.consumers == 0 || o.runs == 0 {
+        return Err("--trades must be >= 5, --shards, --consumers and --runs > 0".into());
     }
     Ok(o)
 }
@@ -115,8 +139,53 @@ fn same_counts(
     }
 }
 
-fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
-    let stack = Stack::start();
+/// The baseline's lines, beside our plain pass of the same run.
+fn baseline_rows(b: &report::Baseline, plain: &Phase, plain_n: u64) -> Vec<(String, String)> {
+    vec![
+        (
+            "records (first of the plain stream)".to_string(),
+            format!("{} of {plain_n}", b.records),
+        ),
+        (
+            "throughput".into(),
+            format!("{:.0} records/s ({:.1} s)", b.records_per_sec(), b.seconds),
+        ),
+        (
+            "CPU per million, read+count loop / whole process".into(),
+            format!("{:.1} s / {:.1} s", b.cpu_per_m(), b.cpu_total_per_m()),
+        ),
+        (
+            "peak RSS".into(),
+            format!("{:.1} MiB", b.rss_kib as f64 / 1024.0),
+        ),
+        (
+            "Redis commands per million".into(),
+            format!("{:.0}", b.redis_commands_per_m()),
+        ),
+        (
+            "ours (plain, whole run) / baseline: CPU per trade".into(),
+            format!(
+                "{:.2} vs {:.1} s/M: {:.0}x less",
+                plain.consumer_cpu_per_m(),
+                b.cpu_per_m(),
+                b.cpu_per_m() / plain.consumer_cpu_per_m().max(1e-9)
+            ),
+        ),
+    ]
+}
+
+/// What one run on one fresh stack gave.
+struct OneRun {
+    figs: RunFigures,
+    agg: Phase,
+    agg_counts: BTreeMap<String, u64>,
+    plain: Phase,
+    base: Option<report::Baseline>,
+}
+
+/// A small and a large aggregated pass, a small and a large plain pass, the baseline
+/// over the large plain stream: all on `stack`. `details` prints every figure.
+fn one_run(o: &Opts, paths: &Paths, stack: &Stack, details: bool) -> Result<OneRun, E2eError> {
     let spec = |label, stream: &str, aggregate, trades, db| PhaseSpec {
         label,
         stream: stream.to_string(),
@@ -128,34 +197,48 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
         // The plain pass feeds the baseline: both read a stream already written.
         prefill: !aggregate,
     };
+    // The small pass of each kind first (a fifth of the trades), each on its own
+    // stream and Redis database: the marginal cost is the large pass's extra CPU
+    // over its extra trades.
+    let (agg_small, _) = run::run_phase(
+        stack,
+        paths,
+        &spec("aggregated, small", "e2e-agg-small", true, o.trades / 5, 3),
+    )?;
     let (agg, agg_counts) = run::run_phase(
-        &stack,
+        stack,
         paths,
         &spec("aggregated", "e2e-agg", true, o.trades, 0),
     )?;
-    print!(
-        "{}",
-        report::render_pairs("aggregated (KPL)", &report::phase_lines(&agg))
-    );
-    // Plain records cost the emulator far more (ferrokinesis logs every record to its
-    // write-ahead log); a smaller count gives the same per-trade ratios.
-    let plain_n = o.plain_trades.unwrap_or(o.trades.min(50_000));
-    let (plain, plain_counts) = run::run_phase(
-        &stack,
+    if details {
+        print!(
+            "{}",
+            report::render_pairs("aggregated (KPL)", &report::phase_lines(&agg))
+        );
+    }
+    // Plain records cost the emulator far more per trade; half a million is enough
+    // for the fixed part to be a small share of the large pass.
+    let plain_n = o.plain_trades.unwrap_or(o.trades.min(500_000)).max(5);
+    let (plain_small, _) = run::run_phase(
+        stack,
         paths,
-        &spec("plain", "e2e-plain", false, plain_n, 1),
+        &spec("plain, small", "e2e-plain-small", false, plain_n / 5, 4),
     )?;
-    print!(
-        "{}",
-        report::render_pairs("plain (one trade per record)", &report::phase_lines(&plain))
-    );
+    let (plain, plain_counts) =
+        run::run_phase(stack, paths, &spec("plain", "e2e-plain", false, plain_n, 1))?;
+    if details {
+        print!(
+            "{}",
+            report::render_pairs("plain (one trade per record)", &report::phase_lines(&plain))
+        );
+    }
     if plain_n == o.trades {
         // Same seed and count: the same trades, so the same totals either way.
         same_counts("aggregated vs plain", &agg_counts, &plain_counts)?;
     }
     let base = if o.baseline {
-        let n = o.baseline_records.unwrap_or(plain_n).min(plain_n);
-        let (b, counts) = run::run_baseline(&stack, paths, "e2e-plain", n, 2)?;
+        let n = o.baseline_records.unwrap_or(50_000).min(plain_n);
+        let (b, counts) = run::run_baseline(stack, paths, "e2e-plain", n, 2)?;
         if n == plain_n {
             same_counts(
                 "ours vs the Python baseline (plain)",
@@ -163,48 +246,76 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
                 &counts,
             )?;
         }
-        let rows = vec![
-            (
-                "records (first of the plain stream)".to_string(),
-                format!("{} of {plain_n}", b.records),
-            ),
-            (
-                "throughput".into(),
-                format!("{:.0} records/s ({:.1} s)", b.records_per_sec(), b.seconds),
-            ),
-            (
-                "CPU per million, read+count loop / whole process".into(),
-                format!("{:.1} s / {:.1} s", b.cpu_per_m(), b.cpu_total_per_m()),
-            ),
-            (
-                "peak RSS".into(),
-                format!("{:.1} MiB", b.rss_kib as f64 / 1024.0),
-            ),
-            (
-                "Redis commands per million".into(),
-                format!("{:.0}", b.redis_commands_per_m()),
-            ),
-            (
-                "ours (plain) / baseline: CPU per trade".into(),
-                format!(
-                    "{:.2} vs {:.1} s/M: {:.0}x less",
-                    plain.consumer_cpu_per_m(),
-                    b.cpu_per_m(),
-                    b.cpu_per_m() / plain.consumer_cpu_per_m().max(1e-9)
-                ),
-            ),
-        ];
-        print!(
-            "{}",
-            report::render_pairs("Python baseline (the seed's per-record INCR)", &rows)
-        );
+        if details {
+            print!(
+                "{}",
+                report::render_pairs(
+                    "Python baseline (the seed's per-record INCR)",
+                    &baseline_rows(&b, &plain, plain_n)
+                )
+            );
+        }
         Some(b)
+    } else {
+        None
+    };
+    let m = |small: &Phase, large: &Phase| Marginal {
+        small_trades: small.trades,
+        small_cpu: small.consumer_cpu,
+        large_trades: large.trades,
+        large_cpu: large.consumer_cpu,
+    };
+    let figs = RunFigures {
+        plain: m(&plain_small, &plain),
+        agg: m(&agg_small, &agg),
+        baseline_us: base.as_ref().map(|b| b.cpu_per_m()),
+    };
+    Ok(OneRun {
+        figs,
+        agg,
+        agg_counts,
+        plain,
+        base,
+    })
+}
+
+fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
+    let mut runs: Vec<RunFigures> = Vec::new();
+    let mut last = None;
+    for i in 0..o.runs {
+        // A fresh stack each run, so no run pays for the last one's data.
+        let stack = Stack::start();
+        let r = one_run(o, paths, &stack, i == 0)?;
+        println!(
+            "run {}: marginal µs per trade plain {:.3} (whole run {:.3}), aggregated {:.3} \
+             (whole run {:.3}); baseline {}",
+            i + 1,
+            r.figs.plain.us_per_trade(),
+            r.figs.plain.whole_run_us(),
+            r.figs.agg.us_per_trade(),
+            r.figs.agg.whole_run_us(),
+            r.figs
+                .baseline_us
+                .map_or("not run".into(), |b| format!("{b:.1} µs per record")),
+        );
+        runs.push(r.figs.clone());
+        last = Some(r);
+    }
+    let last = last.expect("at least one run");
+    let idle = if o.idle_secs > 0 {
+        let stack = Stack::start();
+        Some(idle::run_idle(
+            &stack,
+            paths,
+            o.idle_shards,
+            Duration::from_secs(o.idle_secs),
+        )?)
     } else {
         None
     };
     // The aggregated pass again, counting into a Redis Cluster (3 primaries, a replica
     // each): its own stack, since a cluster has one database.
-    let cluster = {
+    let cluster = if o.cluster {
         let stack = Stack::start_cluster();
         let (c, counts) = run::run_phase(
             &stack,
@@ -212,24 +323,34 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
             &PhaseSpec {
                 label: "aggregated, Redis Cluster",
                 stream: "e2e-cluster".into(),
-                ..spec("aggregated", "e2e-agg", true, o.trades, 0)
+                aggregate: true,
+                trades: o.trades,
+                shards: o.shards,
+                consumers: o.consumers,
+                redis_db: 0,
+                prefill: false,
             },
         )?;
-        same_counts("one Redis vs a Redis Cluster", &agg_counts, &counts)?;
-        print!("{}", report::render_cluster(&agg, &c));
-        c
+        same_counts("one Redis vs a Redis Cluster", &last.agg_counts, &counts)?;
+        print!("{}", report::render_cluster(&last.agg, &c));
+        Some(c)
+    } else {
+        None
     };
-    let checks = report::checks(&plain, Some(&agg), base.as_ref());
+    print!("{}", summary::render(&runs, idle.as_ref()));
+    let mut checks = report::checks(&last.plain, Some(&last.agg), last.base.as_ref());
+    checks.extend(summary::checks(&runs, idle.as_ref()));
     print!("{}", report::render_checks(&checks));
     println!(
-        "(units: CPU seconds per million trades from /proc utime+stime of each process; \
-         RSS = VmHWM; emulator cost counted separately)"
+        "(units: CPU seconds from /proc utime+stime of each process; RSS = VmHWM; emulator \
+         cost counted separately; the first goals use the last run's whole-run figures)"
     );
     Ok(json!({
-        "aggregated": agg.to_json(),
-        "plain": plain.to_json(),
-        "redis_cluster": cluster.to_json(),
-        "baseline": base.as_ref().map(report::Baseline::to_json),
+        "aggregated": last.agg.to_json(),
+        "plain": last.plain.to_json(),
+        "redis_cluster": cluster.as_ref().map(Phase::to_json),
+        "baseline": last.base.as_ref().map(report::Baseline::to_json),
+        "marginal": summary::to_json(&runs, idle.as_ref()),
         "checks": checks.iter().map(|c| json!({
             "name": c.name, "value": c.value, "goal": c.goal, "ok": c.ok,
         })).collect::<Vec<_>>(),

@@ -12,6 +12,8 @@ mod cli_help;
 mod hostile_records;
 #[path = "kcl_metadata.rs"]
 mod kcl_metadata;
+#[path = "lean_get_records.rs"]
+mod lean_get_records;
 #[path = "lease_table.rs"]
 mod lease_table;
 #[path = "proptest_support.rs"]

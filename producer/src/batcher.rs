@@ -117,6 +117,25 @@ pub enum PushError {
 struct Queue {
     items: VecDeque<(Pending, Instant)>,
     bytes: usize,
+    /// Queued trades per symbol: a plain batch's scan stops once every symbol present
+    /// has had its say (issue #24: in strict mode it scanned up to `SCAN_WINDOW_PLAIN`
+    /// items of a backlog per call to take one record per symbol).
+    keys: HashMap<Symbol, usize>,
+}
+
+impl Queue {
+    fn add_key(&mut self, sym: Symbol) {
+        *self.keys.entry(sym).or_insert(0) += 1;
+    }
+
+    fn remove_key(&mut self, sym: Symbol) {
+        if let Some(n) = self.keys.get_mut(&sym) {
+            *n -= 1;
+            if *n == 0 {
+                self.keys.remove(&sym);
+            }
+        }
+    }
 }
 
 /// How far into a queue one batch looks for records of other symbols; bounds the work
@@ -177,6 +196,7 @@ impl Batcher {
         let shard = self.route(p.trade.symbol);
         let q = &mut self.queues[shard];
         q.bytes += size;
+        q.add_key(p.trade.symbol);
         q.items.push_back((p, now));
         self.pending += 1;
         Ok(shard)
@@ -246,7 +266,15 @@ impl Batcher {
         let mut kept = Vec::new();
         let mut entries = Vec::new();
         let mut bytes = 0;
+        // Symbols that can give no more to this batch (at their limit, or blocked): once
+        // that is all of the queue's symbols, or the batch is full, nothing later can be
+        // taken and the rest of the queue stays as it is.
+        let symbols = q.keys.len();
+        let mut decided = 0;
         for _ in 0..window {
+            if decided == symbols || entries.len() >= limits.max_records {
+                break;
+            }
             let (p, at) = q.items.pop_front().expect("within window");
             let key = p.trade.symbol;
             let n = per_key.entry(key).or_insert(0);
@@ -254,8 +282,12 @@ impl Batcher {
             let fits = entries.len() < limits.max_records && bytes + size <= limits.max_bytes;
             if *n < limits.per_key_limit && fits {
                 *n += 1;
+                if *n == limits.per_key_limit {
+                    decided += 1;
+                }
                 bytes += size;
                 q.bytes -= size;
+                q.remove_key(key);
                 entries.push(Entry {
                     partition_key: key.as_str().to_string(),
                     data: p.data,
@@ -263,6 +295,9 @@ impl Batcher {
                 });
             } else {
                 // Once one of a key's trades stays, all its later ones stay too.
+                if *n < limits.per_key_limit {
+                    decided += 1;
+                }
                 *n = usize::MAX;
                 kept.push((p, at));
             }
@@ -322,6 +357,7 @@ impl Batcher {
             match accepted {
                 Some(i) => {
                     q.bytes -= p.data.len() + key.len();
+                    q.remove_key(sym);
                     aggs[i].1.push(key, &p.data);
                     aggs[i].2.push(p.trade);
                     if slot.is_none() {
@@ -361,6 +397,7 @@ impl Batcher {
                 let shard = self.map.route(p.trade.symbol.as_str());
                 let nq = &mut self.queues[shard];
                 nq.bytes += p.data.len() + p.trade.symbol.as_str().len();
+                nq.add_key(p.trade.symbol);
                 nq.items.push_back((p, at));
             }
         }
@@ -373,6 +410,7 @@ impl Batcher {
             .iter_mut()
             .flat_map(|q| {
                 q.bytes = 0;
+                q.keys.clear();
                 std::mem::take(&mut q.items).into_iter().map(|(p, _)| p)
             })
             .collect()

@@ -4,9 +4,12 @@
 
 pub mod figures;
 pub mod goals;
+pub mod idle;
+pub mod marginal;
 pub mod procstat;
 pub mod prom;
 pub mod redis;
 pub mod report;
 pub mod run;
 pub mod stack;
+pub mod summary;

@@ -39,21 +39,21 @@ const REAP_LIMIT: Duration = Duration::from_secs(10);
 
 /// What our binaries and the baseline get: the emulators' endpoints, Redis at `url`,
 /// placeholder credentials.
-fn env(stack: &Stack, url: &str) -> Vec<(String, String)> {
+pub(crate) fn env(stack: &Stack, url: &str) -> Vec<(String, String)> {
     testkit::binary_env(&stack.kinesis.endpoint(), &stack.dynalite.endpoint(), url)
 }
 
 /// A child we started, logging to `<logs>/<name>.log`, followed in /proc, stopped
 /// (SIGTERM, then SIGKILL) when dropped.
-struct Proc {
-    process: Process,
-    tracker: Tracker,
-    metrics: String,
+pub(crate) struct Proc {
+    pub(crate) process: Process,
+    pub(crate) tracker: Tracker,
+    pub(crate) metrics: String,
     reaped: bool,
 }
 
 impl Proc {
-    fn spawn(
+    pub(crate) fn spawn(
         name: &str,
         program: &Path,
         args: &[String],
@@ -78,7 +78,7 @@ impl Proc {
 
     /// Samples /proc; once the child has exited, reads its last figures (still there
     /// while it is a zombie) and reaps it. Returns its exit status once reaped.
-    fn poll(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn poll(&mut self) -> Option<ExitStatus> {
         if self.reaped {
             return None;
         }
@@ -89,7 +89,7 @@ impl Proc {
         None
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if self.reaped {
             return;
         }
@@ -120,7 +120,7 @@ pub struct PhaseSpec {
     pub prefill: bool,
 }
 
-fn metrics_addr() -> String {
+pub(crate) fn metrics_addr() -> String {
     format!("127.0.0.1:{}", testkit::free_port())
 }
 

@@ -4,8 +4,10 @@
 pub mod budget;
 pub mod discovery;
 pub mod fanout;
+pub mod lean;
 pub mod lineage;
 pub mod page;
+pub mod raw_page;
 pub mod reader;
 #[cfg(test)]
 pub(crate) mod test_support;

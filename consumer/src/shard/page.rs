@@ -57,11 +57,22 @@ impl HandedOut {
     /// Decodes a page and keeps its new user records, which count as handed out from
     /// here on (the caller hands the page out whole).
     pub fn take_page(&mut self, records: &[Record]) -> Page {
+        self.take_parts(
+            records
+                .iter()
+                .map(|r| (r.sequence_number(), r.data().as_ref())),
+        )
+    }
+
+    /// As [`HandedOut::take_page`], from each record's sequence number and data (the
+    /// lean GetRecords path reads only those).
+    pub fn take_parts<'a>(&mut self, records: impl Iterator<Item = (&'a str, &'a [u8])>) -> Page {
+        let records: Vec<(&str, &[u8])> = records.collect();
         let mut page = Page::default();
-        let datas: Vec<&[u8]> = records.iter().map(|r| r.data().as_ref()).collect();
+        let datas: Vec<&[u8]> = records.iter().map(|r| r.1).collect();
         let checks = kpl::check_many(&datas);
-        for ((r, data), check) in records.iter().zip(datas).zip(checks) {
-            let seq = match SequenceNumber::parse(r.sequence_number()) {
+        for ((seq, data), check) in records.into_iter().zip(checks) {
+            let seq = match SequenceNumber::parse(seq) {
                 Ok(s) => s,
                 Err(e) => {
                     page.bad_sequence_numbers.push(e.to_string());

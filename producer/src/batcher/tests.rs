@@ -123,6 +123,46 @@ fn a_key_skipped_for_size_keeps_its_later_trades_back() {
     );
 }
 
+/// A backlog dominated by one symbol, rarer ones mixed in (also the last one deep in
+/// the queue): each strict batch is the first queued trade of every symbol, as a full
+/// scan finds it, though the scan now stops once every symbol has had its say.
+#[test]
+fn strict_batches_of_a_long_backlog_are_the_first_trade_of_every_symbol() {
+    let mut b = Batcher::new(limits(1), ShardMap::single("s"));
+    let now = Instant::now();
+    let mut model: Vec<(String, u64)> = Vec::new();
+    for id in 0..3_000u64 {
+        let sym = match id {
+            2_999 => "ZZZ",
+            _ if id % 7 == 0 => "BBB",
+            _ if id % 50 == 3 => "CCC",
+            _ => "AAA",
+        };
+        b.push(p(sym, id, 5), now).unwrap();
+        model.push((sym.into(), id));
+    }
+    let mut batches = 0;
+    while let Some(batch) = b.take_batch(0) {
+        // The model: the first remaining trade of each symbol, in queue order.
+        let mut want = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (sym, id) in &model {
+            if seen.insert(sym.clone()) {
+                want.push((sym.clone(), *id));
+            }
+        }
+        model.retain(|t| !want.contains(t));
+        assert_eq!(first_ids(batch), want, "batch {batches}");
+        batches += 1;
+    }
+    assert!(model.is_empty());
+    assert_eq!(b.pending(), 0);
+    assert!(
+        b.queues[0].keys.is_empty(),
+        "symbol counts follow the queue"
+    );
+}
+
 /// Each entry of a batch as (partition key, id of its first trade).
 fn first_ids(batch: Batch) -> Vec<(String, u64)> {
     batch
