@@ -41,7 +41,9 @@ fn lua_spells_the_rust_key_layout() {
     for (kind, per) in [("min:", 1), ("hour:", 60), ("day:", 1440)] {
         assert!(lua_has(&format!("kind = '{kind}', per = {per},")), "{kind}");
     }
-    assert!(lua_has("prefix .. b.kind .. part .. ':'"));
+    assert!(lua_has(
+        "prefix .. b.kind .. part .. ':' .. fmt(math.floor(minute / b.per))"
+    ));
     // The bucket fields, in the order the reader takes them.
     let fields: Vec<String> = tradeflow_shared::kline::FIELDS
         .iter()

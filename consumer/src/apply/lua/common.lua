@@ -63,6 +63,12 @@ do
              {kind = 'day:', per = 1440, ttl = d}}
 end
 
+-- The key of the bucket of kind BUCKETS[k] holding `minute` (a Unix minute).
+local function bucket_key(k, part, minute)
+  local b = BUCKETS[k]
+  return prefix .. b.kind .. part .. ':' .. fmt(math.floor(minute / b.per))
+end
+
 -- Parses one symbol of the batch starting at ARGV[i]: {name, segments}; returns the
 -- symbol and the index after it. Layout: symbol, number of segments G,
 -- G × {lo, hi, count, base units, quote units, last price, last time ms,
@@ -321,7 +327,7 @@ local function check_writes(sym, st)
   for _, seg in ipairs(sym.segs) do
     for _, m in ipairs(seg.mins) do
       local hour = math.floor(m.minute / 60)
-      local mkey = prefix .. 'min:' .. part .. ':' .. fmt(m.minute)
+      local mkey = bucket_key(1, part, m.minute)
       m.bucket = st.bk[mkey]
       if not m.bucket then
         local why = load_bucket(st, mkey, BUCKETS[1].ttl)
@@ -330,8 +336,8 @@ local function check_writes(sym, st)
       end
       if hour <= st.sealed then
         -- A late trade for an hour rolled up: merged into its hour and day too.
-        local hkey = prefix .. 'hour:' .. part .. ':' .. fmt(hour)
-        local dkey = prefix .. 'day:' .. part .. ':' .. fmt(math.floor(m.minute / 1440))
+        local hkey = bucket_key(2, part, m.minute)
+        local dkey = bucket_key(3, part, m.minute)
         for _, k in ipairs({{hkey, BUCKETS[2].ttl}, {dkey, BUCKETS[3].ttl}}) do
           if not st.bk[k[1]] then
             local why = load_bucket(st, k[1], k[2])
