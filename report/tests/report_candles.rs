@@ -298,10 +298,11 @@ fn errors_name_the_symbol_the_key_and_the_limit() {
         .unwrap();
     let minute = T / MINUTE_MS + 3;
     let key = format!("tradeflow:min:BTCUSDT:{minute}");
+    // `k` (see kline::FIELDS) with a high that is not a price.
     let _: () = redis::cmd("HSET")
         .arg(&key)
-        .arg("high")
-        .arg("lots")
+        .arg("k")
+        .arg("0 1 0 1 0 0 0 0 1.00000000 1 1.00000000 1 lots 1.00000000")
         .query(&mut con)
         .unwrap();
     let e = fails(
