@@ -9,7 +9,7 @@ use tradeflow_shared::testkit;
 
 use super::marginal::per_shard_hour;
 use super::prom;
-use super::run::{env, metrics_addr, E2eError, Proc, Result};
+use super::run::{env, spawn_consumer, E2eError, Result};
 use super::stack::{create_stream, Paths, Stack};
 
 /// What an idle pass measured.
@@ -53,30 +53,8 @@ pub fn run_idle(stack: &Stack, paths: &Paths, shards: u32, window: Duration) -> 
     let stream = format!("e2e-idle-{shards}");
     create_stream(&stack.kinesis.endpoint(), &stream, shards)?;
     let url = stack.redis_url(5);
-    let addr = metrics_addr();
     let name = format!("{stream}-consumer");
-    let args = testkit::strings(&[
-        "--stream",
-        &stream,
-        "--application-name",
-        &stream,
-        "--worker-id",
-        &name,
-        "--redis-url",
-        &url,
-        "--metrics-addr",
-        &addr,
-        "--log",
-        "info",
-    ]);
-    let mut c = Proc::spawn(
-        &name,
-        &paths.consumer,
-        &args,
-        &env(stack, &url),
-        paths,
-        addr,
-    )?;
+    let mut c = spawn_consumer(paths, &stream, &name, &url, &env(stack, &url))?;
     let started = Instant::now();
     loop {
         if let Some(status) = c.poll() {

@@ -43,6 +43,33 @@ pub(crate) fn env(stack: &Stack, url: &str) -> Vec<(String, String)> {
     testkit::binary_env(&stack.kinesis.endpoint(), &stack.dynalite.endpoint(), url)
 }
 
+/// One `tradeflow-consumer` reading `stream` into `url` as worker `name`, its metrics
+/// on a free port.
+pub(crate) fn spawn_consumer(
+    paths: &Paths,
+    stream: &str,
+    name: &str,
+    url: &str,
+    env: &[(String, String)],
+) -> Result<Proc> {
+    let addr = metrics_addr();
+    let args = testkit::strings(&[
+        "--stream",
+        stream,
+        "--application-name",
+        stream,
+        "--worker-id",
+        name,
+        "--redis-url",
+        url,
+        "--metrics-addr",
+        &addr,
+        "--log",
+        "info",
+    ]);
+    Proc::spawn(name, &paths.consumer, &args, env, paths, addr)
+}
+
 /// A child we started, logging to `<logs>/<name>.log`, followed in /proc, stopped
 /// (SIGTERM, then SIGKILL) when dropped.
 pub(crate) struct Proc {
@@ -142,29 +169,7 @@ pub fn run_phase(
     let spawn_consumers = |consumers: &mut Vec<Proc>| -> Result<()> {
         for i in 0..spec.consumers {
             let name = format!("{}-consumer-{i}", spec.stream);
-            let addr = metrics_addr();
-            let args = testkit::strings(&[
-                "--stream",
-                &spec.stream,
-                "--application-name",
-                &spec.stream,
-                "--worker-id",
-                &name,
-                "--redis-url",
-                &url,
-                "--metrics-addr",
-                &addr,
-                "--log",
-                "info",
-            ]);
-            consumers.push(Proc::spawn(
-                &name,
-                &paths.consumer,
-                &args,
-                &env,
-                paths,
-                addr,
-            )?);
+            consumers.push(spawn_consumer(paths, &spec.stream, &name, &url, &env)?);
         }
         Ok(())
     };
