@@ -30,19 +30,18 @@ local rolled = {}
 for i = 1, n do
   local hour = tonumber(now[i])
   for minute = hour * 60, hour * 60 + 59 do
-    local m, why = read_bucket(key(prefix .. 'min:' .. part .. ':' .. fmt(minute)), 0)
+    local m, why = read_bucket(key(bucket_key(1, part, minute)), 0)
     if not m then return {2, why} end
     if m.count > 0 then
-      local targets = {{'hour:', hour, BUCKETS[2].ttl}, {'day:', math.floor(minute / 1440), BUCKETS[3].ttl}}
-      for _, t in ipairs(targets) do
-        local k = key(prefix .. t[1] .. part .. ':' .. fmt(t[2]))
-        if not st.bk[k] then
-          why = load_bucket(st, k, t[3])
+      local targets = {}
+      for k = 2, 3 do
+        targets[k - 1] = key(bucket_key(k, part, minute))
+        if not st.bk[targets[k - 1]] then
+          why = load_bucket(st, targets[k - 1], BUCKETS[k].ttl)
           if why then return {2, why} end
         end
       end
-      rolled[#rolled + 1] = {m, prefix .. 'hour:' .. part .. ':' .. fmt(hour),
-                             prefix .. 'day:' .. part .. ':' .. fmt(math.floor(minute / 1440))}
+      rolled[#rolled + 1] = {m, targets[1], targets[2]}
     end
   end
 end
