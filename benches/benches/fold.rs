@@ -1,37 +1,40 @@
 //! The consumer's per-batch work without I/O: `apply::fold` of 500 decoded records into
 //! per-symbol deltas, and decoding + `fold` together ("decode + aggregate"), for plain
-//! records and for KPL aggregates. Decoding is the readers' path: the page's KPL digests
-//! checked together (`kpl::check_many`), then `record::decode_checked` per record.
+//! records and for KPL aggregates. Decoding is the readers' own path,
+//! `HandedOut::take_parts`: sequence numbers parsed, the page's KPL digests checked
+//! together, each record decoded, records already handed out filtered.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tradeflow_benches::{sequence_number, trade_jsons};
 use tradeflow_consumer::apply::fold;
-use tradeflow_consumer::record::{decode_checked, DecodedRecord};
-use tradeflow_shared::kpl::{check_many, Aggregator};
-use tradeflow_shared::SequenceNumber;
+use tradeflow_consumer::record::DecodedRecord;
+use tradeflow_consumer::shard::page::HandedOut;
+use tradeflow_shared::kpl::Aggregator;
 
 /// Records per GetRecords batch applied at once (the producer's PutRecords size).
 const BATCH: usize = 500;
 
-fn decode_all(records: &[(SequenceNumber, Vec<u8>)]) -> Vec<DecodedRecord> {
-    let mut out = Vec::with_capacity(BATCH);
-    let datas: Vec<&[u8]> = records.iter().map(|(_, d)| d.as_slice()).collect();
-    for ((seq, data), check) in records.iter().zip(check_many(&datas)) {
-        decode_checked(seq, data, check, &mut out);
-    }
-    out
+fn decode_all(records: &[(String, Vec<u8>)]) -> Vec<DecodedRecord> {
+    HandedOut::default()
+        .take_parts(records.iter().map(|(s, d)| (s.as_str(), d.as_slice())))
+        .records
 }
 
 fn fold_benches(c: &mut Criterion) {
     let jsons = trade_jsons(BATCH, 11);
-    let plain: Vec<(SequenceNumber, Vec<u8>)> = jsons
+    let plain: Vec<(String, Vec<u8>)> = jsons
         .iter()
         .enumerate()
-        .map(|(i, j)| (sequence_number(i as u64), j.clone().into_bytes()))
+        .map(|(i, j)| {
+            (
+                sequence_number(i as u64).to_string(),
+                j.clone().into_bytes(),
+            )
+        })
         .collect();
     // The same trades as KPL aggregates of 100 user records each.
-    let aggregated: Vec<(SequenceNumber, Vec<u8>)> = jsons
+    let aggregated: Vec<(String, Vec<u8>)> = jsons
         .chunks(100)
         .enumerate()
         .map(|(i, chunk)| {
@@ -39,7 +42,7 @@ fn fold_benches(c: &mut Criterion) {
             for j in chunk {
                 a.push("BTCUSDT", j.as_bytes());
             }
-            (sequence_number(i as u64), a.finish())
+            (sequence_number(i as u64).to_string(), a.finish())
         })
         .collect();
     let decoded = decode_all(&plain);

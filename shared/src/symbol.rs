@@ -34,20 +34,22 @@ impl Symbol {
         if s.len() > MAX_SYMBOL_BYTES {
             return Err(SymbolError::TooLong);
         }
-        // Nearly every symbol is ASCII: a byte check there (the same rule: for ASCII,
-        // "alphanumeric, not lower case" is exactly A-Z and 0-9), Unicode rules otherwise.
-        let ok = if s.is_ascii() {
-            s.bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        } else {
-            s.chars()
-                .all(|c| c.is_alphanumeric() && !c.is_lowercase() && !c.is_control())
-        };
+        // Nearly every symbol is A-Z and 0-9: checked while copying, in one pass (for
+        // ASCII, "alphanumeric, not lower case" is exactly that); Unicode rules only
+        // for a symbol with another byte.
+        let mut bytes = [0u8; MAX_SYMBOL_BYTES];
+        let mut plain = true;
+        for (to, &b) in bytes.iter_mut().zip(s.as_bytes()) {
+            *to = b;
+            plain &= b.is_ascii_uppercase() || b.is_ascii_digit();
+        }
+        let ok = plain
+            || (!s.is_ascii()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() && !c.is_lowercase() && !c.is_control()));
         if !ok {
             return Err(SymbolError::BadChar);
         }
-        let mut bytes = [0u8; MAX_SYMBOL_BYTES];
-        bytes[..s.len()].copy_from_slice(s.as_bytes());
         Ok(Symbol {
             len: s.len() as u8,
             bytes,

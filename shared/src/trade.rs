@@ -154,7 +154,8 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
 pub fn decode_event(text: &str) -> Result<Event<'_>, DecodeError> {
     // Almost every message is a plain trade: parse it by hand (about 4× faster), and
     // let serde handle everything else. Both feed the same `classify`.
-    if let Some((wire, json)) = fast::parse(text) {
+    let mut wire = Wire::default();
+    if let Some(json) = fast::parse(text, &mut wire) {
         return classify(wire, json);
     }
     decode_event_serde(text)
