@@ -135,11 +135,18 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_READ_BUDGET_MIB", default_value_t = 32)]
     pub read_budget_mib: usize,
 
-    /// Wait after a GetRecords call that found nothing; it doubles with each empty call
-    /// in a row up to 4× (an idle shard costs ~0.5 calls a second, not 2), and is back
-    /// to this after a call with records.
+    /// Wait after a GetRecords call that found nothing. A shard that stays quiet is
+    /// polled every quarter of its quiet time, up to --idle-max-wait (so the first
+    /// record after a silence is read at most a quarter of the silence late); back to
+    /// this after a call with records.
     #[arg(long, env = "TRADEFLOW_IDLE_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub idle_interval: Duration,
+
+    /// Longest wait between GetRecords calls on a quiet shard (reached after ~25 s of
+    /// silence at the defaults; an idle shard then costs 0.2 calls a second). Set it
+    /// to --idle-interval for a constant poll.
+    #[arg(long, env = "TRADEFLOW_IDLE_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub idle_max_wait: Duration,
 
     /// After a shard first reports its end, wait this long and read once more before
     /// believing it (0 trusts the first answer). Children start that much later after

@@ -186,6 +186,7 @@ pub async fn run_with_hooks(
             page_target_bytes: cfg.page_target_kib * 1024,
             budget: ReadBudget::new(cfg.read_budget_mib << 20),
             idle_interval: cfg.idle_interval,
+            idle_max_wait: cfg.idle_max_wait,
             end_settle: cfg.shard_end_settle,
             ..ReaderConfig::default()
         },

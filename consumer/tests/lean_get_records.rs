@@ -103,6 +103,7 @@ async fn read_all_through_faults(emulator: &Service, stream: &str) {
         max_records: 25,
         min_call_interval: Duration::from_millis(5),
         idle_interval: Duration::from_millis(20),
+        idle_max_wait: Duration::from_millis(80),
         max_backoff: Duration::from_millis(50),
         ..ReaderConfig::default()
     };

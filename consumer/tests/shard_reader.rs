@@ -78,6 +78,7 @@ async fn pages_follow_the_record_size_within_a_small_budget() {
         budget: budget.clone(),
         min_call_interval: Duration::from_millis(5),
         idle_interval: Duration::from_millis(20),
+        idle_max_wait: Duration::from_millis(80),
         ..ReaderConfig::default()
     };
     let mut reader = ShardReader::new(client, "pages", &shard, StartPosition::TrimHorizon, cfg);

@@ -39,12 +39,15 @@ pub struct ReaderConfig {
     pub budget: ReadBudget,
     /// Least time between two calls on one shard (the service allows 5 per second).
     pub min_call_interval: Duration,
-    /// Wait after a call that returned nothing, doubled after each further empty call
-    /// up to [`IDLE_BACKOFF`] times this (2 s at the default 500 ms; the KCL waits 1.5 s
-    /// between idle reads): an idle shard costs ~0.5 calls a second instead of 2, most
-    /// of a consumer's idle CPU (issue #24), while a shard that just went quiet is
-    /// still polled quickly.
+    /// Wait after a call that returned nothing. A shard quiet for longer is polled
+    /// more slowly, every quarter of its quiet time (see [`idle_wait`]), up to
+    /// `idle_max_wait`: polls of idle shards are most of a consumer's idle CPU (issue
+    /// #24), while the first record after a silence is never later than a quarter of
+    /// the silence (nor than `idle_max_wait`), and a shard that just went quiet is
+    /// still polled every `idle_interval`.
     pub idle_interval: Duration,
+    /// The longest wait between polls of a quiet shard.
+    pub idle_max_wait: Duration,
     /// Ceiling of the backoff after throttling or transient errors.
     pub max_backoff: Duration,
     /// After the service first reports a shard's end, wait this long and read once
@@ -60,9 +63,6 @@ pub struct ReaderConfig {
     pub call_timeout: Duration,
 }
 
-/// The idle wait's ceiling, in idle intervals.
-pub const IDLE_BACKOFF: u32 = 4;
-
 pub const DEFAULT_PAGE_TARGET_BYTES: usize = 2 << 20;
 pub const DEFAULT_READ_BUDGET_BYTES: usize = 32 << 20;
 
@@ -74,6 +74,7 @@ impl Default for ReaderConfig {
             budget: ReadBudget::new(DEFAULT_READ_BUDGET_BYTES),
             min_call_interval: Duration::from_millis(200),
             idle_interval: Duration::from_millis(500),
+            idle_max_wait: Duration::from_secs(5),
             max_backoff: Duration::from_secs(10),
             end_settle: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
@@ -150,8 +151,9 @@ pub struct ShardReader {
     /// Expired iterators in a row: the second one backs off (a fresh iterator that
     /// expires at once again would otherwise loop without a pause).
     expired_in_a_row: u32,
-    /// Calls in a row that found no records (the idle wait grows with them).
-    empty_in_a_row: u32,
+    /// When the calls in a row that found no records began (the idle wait grows with
+    /// the quiet time).
+    quiet_since: Option<Instant>,
     /// The children named when the end was first reported, until a second look
     /// confirms it (see [`ReaderConfig::end_settle`]).
     end_reported: Option<Vec<String>>,
@@ -185,7 +187,7 @@ impl ShardReader {
                 ),
             ),
             expired_in_a_row: 0,
-            empty_in_a_row: 0,
+            quiet_since: None,
             cfg,
             start,
             iterator: None,
@@ -316,10 +318,14 @@ impl ShardReader {
                 Some(next) => {
                     self.iterator = Some(next.to_string());
                     self.next_wait = if batch.kinesis_records == 0 {
-                        self.empty_in_a_row = self.empty_in_a_row.saturating_add(1);
-                        idle_wait(self.cfg.idle_interval, self.empty_in_a_row)
+                        let since = *self.quiet_since.get_or_insert_with(Instant::now);
+                        idle_wait(
+                            self.cfg.idle_interval,
+                            self.cfg.idle_max_wait,
+                            since.elapsed(),
+                        )
                     } else {
-                        self.empty_in_a_row = 0;
+                        self.quiet_since = None;
                         self.cfg.min_call_interval
                     };
                 }
@@ -446,13 +452,13 @@ impl ShardReader {
     }
 }
 
-/// The wait after the `empty`-th empty call in a row: `first`, doubled each further
-/// one, at most `IDLE_BACKOFF` times `first`.
-pub(crate) fn idle_wait(first: Duration, empty: u32) -> Duration {
-    let doublings = empty.saturating_sub(1).min(16);
-    first
-        .saturating_mul(1 << doublings)
-        .min(first.saturating_mul(IDLE_BACKOFF))
+/// The wait after an empty call, the shard having been quiet for `quiet` (since the
+/// first empty call in a row): a quarter of that, at least `first` and at most `max`.
+/// So the next record, whenever it comes, is read at most a quarter of the silence
+/// late; at the defaults (500 ms, 5 s) the wait starts growing after 2 s of silence
+/// (by a quarter a call) and reaches 5 s after ~25 s.
+pub(crate) fn idle_wait(first: Duration, max: Duration, quiet: Duration) -> Duration {
+    (quiet / 4).min(max).max(first)
 }
 
 enum Retry {
@@ -478,13 +484,31 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn the_idle_wait_doubles_up_to_its_ceiling() {
+    fn the_idle_wait_is_a_quarter_of_the_silence_within_its_bounds() {
         let ms = Duration::from_millis;
-        let waits: Vec<_> = (1..=5).map(|n| idle_wait(ms(500), n)).collect();
-        assert_eq!(waits, [ms(500), ms(1000), ms(2000), ms(2000), ms(2000)]);
-        // A huge count does not overflow; the ceiling follows the first wait.
-        assert_eq!(idle_wait(ms(500), u32::MAX), ms(2000));
-        assert_eq!(idle_wait(ms(20), 9), ms(80));
-        assert_eq!(idle_wait(Duration::ZERO, 3), Duration::ZERO);
+        let (first, max) = (ms(500), ms(5000));
+        let wait = |quiet| idle_wait(first, max, ms(quiet));
+        // Just quiet: the first wait; then a quarter of the quiet time; then the cap.
+        assert_eq!(
+            [wait(0), wait(2000), wait(3000)],
+            [ms(500), ms(500), ms(750)]
+        );
+        assert_eq!([wait(20_000), wait(25_000), wait(u64::MAX)], [ms(5000); 3]);
+        // The calls of a shard that stays quiet: each waits what its silence allows.
+        let mut quiet = ms(0);
+        let mut waits = Vec::new();
+        while quiet < ms(60_000) {
+            let w = idle_wait(first, max, quiet);
+            waits.push(w);
+            quiet += w;
+        }
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert!(waits.len() < 30, "{} polls in a quiet minute", waits.len());
+        // A max below the first wait (or zero waits) never makes it shorter than first.
+        assert_eq!(idle_wait(ms(500), ms(100), ms(10_000)), ms(500));
+        assert_eq!(
+            idle_wait(Duration::ZERO, Duration::ZERO, ms(10)),
+            Duration::ZERO
+        );
     }
 }

@@ -57,6 +57,8 @@ impl Aws {
             &dynamodb,
             "--idle-interval",
             "100ms",
+            "--idle-max-wait",
+            "400ms",
         ];
         args.extend_from_slice(extra);
         Config::try_parse_from(args).expect("consumer flags")

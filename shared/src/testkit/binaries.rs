@@ -48,6 +48,8 @@ pub fn consumer_args(stream: &str, app: &str, worker: &str, extra: &[&str]) -> V
         "2s",
         "--idle-interval",
         "100ms",
+        "--idle-max-wait",
+        "400ms",
         "--checkpoint-interval",
         "500ms",
         "--metrics-addr",

@@ -25,7 +25,7 @@ pub(super) fn parse<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<&'a str> {
         return None;
     }
     let start = p.i;
-    if p.canonical(w).is_some() {
+    if p.canonical(w).is_some() && p.i == text.len() {
         return Some(text);
     }
     p.i = start;
@@ -201,8 +201,8 @@ impl<'a> Parser<'a> {
 
     /// Exactly Binance's own layout, `{"e":"trade","E":…,"s":"…","t":…,"p":"…","q":"…",
     /// "T":…,"m":…[,"M":…]}` with no whitespace: the fields are read at their known
-    /// places, without parsing or matching keys (about half the cost of `object`). It
-    /// is the whole text or nothing: anything else goes to `object`.
+    /// places, without parsing or matching keys (about half the cost of `object`).
+    /// Anything else answers `None` (with `w` partly filled) and goes to `object`.
     fn canonical(&mut self, w: &mut Wire<'a>) -> Option<()> {
         const TRADE: &str = r#"{"e":"trade","E":"#;
         self.literal(TRADE)?;
@@ -223,8 +223,7 @@ impl<'a> Parser<'a> {
         if self.literal(r#","M":"#).is_some() {
             self.boolean()?;
         }
-        self.literal("}")?;
-        (self.i == self.text.len()).then_some(())
+        self.literal("}")
     }
 
     /// A trade-like object: only the trade fields and unknown scalars. Envelope and
@@ -288,7 +287,11 @@ impl<'a> Parser<'a> {
                 }
                 "data" if data.is_none() => {
                     let start = self.i;
-                    self.object(w)?;
+                    if self.canonical(w).is_none() {
+                        self.i = start;
+                        *w = Wire::default();
+                        self.object(w)?;
+                    }
                     data = Some(self.text.get(start..self.i)?);
                 }
                 "stream" | "data" | "id" | "e" | "E" | "s" | "t" | "p" | "q" | "T" | "m" => {
