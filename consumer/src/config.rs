@@ -98,11 +98,13 @@ pub struct Config {
     #[arg(long, env = "TRADEFLOW_FAILOVER_TIME", default_value = "10s", value_parser = humantime::parse_duration)]
     pub failover_time: Duration,
 
-    /// How often this worker scans the lease table to take leases. Default: failover/10,
-    /// at least 1 s and at most failover/2 (1 s at the default failover). Expiry is seen
-    /// only by scans, so this bounds how late a crashed worker's leases are taken
-    /// (≈ failover + this) and how late released ones are (≈ this); each scan is one
-    /// consistent DynamoDB Scan of the lease table.
+    /// How often this worker scans the lease table to take leases while the table is
+    /// settled. Default: failover/2 (5 s at the default failover). While leases move (a
+    /// take or steal in the last pass, or an owned lease whose counter stands still
+    /// for failover/2) it scans every failover/10 (at least 1 s, at most this). Expiry
+    /// is seen only by scans, so this bounds how late a crashed worker's leases are
+    /// taken (≈ failover + up to this) and how late released ones are (≈ this); each
+    /// scan is one consistent DynamoDB Scan of the lease table.
     #[arg(long, env = "TRADEFLOW_TAKE_INTERVAL", value_parser = humantime::parse_duration)]
     pub take_interval: Option<Duration>,
 
@@ -258,12 +260,18 @@ impl Config {
         self.worker_id.clone().unwrap_or_else(default_worker_id)
     }
 
+    /// The take pace while the lease table is settled.
     pub fn take_interval(&self) -> Duration {
-        self.take_interval.unwrap_or_else(|| {
-            (self.failover_time / 10)
-                .max(Duration::from_secs(1))
-                .min(self.failover_time / 2)
-        })
+        self.take_interval.unwrap_or(self.failover_time / 2)
+    }
+
+    /// The take pace while leases move: failover/10 within 1 s..failover/2, and never
+    /// slower than `take_interval`.
+    pub fn unsettled_take_interval(&self) -> Duration {
+        (self.failover_time / 10)
+            .max(Duration::from_secs(1))
+            .min(self.failover_time / 2)
+            .min(self.take_interval())
     }
 }
 
@@ -292,9 +300,13 @@ mod tests {
     fn defaults_are_valid() {
         let c = parse(&[]);
         assert!(c.validate().is_ok());
-        assert_eq!(c.take_interval(), Duration::from_secs(1));
+        assert_eq!(c.take_interval(), Duration::from_secs(5));
+        assert_eq!(c.unsettled_take_interval(), Duration::from_secs(1));
         let short = parse(&["--failover-time", "1s"]);
         assert_eq!(short.take_interval(), Duration::from_millis(500));
+        assert_eq!(short.unsettled_take_interval(), Duration::from_millis(500));
+        let fixed = parse(&["--take-interval", "300ms"]);
+        assert_eq!(fixed.unsettled_take_interval(), Duration::from_millis(300));
         assert_eq!(c.failover_time, Duration::from_secs(10));
     }
 

@@ -134,6 +134,7 @@ pub async fn run_with_hooks(
         failover_time: cfg.failover_time,
         renew_interval: cfg.failover_time / 3,
         take_interval: cfg.take_interval(),
+        unsettled_take_interval: cfg.unsettled_take_interval(),
         max_leases_per_worker: cfg.max_leases_per_worker,
         // A recreated stream is read from its start: nothing of it was counted yet.
         initial_position: match checked {

@@ -268,6 +268,35 @@ async fn released_leases_move_long_before_the_failover_time() {
     b.stop().await;
 }
 
+/// A settled table is scanned at the slow pace, but once leases move the passes come
+/// quickly: a joining worker's steals (one a pass) do not wait a settled interval each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steals_follow_each_other_at_the_quick_pace() {
+    let e = env("quickpace", "quickpace-app", 4).await;
+    let pace = |mut c: LeaseConfig| {
+        c.take_interval = Duration::from_secs(60);
+        c.unsettled_take_interval = Duration::from_millis(300);
+        c
+    };
+    let a = worker(&e, pace(e.cfg("a", 60_000))).await;
+    // The first pass takes all four at once.
+    a.wait_holding(4, Duration::from_secs(20)).await;
+    let b = worker(&e, pace(e.cfg("b", 60_000))).await;
+    // Two steals: the first at b's first pass, the second at the quick pace after it
+    // (at the settled pace it would come a minute later).
+    b.wait_holding(2, Duration::from_secs(15)).await;
+    let owners = owners(&e.table).await;
+    assert_eq!(
+        owners
+            .values()
+            .filter(|o| o.as_deref() == Some("b"))
+            .count(),
+        2
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
 /// A write of ours that landed without its answer being kept (a renewal dropped half-way
 /// when the release began) must not keep the release from happening.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

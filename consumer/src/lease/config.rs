@@ -15,13 +15,19 @@ pub struct LeaseConfig {
     pub failover_time: Duration,
     /// How often held leases are renewed: failover/3 leaves two retries before expiry.
     pub renew_interval: Duration,
-    /// How often the table is scanned to take or steal leases (one consistent Scan
-    /// each). Expiry is seen only by scans: a crashed worker's leases are taken about
-    /// failover + this after its last renewal, released ones within this. The consumer
-    /// passes `Config::take_interval()`: failover/10, within 1 s..failover/2 (1 s at
-    /// the default 10 s failover). `new`/`with_failover` default to the failover time
-    /// (the KCL uses 2×), which only tests that build a `LeaseConfig` themselves see.
+    /// How often the table is scanned to take or steal leases while it is settled (one
+    /// consistent Scan each). Expiry is seen only by scans: a crashed worker's leases
+    /// are taken about failover + up to this after its last renewal (a scan that finds
+    /// a counter standing still switches to `unsettled_take_interval`), released ones
+    /// within this. The consumer passes `Config::take_interval()`: failover/2 (5 s at
+    /// the default failover). `new`/`with_failover` default to the failover time (the
+    /// KCL uses 2×), which only tests that build a `LeaseConfig` themselves see.
     pub take_interval: Duration,
+    /// The scan pace while leases move: after a pass that took or stole, and while an
+    /// owned lease's counter stands still (see `decisions::table_settled`). Never
+    /// slower than `take_interval`. The consumer passes failover/10, within
+    /// 1 s..failover/2.
+    pub unsettled_take_interval: Duration,
     pub max_leases_per_worker: Option<usize>,
     /// Where shards without a checkpoint start (only when the table is bootstrapped;
     /// shards appearing later are reshard children and start at TRIM_HORIZON).
@@ -31,8 +37,8 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Defaults: failover 10 s, renew 10/3 s, take every 10 s (the consumer takes every
-    /// 1 s: see `take_interval`), shard sync every 60 s, start at TRIM_HORIZON (nothing
+    /// Defaults: failover 10 s, renew 10/3 s, take every 10 s (the consumer: every 5 s,
+    /// 1 s while leases move; see `take_interval`), shard sync every 60 s, start at TRIM_HORIZON (nothing
     /// is skipped; the KCL's default is LATEST).
     pub fn new(table_name: impl Into<String>, worker_id: impl Into<String>) -> Self {
         Self::with_failover(table_name, worker_id, Duration::from_secs(10))
@@ -50,9 +56,20 @@ impl LeaseConfig {
             failover_time: failover,
             renew_interval: failover / 3,
             take_interval: failover,
+            unsettled_take_interval: failover,
             max_leases_per_worker: None,
             initial_position: InitialPosition::TrimHorizon,
             shard_sync_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// How long until the next take pass: the settled pace, or the quicker one while
+    /// leases move.
+    pub fn next_take_pass(&self, settled: bool) -> Duration {
+        if settled {
+            self.take_interval
+        } else {
+            self.unsettled_take_interval.min(self.take_interval)
         }
     }
 
@@ -70,6 +87,7 @@ impl LeaseConfig {
         if self.failover_time.is_zero()
             || self.renew_interval.is_zero()
             || self.take_interval.is_zero()
+            || self.unsettled_take_interval.is_zero()
             || self.shard_sync_interval.is_zero()
         {
             return Err("lease timings must be positive".into());
@@ -98,5 +116,16 @@ mod tests {
         c.renew_interval = c.failover_time;
         assert!(c.validate().is_err());
         assert!(LeaseConfig::new("tf", "w1").validate().is_err());
+    }
+
+    #[test]
+    fn the_unsettled_pace_is_never_slower_than_the_settled_one() {
+        let mut c = LeaseConfig::new("tradeflow", "w1");
+        c.take_interval = Duration::from_secs(5);
+        c.unsettled_take_interval = Duration::from_secs(1);
+        assert_eq!(c.next_take_pass(true), Duration::from_secs(5));
+        assert_eq!(c.next_take_pass(false), Duration::from_secs(1));
+        c.take_interval = Duration::from_millis(300);
+        assert_eq!(c.next_take_pass(false), Duration::from_millis(300));
     }
 }

@@ -57,6 +57,15 @@ impl Observations {
         }
     }
 
+    /// How long the lease's current counter has stood still on our clock (zero for a
+    /// value not seen before).
+    pub fn stood_still(&self, lease: &Lease, now: Instant) -> Duration {
+        match self.seen.get(&lease.shard_id) {
+            Some(s) if s.counter == lease.counter => now.saturating_duration_since(s.since),
+            _ => Duration::ZERO,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.seen.len()
     }
@@ -236,6 +245,26 @@ pub fn plan_take(input: &TakeInput<'_>) -> TakePlan {
         });
     }
     plan
+}
+
+/// Whether the next take pass may come at the settled pace (a Scan a second per worker
+/// was most of an idle fleet's lease-table cost, issue #24). Not while this pass planned
+/// a take or steal (steals go one a pass, and more may follow), nor while an owned
+/// lease's counter has stood still for `suspect_after` without having expired yet: its
+/// owner may have died, and its expiry is timed from the scan that first saw the value,
+/// so scans come quickly until it is resolved. A live owner renews every failover/3, so
+/// at a settled pace of failover/2 each scan sees its counter move.
+pub fn table_settled(plan: &TakePlan, input: &TakeInput<'_>, suspect_after: Duration) -> bool {
+    if !plan.actions.is_empty() {
+        return false;
+    }
+    !input.leases.iter().any(|l| {
+        l.owner.is_some()
+            && !l.is_shard_end()
+            && l.checkpoint.is_some()
+            && !input.observations.is_expired(l, input.now, input.failover)
+            && input.observations.stood_still(l, input.now) >= suspect_after
+    })
 }
 
 /// FNV-1a over worker id and shard id: a cheap per-worker permutation of the shards.

@@ -1,6 +1,7 @@
-//! The taker: on its own timer (the take interval) or when woken, scans the table,
-//! syncs it with the stream's shards now and then, and takes or steals the leases
-//! [`plan_take`] picks, handing each to the worker.
+//! The taker: on its own timer or when woken, scans the table, syncs it with the
+//! stream's shards now and then, and takes or steals the leases [`plan_take`] picks,
+//! handing each to the worker. The next pass comes at the settled pace (the take
+//! interval) unless [`table_settled`] says leases are moving.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Held, HeldLease, Shared};
-use crate::lease::decisions::{plan_take, Observations, TakeInput, TakeKind};
+use crate::lease::decisions::{plan_take, table_settled, Observations, TakeInput, TakeKind};
 use crate::lease::model::{Checkpoint, Lease};
 use crate::lease::table::Write;
 use crate::shard::discovery::{sync_leases, ShardInfo};
@@ -24,8 +25,8 @@ pub(super) async fn taker(
     tx: mpsc::UnboundedSender<HeldLease>,
     first_scan: Vec<Lease>,
 ) {
-    let mut tick = tokio::time::interval(shared.cfg.take_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass at once (its scan is prefetched), then at the pace the last asked.
+    let mut wait = std::time::Duration::ZERO;
     let mut obs = Observations::new();
     let mut listed: Option<HashSet<String>> = None;
     let mut next_sync = Instant::now();
@@ -34,9 +35,10 @@ pub(super) async fn taker(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = shared.released.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shared.wake_taker.notified() => {}
         }
+        wait = shared.cfg.next_take_pass(false);
         let _pass = shared.pass_lock.lock().await;
         if shutdown.is_cancelled() || shared.released.is_cancelled() {
             return;
@@ -74,7 +76,8 @@ pub(super) async fn taker(
         if shutdown.is_cancelled() || shared.released.is_cancelled() {
             return;
         }
-        take_pass(&shared, &tx, &mut obs, &leases, listed.as_ref(), now).await;
+        let settled = take_pass(&shared, &tx, &mut obs, &leases, listed.as_ref(), now).await;
+        wait = shared.cfg.next_take_pass(settled);
     }
 }
 
@@ -89,9 +92,9 @@ async fn take_pass(
     leases: &[Lease],
     listed: Option<&HashSet<String>>,
     now: Instant,
-) {
+) -> bool {
     obs.update(leases, now);
-    let plan = plan_take(&TakeInput {
+    let input = TakeInput {
         me: shared.me(),
         leases,
         observations: obs,
@@ -99,7 +102,9 @@ async fn take_pass(
         failover: shared.cfg.failover_time,
         max_leases_per_worker: shared.cfg.max_leases_per_worker,
         listed_shards: listed,
-    });
+    };
+    let plan = plan_take(&input);
+    let settled = table_settled(&plan, &input, shared.cfg.failover_time / 2);
     let by_key: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
     for action in plan.actions {
         if shared.get(&action.shard_id).is_some() || shared.avoided(&action.shard_id, now) {
@@ -171,4 +176,5 @@ async fn take_pass(
             Err(e) => tracing::warn!(shard = %action.shard_id, error = %e, "lease take failed"),
         }
     }
+    settled
 }

@@ -293,3 +293,93 @@ fn unproven_after_failover_since_last_write() {
     ));
     assert!(held_lease_unproven(t0, t0 + FAILOVER, FAILOVER));
 }
+
+/// `table_settled` as the taker asks it: suspect after failover/2.
+fn settled(me: &str, leases: &[Lease], obs: &Observations, now: Instant) -> bool {
+    let input = TakeInput {
+        me,
+        leases,
+        observations: obs,
+        now,
+        failover: FAILOVER,
+        max_leases_per_worker: None,
+        listed_shards: None,
+    };
+    table_settled(&plan_take(&input), &input, FAILOVER / 2)
+}
+
+#[test]
+fn settled_pace_only_while_nothing_moves_and_every_owner_renews() {
+    let t0 = Instant::now();
+    let pace = FAILOVER / 2;
+    // Balanced between a and b, every counter moving between scans: settled.
+    let mut leases = shards(4, |i| Some(if i < 2 { "a" } else { "b" }.into()));
+    let mut obs = observed(&leases, t0);
+    assert!(settled("a", &leases, &obs, t0));
+    for l in &mut leases {
+        l.counter += 1;
+    }
+    obs.update(&leases, t0 + pace);
+    assert!(settled("a", &leases, &obs, t0 + pace));
+
+    // b stops renewing: the next settled scan sees its counters stand still, and scans
+    // come quickly until they expire and are taken.
+    for l in leases.iter_mut().take(2) {
+        l.counter += 1;
+    }
+    let t2 = t0 + pace * 2;
+    obs.update(&leases, t2);
+    assert!(!settled("a", &leases, &obs, t2), "b's leases stood still");
+    let t3 = t0 + pace + FAILOVER + Duration::from_millis(1);
+    for l in leases.iter_mut().take(2) {
+        l.counter += 1;
+    }
+    obs.update(&leases, t3);
+    assert!(
+        !settled("a", &leases, &obs, t3),
+        "b's expired leases are to be taken: that pass plans takes"
+    );
+    // Taken: a holds all four and renews them.
+    for l in &mut leases {
+        l.owner = Some("a".into());
+        l.counter += 1;
+    }
+    obs.update(&leases, t3 + pace);
+    assert!(settled("a", &leases, &obs, t3 + pace));
+
+    // A free lease this worker wants, or a steal: not settled.
+    let mut free = shards(2, |_| None);
+    let obs = observed(&free, t0);
+    assert!(!settled("a", &free, &obs, t0));
+    free[0].owner = Some("a".into());
+    free[1].owner = Some("a".into());
+    let obs = observed(&free, t0);
+    assert!(!settled("b", &free, &obs, t0), "b steals one of a's two");
+
+    // Expired leases this worker may not take (capped at one) do not keep the pace
+    // quick once judged; finished leases never count.
+    let mut capped = shards(4, |i| Some(if i == 0 { "a" } else { "dead" }.into()));
+    capped[3].checkpoint = Some(SHARD_END.into());
+    let mut obs = observed(&capped, t0);
+    let later = t0 + FAILOVER + Duration::from_secs(1);
+    capped[0].counter += 3;
+    obs.update(&capped, later);
+    let input = TakeInput {
+        me: "a",
+        leases: &capped,
+        observations: &obs,
+        now: later,
+        failover: FAILOVER,
+        max_leases_per_worker: Some(1),
+        listed_shards: None,
+    };
+    let plan = plan_take(&input);
+    assert!(plan.actions.is_empty());
+    assert!(table_settled(&plan, &input, pace));
+    // Before they expired, they were suspects.
+    let input = TakeInput {
+        now: t0 + pace,
+        ..input
+    };
+    assert!(!table_settled(&plan_take(&input), &input, pace));
+}
