@@ -7,8 +7,8 @@
 //!   cargo build --release -p tradeflow-producer -p tradeflow-consumer
 //!   cargo bench -p tradeflow-benches --bench e2e -- [--trades N] [--shards S]
 //!       [--consumers C] [--plain-trades N] [--baseline-records N] [--no-baseline]
-//!       [--runs R] [--idle-secs T] [--idle-shards S] [--no-cluster]
-//!       [--scaling] [--bin-dir target/release]
+//!       [--runs R] [--idle-secs T] [--idle-settle-secs T] [--idle-shards S]
+//!       [--no-cluster] [--scaling] [--bin-dir target/release] [--compare DIR]
 //!
 //! Defaults: 1,000,000 trades aggregated, 4 shards, 1 consumer; 500,000 plain; the
 //! baseline over the first min(plain, 50,000) plain records. Each kind of record also
@@ -16,10 +16,16 @@
 //! two passes' consumer CPU over their difference in trades is the MARGINAL cost per
 //! trade (the fixed part — start-up, lease renewals, scans, idle polls — cancels out).
 //! `--runs R` repeats all of it on R fresh stacks and prints mean, min and max. Then
-//! one consumer on an idle `--idle-shards` (16) stream for `--idle-secs` (60): CPU per
+//! one consumer on an idle `--idle-shards` (16) stream for `--idle-secs` (60), after
+//! `--idle-settle-secs` (30) for start-up and the quiet-shard back-off: CPU per
 //! shard-hour. The aggregated pass again into a Redis Cluster (last run only, unless
 //! `--no-cluster`). `--scaling` runs the aggregated pass at 1, 4, 16 shards with 1
 //! consumer and 16 shards with 2 and 4.
+//!
+//! `--compare DIR` judges a change on a machine whose speed drifts: each run (and each
+//! idle pass) goes once with the `--bin-dir` binaries (A) and once with DIR's (B), on
+//! fresh stacks, in the order A B, B A, A B, …, and the table puts A, B and B ÷ A (the
+//! mean of the runs' own ratios) side by side. No cluster pass.
 //!
 //! Under `cargo test` (no `--bench` argument) it does a smoke run: 3,000 trades,
 //! 2 shards, the baseline over all of them, a 2 s idle pass, using target/debug.
@@ -50,8 +56,10 @@ struct Opts {
     bin_dir: Option<PathBuf>,
     runs: u32,
     idle_secs: u64,
+    idle_settle_secs: u64,
     idle_shards: u32,
     cluster: bool,
+    compare: Option<PathBuf>,
 }
 
 fn parse_args(full: bool) -> Result<Opts, String> {
@@ -66,8 +74,10 @@ fn parse_args(full: bool) -> Result<Opts, String> {
         bin_dir: None,
         runs: 1,
         idle_secs: if full { 60 } else { 2 },
+        idle_settle_secs: if full { 30 } else { 1 },
         idle_shards: if full { 16 } else { 2 },
         cluster: true,
+        compare: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -87,9 +97,11 @@ fn parse_args(full: bool) -> Result<Opts, String> {
             "--scaling" => o.scaling = true,
             "--runs" => o.runs = num("--runs")? as u32,
             "--idle-secs" => o.idle_secs = num("--idle-secs")?,
+            "--idle-settle-secs" => o.idle_settle_secs = num("--idle-settle-secs")?,
             "--idle-shards" => o.idle_shards = num("--idle-shards")? as u32,
             "--no-cluster" => o.cluster = false,
             "--bin-dir" => o.bin_dir = Some(args.next().ok_or("--bin-dir needs a folder")?.into()),
+            "--compare" => o.compare = Some(args.next().ok_or("--compare needs a folder")?.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -105,7 +117,7 @@ fn unix_time() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn paths(stamp: u64, bin_dir: Option<&PathBuf>) -> Result<Paths, E2eError> {
+fn paths(stamp: &str, bin_dir: Option<&PathBuf>) -> Result<Paths, E2eError> {
     // target/<profile>/deps/<bench exe> → target/<profile>/
     let exe = std::env::current_exe().map_err(|e| E2eError::Setup(e.to_string()))?;
     let bin_dir = bin_dir.cloned().unwrap_or_else(|| {
@@ -303,13 +315,7 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
     }
     let last = last.expect("at least one run");
     let idle = if o.idle_secs > 0 {
-        let stack = Stack::start();
-        Some(idle::run_idle(
-            &stack,
-            paths,
-            o.idle_shards,
-            Duration::from_secs(o.idle_secs),
-        )?)
+        Some(idle_pass(o, paths)?)
     } else {
         None
     };
@@ -357,6 +363,62 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
     }))
 }
 
+fn idle_pass(o: &Opts, paths: &Paths) -> Result<idle::Idle, E2eError> {
+    let stack = Stack::start();
+    idle::run_idle(
+        &stack,
+        paths,
+        o.idle_shards,
+        Duration::from_secs(o.idle_secs),
+        Duration::from_secs(o.idle_settle_secs),
+    )
+}
+
+/// `--compare`: the same runs with two sets of binaries, interleaved A B, B A, …
+fn compare_run(o: &Opts, a: &Paths, b: &Paths) -> Result<Value, E2eError> {
+    let mut runs: [Vec<RunFigures>; 2] = [Vec::new(), Vec::new()];
+    let mut idles: [Vec<idle::Idle>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..o.runs {
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let paths = [a, b][which];
+            let name = ["A", "B"][which];
+            let stack = Stack::start();
+            let r = one_run(o, paths, &stack, false)?;
+            drop(stack);
+            println!(
+                "run {} {name}: marginal µs per trade plain {:.3}, aggregated {:.3}; baseline {}",
+                i + 1,
+                r.figs.plain.us_per_trade(),
+                r.figs.agg.us_per_trade(),
+                r.figs
+                    .baseline_us
+                    .map_or("not run".into(), |b| format!("{b:.1} µs per record")),
+            );
+            runs[which].push(r.figs);
+            if o.idle_secs > 0 {
+                let idle = idle_pass(o, paths)?;
+                println!(
+                    "run {} {name}: idle {:.2} CPU s per shard-hour",
+                    i + 1,
+                    idle.cpu_per_shard_hour()
+                );
+                idles[which].push(idle);
+            }
+        }
+    }
+    print!(
+        "{}",
+        summary::render_compare(&runs[0], &runs[1], &idles[0], &idles[1])
+    );
+    Ok(json!({
+        "a": summary::to_json(&runs[0], idles[0].last()),
+        "b": summary::to_json(&runs[1], idles[1].last()),
+        "a_idle": idles[0].iter().map(idle::Idle::to_json).collect::<Vec<_>>(),
+        "b_idle": idles[1].iter().map(idle::Idle::to_json).collect::<Vec<_>>(),
+    }))
+}
+
 fn scaling_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
     let mut rows: Vec<Phase> = Vec::new();
     for (shards, consumers) in [(1, 1), (4, 1), (16, 1), (16, 2), (16, 4)] {
@@ -397,8 +459,11 @@ fn main() -> ExitCode {
     };
     let stamp = unix_time();
     let started = std::time::Instant::now();
-    let result = paths(stamp, o.bin_dir.as_ref()).and_then(|p| {
-        if o.scaling {
+    let result = paths(&stamp.to_string(), o.bin_dir.as_ref()).and_then(|p| {
+        if let Some(dir) = &o.compare {
+            let b = paths(&format!("{stamp}-b"), Some(dir))?;
+            compare_run(&o, &p, &b)
+        } else if o.scaling {
             scaling_run(&o, &p)
         } else {
             main_run(&o, &p)

@@ -107,6 +107,121 @@ pub fn render(runs: &[RunFigures], idle: Option<&Idle>) -> String {
     s
 }
 
+/// `--compare`: A and B side by side, and B ÷ A as the mean of each run's own ratio
+/// (runs were interleaved, so a run's pair shares the machine's speed of the moment).
+pub fn render_compare(
+    a: &[RunFigures],
+    b: &[RunFigures],
+    idle_a: &[Idle],
+    idle_b: &[Idle],
+) -> String {
+    type Pick<'f> = &'f dyn Fn(&RunFigures) -> Option<f64>;
+    let ratio = |xs: Vec<Option<f64>>, ys: Vec<Option<f64>>| {
+        let r: Vec<f64> = xs
+            .into_iter()
+            .zip(ys)
+            .filter_map(|(x, y)| Some(y? / x?).filter(|r| r.is_finite()))
+            .collect();
+        Spread::of(&r)
+    };
+    let row = |name: &str, f: Pick<'_>, d: usize| {
+        let xs: Vec<Option<f64>> = a.iter().map(f).collect();
+        let ys: Vec<Option<f64>> = b.iter().map(f).collect();
+        (
+            name.to_string(),
+            Spread::of(&xs.iter().flatten().copied().collect::<Vec<_>>()),
+            Spread::of(&ys.iter().flatten().copied().collect::<Vec<_>>()),
+            ratio(xs, ys),
+            d,
+        )
+    };
+    let mut rows = vec![
+        row(
+            "marginal, plain (µs per trade)",
+            &|r| Some(r.plain.us_per_trade()),
+            3,
+        ),
+        row(
+            "marginal, aggregated (µs per trade)",
+            &|r| Some(r.agg.us_per_trade()),
+            3,
+        ),
+        row(
+            "whole run, plain (µs per trade)",
+            &|r| Some(r.plain.whole_run_us()),
+            3,
+        ),
+        row(
+            "whole run, aggregated (µs per trade)",
+            &|r| Some(r.agg.whole_run_us()),
+            3,
+        ),
+        row("Python baseline (µs per record)", &|r| r.baseline_us, 1),
+        row(
+            "baseline / ours, plain",
+            &|r| r.baseline_us.map(|x| x / r.plain.us_per_trade()),
+            0,
+        ),
+        row(
+            "baseline / ours, aggregated",
+            &|r| r.baseline_us.map(|x| x / r.agg.us_per_trade()),
+            0,
+        ),
+    ];
+    if !idle_a.is_empty() && !idle_b.is_empty() {
+        let per =
+            |i: &[Idle], f: &dyn Fn(&Idle) -> f64| i.iter().map(|x| Some(f(x))).collect::<Vec<_>>();
+        for (name, f, d) in [
+            (
+                "idle CPU s per shard-hour",
+                &Idle::cpu_per_shard_hour as &dyn Fn(&Idle) -> f64,
+                2,
+            ),
+            (
+                "idle GetRecords a minute",
+                &|i: &Idle| i.getrecords * 60.0 / i.seconds,
+                0,
+            ),
+            (
+                "idle DynamoDB calls a minute",
+                &|i: &Idle| i.dynamodb_requests * 60.0 / i.seconds,
+                0,
+            ),
+        ] {
+            let (xs, ys) = (per(idle_a, f), per(idle_b, f));
+            rows.push((
+                name.to_string(),
+                Spread::of(&xs.iter().flatten().copied().collect::<Vec<_>>()),
+                Spread::of(&ys.iter().flatten().copied().collect::<Vec<_>>()),
+                ratio(xs, ys),
+                d,
+            ));
+        }
+    }
+    let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0) + 2;
+    let mut s = format!(
+        "\n== A (--bin-dir) against B (--compare), {} interleaved runs each ==\n{:<w$}{:<40}  {:<40}  B / A\n",
+        a.len().min(b.len()),
+        "",
+        "A",
+        "B"
+    );
+    for (name, x, y, r, d) in rows {
+        if x.n == 0 || y.n == 0 {
+            continue; // not run (e.g. --no-baseline)
+        }
+        let pad = w - name.chars().count();
+        s.push_str(&format!(
+            "{name}{:pad$}{:<40}  {:<40}  {}\n",
+            "",
+            x.show(d),
+            y.show(d),
+            r.show(3)
+        ));
+    }
+    s
+}
+
 /// The goals, judged on the mean over runs.
 pub fn checks(runs: &[RunFigures], idle: Option<&Idle>) -> Vec<Check> {
     let goal = |name: &str, s: Spread, unit: &str, limit: f64| Check {
@@ -184,6 +299,44 @@ mod tests {
             },
             baseline_us: Some(170.0),
         }
+    }
+
+    #[test]
+    fn compare_puts_each_runs_ratio_beside_both() {
+        let a = [run(0.55), run(0.95)];
+        let b = [run(0.35), run(0.55)];
+        let idle = |cpu| Idle {
+            shards: 1,
+            seconds: 3600.0,
+            cpu,
+            getrecords: 720.0,
+            dynamodb_requests: 300.0,
+        };
+        let t = render_compare(&a, &b, &[idle(0.2), idle(0.3)], &[idle(0.1), idle(0.3)]);
+        // plain marginal: A 1.000 and 2.000 µs, B 0.500 and 1.000: both runs halve it.
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("marginal, plain"))
+            .unwrap();
+        assert!(line.contains("1.500 (min 1.000, max 2.000, 2 runs)"), "{t}");
+        assert!(
+            line.ends_with("0.500 (min 0.500, max 0.500, 2 runs)"),
+            "{t}"
+        );
+        let idle_line = t.lines().find(|l| l.starts_with("idle CPU")).unwrap();
+        assert!(
+            idle_line.contains("0.25 (min 0.20, max 0.30, 2 runs)"),
+            "{t}"
+        );
+        assert!(
+            idle_line.ends_with("0.750 (min 0.500, max 1.000, 2 runs)"),
+            "{t}"
+        );
+        let polls = t
+            .lines()
+            .find(|l| l.starts_with("idle GetRecords"))
+            .unwrap();
+        assert!(polls.contains("12 (min 12, max 12, 2 runs)"), "{t}");
     }
 
     #[test]
