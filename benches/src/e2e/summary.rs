@@ -116,22 +116,22 @@ pub fn render_compare(
     idle_b: &[Idle],
 ) -> String {
     type Pick<'f> = &'f dyn Fn(&RunFigures) -> Option<f64>;
-    let ratio = |xs: Vec<Option<f64>>, ys: Vec<Option<f64>>| {
+    // One row: A's and B's figures, and B ÷ A over the runs where both have one.
+    let compared = |name: &str, xs: Vec<Option<f64>>, ys: Vec<Option<f64>>, d: usize| {
+        let all = |v: &[Option<f64>]| Spread::of(&v.iter().flatten().copied().collect::<Vec<_>>());
+        let (x, y) = (all(&xs), all(&ys));
         let r: Vec<f64> = xs
             .into_iter()
             .zip(ys)
             .filter_map(|(x, y)| Some(y? / x?).filter(|r| r.is_finite()))
             .collect();
-        Spread::of(&r)
+        (name.to_string(), x, y, Spread::of(&r), d)
     };
     let row = |name: &str, f: Pick<'_>, d: usize| {
-        let xs: Vec<Option<f64>> = a.iter().map(f).collect();
-        let ys: Vec<Option<f64>> = b.iter().map(f).collect();
-        (
-            name.to_string(),
-            Spread::of(&xs.iter().flatten().copied().collect::<Vec<_>>()),
-            Spread::of(&ys.iter().flatten().copied().collect::<Vec<_>>()),
-            ratio(xs, ys),
+        compared(
+            name,
+            a.iter().map(f).collect(),
+            b.iter().map(f).collect(),
             d,
         )
     };
@@ -188,14 +188,7 @@ pub fn render_compare(
                 0,
             ),
         ] {
-            let (xs, ys) = (per(idle_a, f), per(idle_b, f));
-            rows.push((
-                name.to_string(),
-                Spread::of(&xs.iter().flatten().copied().collect::<Vec<_>>()),
-                Spread::of(&ys.iter().flatten().copied().collect::<Vec<_>>()),
-                ratio(xs, ys),
-                d,
-            ));
+            rows.push(compared(name, per(idle_a, f), per(idle_b, f), d));
         }
     }
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0) + 2;
