@@ -7,8 +7,10 @@
 //! - [`record`]: de-aggregation (KPL) and decoding of Kinesis records into trades.
 //! - [`apply`]: the pure fold of a batch into per-symbol deltas, and the Redis sink
 //!   that applies it exactly once.
-//! - [`worker`]: ties them together; [`config`]: the command line.
+//! - [`worker`]: ties them together; [`config`]: the command line; [`allocator`]: malloc
+//!   settings for page-sized buffers.
 
+pub mod allocator;
 pub mod apply;
 pub mod config;
 pub mod lease;

@@ -7,10 +7,21 @@ use clap::Parser;
 use tradeflow_consumer::config::Config;
 use tradeflow_shared::telemetry::{self, Health};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread allocates (see `allocator`).
+    let tuned = tradeflow_consumer::allocator::keep_page_buffers();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(tuned))
+}
+
+async fn run(allocator_tuned: bool) -> anyhow::Result<()> {
     let cfg = Config::parse();
     telemetry::init_tracing(&cfg.telemetry);
+    if !allocator_tuned {
+        tracing::debug!("not glibc: page buffers left to the allocator's defaults");
+    }
     if let Err(e) = cfg.validate() {
         anyhow::bail!("invalid configuration: {e}");
     }
