@@ -11,13 +11,18 @@ use tradeflow_consumer::apply::fold;
 use tradeflow_consumer::record::DecodedRecord;
 use tradeflow_consumer::shard::page::HandedOut;
 use tradeflow_shared::kpl::Aggregator;
+use tradeflow_shared::SequenceNumber;
 
 /// Records per GetRecords batch applied at once (the producer's PutRecords size).
 const BATCH: usize = 500;
 
 fn decode_all(records: &[(String, Vec<u8>)]) -> Vec<DecodedRecord> {
     HandedOut::default()
-        .take_parts(records.iter().map(|(s, d)| (s.as_str(), d.as_slice())))
+        .take_parts(
+            records
+                .iter()
+                .map(|(s, d)| (SequenceNumber::parse(s), d.as_slice())),
+        )
         .records
 }
 

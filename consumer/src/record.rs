@@ -48,42 +48,51 @@ impl Poison {
 /// to `out`. A record that carries the KPL magic but fails its digest or protobuf is a
 /// poison record of its own (not silently treated as a trade).
 pub fn decode_record(seq: &SequenceNumber, data: &[u8], out: &mut Vec<DecodedRecord>) {
-    decode_checked(seq, data, kpl::check(data), out);
+    decode_checked(seq.clone(), data, kpl::check(data), out);
 }
 
 /// As `decode_record`, with the KPL check already made: the readers check a whole page
 /// at once with `kpl::check_many` (digests side by side), then decode record by record.
+/// The number is moved into a plain record's position (shared by an aggregate's).
 pub fn decode_checked(
-    seq: &SequenceNumber,
+    seq: SequenceNumber,
     data: &[u8],
     check: kpl::Check<'_>,
     out: &mut Vec<DecodedRecord>,
 ) {
-    let users = match check {
+    let broken = match check {
         kpl::Check::Plain => {
             out.push(DecodedRecord {
-                pos: Position::new(seq.clone(), 0),
+                pos: Position::new(seq, 0),
                 item: decode_user_record(data),
             });
             return;
         }
-        kpl::Check::Aggregate(v) => v.records(),
-        kpl::Check::Broken(e) => Err(e),
-    };
-    match users {
-        Ok(users) => {
-            for (i, u) in users.iter().enumerate() {
+        kpl::Check::Aggregate(v) => {
+            // Decoded as they are read; a fault found at the end takes them back.
+            let first = out.len();
+            let mut sub = 0u64;
+            let read = v.each_data(|user| {
                 out.push(DecodedRecord {
-                    pos: Position::new(seq.clone(), i as u64),
-                    item: decode_user_record(u.data),
+                    pos: Position::new(seq.clone(), sub),
+                    item: decode_user_record(user),
                 });
+                sub += 1;
+            });
+            match read {
+                Ok(_) => return,
+                Err(e) => {
+                    out.truncate(first);
+                    e
+                }
             }
         }
-        Err(e) => out.push(DecodedRecord {
-            pos: Position::new(seq.clone(), 0),
-            item: Item::Poison(Poison::new("kpl_aggregate", e.to_string(), data)),
-        }),
-    }
+        kpl::Check::Broken(e) => e,
+    };
+    out.push(DecodedRecord {
+        pos: Position::new(seq, 0),
+        item: Item::Poison(Poison::new("kpl_aggregate", broken.to_string(), data)),
+    });
 }
 
 fn decode_user_record(data: &[u8]) -> Item {

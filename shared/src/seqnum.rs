@@ -27,6 +27,16 @@ impl SequenceNumber {
         }))
     }
 
+    /// As [`SequenceNumber::parse`], from the bytes of a JSON body.
+    pub fn parse_bytes(b: &[u8]) -> Result<Self, BadSequenceNumber> {
+        match std::str::from_utf8(b) {
+            Ok(s) => Self::parse(s),
+            Err(_) => Err(BadSequenceNumber(
+                String::from_utf8_lossy(&b[..b.len().min(140)]).into_owned(),
+            )),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -8,9 +8,12 @@
 //! Both readers go through [`HandedOut::take_page`]: a fix here reaches both. Pure (no
 //! I/O, no clock); [`Page::report_metrics`] is the one side effect (metrics, a log).
 
+use std::cmp::Ordering;
+
 use aws_sdk_kinesis::types::Record;
 use tradeflow_shared::{kpl, Position, SequenceNumber};
 
+use super::raw_page::RecordParts;
 use super::reader::StartPosition;
 use crate::record::{decode_checked, DecodedRecord};
 
@@ -57,24 +60,25 @@ impl HandedOut {
     /// Decodes a page and keeps its new user records, which count as handed out from
     /// here on (the caller hands the page out whole).
     pub fn take_page(&mut self, records: &[Record]) -> Page {
-        self.take_parts(
-            records
-                .iter()
-                .map(|r| (r.sequence_number(), r.data().as_ref())),
-        )
+        self.take_parts(records.iter().map(|r| {
+            (
+                SequenceNumber::parse(r.sequence_number()),
+                r.data().as_ref(),
+            )
+        }))
     }
 
     /// As [`HandedOut::take_page`], from each record's sequence number and data (the
-    /// lean GetRecords path reads only those).
-    pub fn take_parts<'a>(&mut self, records: impl Iterator<Item = (&'a str, &'a [u8])>) -> Page {
-        let records: Vec<(&str, &[u8])> = records.collect();
+    /// lean GetRecords path reads only those, and parses the number as it reads it).
+    pub fn take_parts<'a>(&mut self, records: impl Iterator<Item = RecordParts<'a>>) -> Page {
+        let records: Vec<RecordParts<'a>> = records.collect();
         let mut page = Page::default();
         // At least one user record per Kinesis record: no regrowth (and copy) on a plain page.
         page.records.reserve(records.len());
         let datas: Vec<&[u8]> = records.iter().map(|r| r.1).collect();
         let checks = kpl::check_many(&datas);
         for ((seq, data), check) in records.into_iter().zip(checks) {
-            let seq = match SequenceNumber::parse(seq) {
+            let seq = match seq {
                 Ok(s) => s,
                 Err(e) => {
                     page.bad_sequence_numbers.push(e.to_string());
@@ -83,18 +87,29 @@ impl HandedOut {
             };
             page.kinesis_records += 1;
             page.bytes += data.len();
+            // Only user records of the resume point's own Kinesis record are compared
+            // one by one; an older record is all handed out already, a newer one all new
+            // (no comparison per trade of an aggregate).
+            let after_sub = match &self.through {
+                Some(t) => match seq.cmp(&t.seq) {
+                    Ordering::Less => continue,
+                    Ordering::Equal => Some(t.sub),
+                    Ordering::Greater => None,
+                },
+                None => None,
+            };
             let first_new = page.records.len();
-            decode_checked(&seq, data, check, &mut page.records);
-            // Only records of the resume point's own sequence number (or older) can be
-            // at or before it; the rest of the page passes whole.
-            let mut kept = first_new;
-            for i in first_new..page.records.len() {
-                if self.is_new(&page.records[i].pos) {
-                    page.records.swap(kept, i);
-                    kept += 1;
+            decode_checked(seq, data, check, &mut page.records);
+            if let Some(after) = after_sub {
+                let mut kept = first_new;
+                for i in first_new..page.records.len() {
+                    if page.records[i].pos.sub > after {
+                        page.records.swap(kept, i);
+                        kept += 1;
+                    }
                 }
+                page.records.truncate(kept);
             }
-            page.records.truncate(kept);
         }
         if let Some(last) = page.records.last() {
             self.through = Some(last.pos.clone());

@@ -12,6 +12,8 @@
 
 use std::ops::Range;
 
+use tradeflow_shared::seqnum::{BadSequenceNumber, SequenceNumber};
+
 /// The records of one page: their data side by side in `data`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RawPage {
@@ -21,19 +23,25 @@ pub struct RawPage {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
-    pub sequence_number: String,
+    /// Parsed here, once (one allocation a record): a number that does not parse is
+    /// the page reader's to report, not a reason to leave the body to the SDK.
+    pub sequence_number: Result<SequenceNumber, BadSequenceNumber>,
     /// Where its data is in [`RawPage::data`].
     pub data: Range<usize>,
 }
 
 impl RawPage {
-    /// Each record's sequence number and data.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    /// Each record's sequence number and data, the numbers moved out.
+    pub fn drain(&mut self) -> impl Iterator<Item = RecordParts<'_>> {
+        let data = &self.data;
         self.records
-            .iter()
-            .map(|r| (r.sequence_number.as_str(), &self.data[r.data.clone()]))
+            .drain(..)
+            .map(move |r| (r.sequence_number, &data[r.data]))
     }
 }
+
+/// A Kinesis record's sequence number (or why it is not one) and its data.
+pub type RecordParts<'a> = (Result<SequenceNumber, BadSequenceNumber>, &'a [u8]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("GetRecords body not read at byte {at}: {what}")]
@@ -45,7 +53,13 @@ pub struct RawError {
 /// The page's records, and the body with its `Records` array emptied.
 pub fn parse(body: &[u8]) -> Result<(RawPage, Vec<u8>), RawError> {
     let mut p = Parser { b: body, i: 0 };
-    let mut page = RawPage::default();
+    let mut page = RawPage {
+        // Base64 is 4 bytes for 3: the data fits in three quarters of the body, so it is
+        // never regrown (a copy, and fresh pages faulted in, per doubling). The rest of
+        // the reservation is address space only, never touched.
+        data: Vec::with_capacity(body.len() / 4 * 3),
+        records: Vec::new(),
+    };
     let mut span = None;
     p.ws();
     p.expect(b'{')?;
@@ -190,9 +204,7 @@ impl<'a> Parser<'a> {
                         data = Some(self.decode_into(&mut page.data, s, escaped)?);
                     }
                     b"SequenceNumber" if seq.is_none() => {
-                        let s = self.string()?;
-                        let s = std::str::from_utf8(s).map_err(|_| self.err("not UTF-8"))?;
-                        seq = Some(s.to_string());
+                        seq = Some(SequenceNumber::parse_bytes(self.string()?));
                     }
                     b"Data" | b"SequenceNumber" => return Err(self.err("field twice")),
                     _ => self.skip_value(0)?,
@@ -317,9 +329,18 @@ mod tests {
             b64(b"hello"),
             b64(&[0xff, 0, 7])
         );
-        let (page, stripped) = parse(body.as_bytes()).unwrap();
-        let got: Vec<(&str, &[u8])> = page.iter().collect();
-        assert_eq!(got, [("4960", &b"hello"[..]), ("4961", &[0xff, 0, 7][..])]);
+        let (mut page, stripped) = parse(body.as_bytes()).unwrap();
+        let got: Vec<(String, &[u8])> = page
+            .drain()
+            .map(|(s, d)| (s.unwrap().to_string(), d))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("4960".into(), &b"hello"[..]),
+                ("4961".into(), &[0xff, 0, 7][..])
+            ]
+        );
         let v: serde_json::Value = serde_json::from_slice(&stripped).unwrap();
         assert_eq!(v["Records"], serde_json::json!([]));
         assert_eq!(v["NextShardIterator"], "it-1");
@@ -331,11 +352,25 @@ mod tests {
         let data = [0xfb_u8, 0xff, 0xbf]; // "+/+/" in base64
         let escaped = b64(&data).replace('/', "\\/");
         let body = format!(r#"{{"Records":[{{"Data":"{escaped}","SequenceNumber":"1"}}]}}"#);
-        let (page, _) = parse(body.as_bytes()).unwrap();
-        assert_eq!(page.iter().next().unwrap().1, &data);
+        let (mut page, _) = parse(body.as_bytes()).unwrap();
+        assert_eq!(page.drain().next().unwrap().1, &data);
         let (page, stripped) = parse(br#"{"Records":[],"NextShardIterator":null}"#).unwrap();
         assert!(page.records.is_empty());
         assert_eq!(stripped, br#"{"Records":[],"NextShardIterator":null}"#);
+    }
+
+    #[test]
+    fn a_sequence_number_that_does_not_parse_is_kept_as_its_error() {
+        let body = format!(
+            r#"{{"Records":[{{"Data":"{}","SequenceNumber":"12x"}},{{"Data":"{}","SequenceNumber":"007"}}]}}"#,
+            b64(b"a"),
+            b64(b"b")
+        );
+        let (mut page, _) = parse(body.as_bytes()).unwrap();
+        let got: Vec<_> = page.drain().collect();
+        assert_eq!(got[0].0, Err(BadSequenceNumber("12x".into())));
+        assert_eq!(got[1].0.as_ref().unwrap().as_str(), "7");
+        assert!(page.records.is_empty());
     }
 
     #[test]

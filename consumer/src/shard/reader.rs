@@ -288,12 +288,12 @@ impl ShardReader {
             self.expired_in_a_row = 0;
             // The records read the lean way, or (a body it could not read) the SDK's.
             let page = match self.lean.take() {
-                Some(raw) => {
+                Some(mut raw) => {
                     self.lean_pages += 1;
                     let sizes = raw.records.iter().map(|r| r.data.len());
                     self.sizer
                         .observe(raw.records.len(), raw.data.len(), sizes.max().unwrap_or(0));
-                    self.handed.take_parts(raw.iter())
+                    self.handed.take_parts(raw.drain())
                 }
                 None => {
                     let sizes = out.records().iter().map(|r| r.data().as_ref().len());

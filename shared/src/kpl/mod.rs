@@ -161,6 +161,51 @@ impl<'a> Verified<'a> {
     }
 }
 
+impl<'a> Verified<'a> {
+    /// Each user record's data in order, to `f`, in one pass and without collecting
+    /// (the consumer's path: it needs the data only). The aggregate is checked as
+    /// [`Verified::records`] checks it, but the key tables may follow the records, so
+    /// an index out of range is known only at the end: on `Err` the caller drops what
+    /// `f` was given. `Ok` is the number of records.
+    pub fn each_data(&self, mut f: impl FnMut(&'a [u8])) -> Result<usize, AggregateError> {
+        let (mut pks, mut ehks, mut n) = (0u64, 0u64, 0usize);
+        // The first record whose index is out of range for the tables as they end up:
+        // kept as the highest index seen (one is out of range iff the highest is).
+        let (mut top_pk, mut top_ehk) = (None::<u64>, None::<u64>);
+        let mut r = Reader::new(self.body);
+        while !r.done() {
+            let (field, wire) = r.key()?;
+            match (field, wire) {
+                (1, 2) => {
+                    r.string()?;
+                    pks += 1;
+                }
+                (2, 2) => {
+                    r.string()?;
+                    ehks += 1;
+                }
+                (3, 2) => {
+                    let (pk, ehk, data) = parse_record(r.bytes()?)?;
+                    top_pk = top_pk.max(Some(pk));
+                    top_ehk = top_ehk.max(ehk);
+                    f(data);
+                    n += 1;
+                }
+                _ => r.skip(wire)?,
+            }
+        }
+        if top_pk.is_some_and(|i| i >= pks) {
+            return Err(AggregateError::BadProtobuf(
+                "partition key index out of range",
+            ));
+        }
+        if top_ehk.is_some_and(|i| i >= ehks) {
+            return Err(AggregateError::BadProtobuf("hash key index out of range"));
+        }
+        Ok(n)
+    }
+}
+
 fn parse_record(buf: &[u8]) -> Result<(u64, Option<u64>, &[u8]), AggregateError> {
     let mut r = Reader::new(buf);
     let (mut pk, mut ehk, mut data) = (None, None, None);
@@ -364,6 +409,60 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The same body with its partition key table (field 1) after the records: legal
+    /// protobuf, and the case where an index can only be checked at the end.
+    fn tables_moved_last(body: &[u8]) -> Vec<u8> {
+        let (mut tables, mut rest) = (Vec::new(), Vec::new());
+        let mut r = Reader::new(body);
+        while !r.done() {
+            let start = r.pos;
+            let Ok((field, wire)) = r.key() else {
+                return body.to_vec();
+            };
+            if r.skip(wire).is_err() {
+                return body.to_vec();
+            }
+            let out = if field == 1 { &mut tables } else { &mut rest };
+            out.extend_from_slice(&body[start..r.pos]);
+        }
+        rest.extend_from_slice(&tables);
+        rest
+    }
+
+    #[test]
+    fn a_key_index_past_a_table_that_comes_last_is_still_an_error() {
+        let mut a = Aggregator::new();
+        a.push("K", b"one");
+        a.push("K", b"two");
+        let bytes = a.finish();
+        let body = tables_moved_last(&bytes[MAGIC.len()..bytes.len() - DIGEST_LEN]);
+        let mut seen = Vec::new();
+        assert_eq!(Verified { body: &body }.each_data(|d| seen.push(d)), Ok(2));
+        assert_eq!(seen, [&b"one"[..], b"two"]);
+        // Only the key table removed: both records now point past an empty table.
+        let no_keys: Vec<u8> = {
+            let mut r = Reader::new(&body);
+            let mut out = Vec::new();
+            while !r.done() {
+                let start = r.pos;
+                let (field, wire) = r.key().unwrap();
+                r.skip(wire).unwrap();
+                if field != 1 {
+                    out.extend_from_slice(&body[start..r.pos]);
+                }
+            }
+            out
+        };
+        let v = Verified { body: &no_keys };
+        assert!(v.records().is_err());
+        assert_eq!(
+            v.each_data(|_| ()),
+            Err(AggregateError::BadProtobuf(
+                "partition key index out of range"
+            ))
+        );
+    }
+
     #[test]
     fn round_trip() {
         let mut a = Aggregator::new();
@@ -462,6 +561,40 @@ mod tests {
             let refs: Vec<&[u8]> = datas.iter().map(|d| d.as_slice()).collect();
             let alone: Vec<Check> = refs.iter().map(|d| check(d)).collect();
             prop_assert_eq!(check_many(&refs), alone);
+        }
+
+        #[test]
+        fn each_data_agrees_with_records(
+            recs in proptest::collection::vec(("[A-Z]{1,4}", proptest::collection::vec(any::<u8>(), 0..40)), 0..12),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            tables_last in any::<bool>(),
+        ) {
+            // A real aggregate's body, its key table moved after the records or not,
+            // then a few bytes changed: same data, or an error, from both readers.
+            let mut a = Aggregator::new();
+            for (k, d) in &recs { a.push(k, d); }
+            let bytes = a.finish();
+            let mut body = bytes[MAGIC.len()..bytes.len() - DIGEST_LEN].to_vec();
+            if tables_last {
+                body = tables_moved_last(&body);
+            }
+            for (at, x) in &flips {
+                if !body.is_empty() {
+                    let i = at.index(body.len());
+                    body[i] ^= x;
+                }
+            }
+            let v = Verified { body: &body };
+            let mut seen = Vec::new();
+            let each = v.each_data(|d| seen.push(d));
+            match v.records() {
+                Ok(all) => {
+                    prop_assert_eq!(each, Ok(all.len()));
+                    let want: Vec<&[u8]> = all.iter().map(|u| u.data).collect();
+                    prop_assert_eq!(seen, want);
+                }
+                Err(_) => prop_assert!(each.is_err()),
+            }
         }
 
         #[test]
