@@ -1,6 +1,6 @@
 //! End-to-end benchmark (issues #8, #24): N synthetic trades through the real
 //! `tradeflow-producer` → ferrokinesis → `tradeflow-consumer` → redis-server, each
-//! process measured on its own from /proc (CPU utime+stime, VmHWM), plus the seed's
+//! process measured on its own (its CPU clock; VmHWM from /proc), plus the seed's
 //! per-record consumer in Python (boto3 + redis-py, one INCR per record) over the
 //! same plain records, and the ratio. Fails (non-zero) if Redis's counts are not exact.
 //!
@@ -348,7 +348,7 @@ fn main_run(o: &Opts, paths: &Paths) -> Result<Value, E2eError> {
     checks.extend(summary::checks(&runs, idle.as_ref()));
     print!("{}", report::render_checks(&checks));
     println!(
-        "(units: CPU seconds from /proc utime+stime of each process; RSS = VmHWM; emulator \
+        "(units: CPU seconds from each process's own CPU clock; RSS = VmHWM; emulator \
          cost counted separately; the first goals use the last run's whole-run figures)"
     );
     Ok(json!({

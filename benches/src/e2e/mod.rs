@@ -7,6 +7,7 @@ pub mod goals;
 pub mod idle;
 pub mod marginal;
 pub mod procstat;
+pub mod progress;
 pub mod prom;
 pub mod redis;
 pub mod report;

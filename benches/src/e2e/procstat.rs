@@ -1,5 +1,6 @@
-//! What the kernel says a process cost: CPU time from `/proc/<pid>/stat` (utime +
-//! stime) and peak resident memory from `/proc/<pid>/status` (VmHWM). Measuring each
+//! What the kernel says a process cost: CPU time from its CPU clock (nanoseconds;
+//! `/proc/<pid>/stat` utime + stime, in 10 ms ticks, where the clock cannot be read)
+//! and peak resident memory from `/proc/<pid>/status` (VmHWM). Measuring each
 //! process on its own is what keeps the emulator's cost out of our figures.
 
 use std::path::PathBuf;

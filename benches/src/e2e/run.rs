@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tradeflow_shared::testkit::{self, Process};
 
 use super::procstat::Tracker;
+use super::progress::{Progress, STALL_LIMIT};
 use super::prom;
 use super::redis::{total, Redis};
 use super::report::{Baseline, Phase};
@@ -32,6 +33,40 @@ pub type Result<T> = std::result::Result<T, E2eError>;
 
 pub(crate) fn setup(e: impl std::fmt::Display) -> E2eError {
     E2eError::Setup(e.to_string())
+}
+
+/// Trades the producer has written, from its last metrics scrape.
+fn written(samples: &[prom::Sample]) -> f64 {
+    prom::sum(samples, "tradeflow_producer_trades_written_total", "")
+}
+
+/// The error of a pass that stopped moving: where it stood, and what the producer
+/// reported as stalled (its own watchdog's gauge).
+fn stalled(
+    label: &str,
+    still: Duration,
+    counted: Option<u64>,
+    producer: &[prom::Sample],
+    paths: &Paths,
+) -> E2eError {
+    let parts: Vec<&str> = producer
+        .iter()
+        .filter(|s| s.name == "tradeflow_producer_stalled" && s.value > 0.0)
+        .map(|s| s.labels.as_str())
+        .collect();
+    E2eError::Timeout(format!(
+        "{label}: no progress for {} s ({} trades written{}; producer stalled: {}); an \
+         emulator that stopped answering looks like this (logs in {})",
+        still.as_secs(),
+        written(producer),
+        counted.map_or(String::new(), |n| format!(", {n} counted")),
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(" ")
+        },
+        paths.logs.display()
+    ))
 }
 
 /// How long a child that has exited may take to be reaped.
@@ -210,6 +245,7 @@ pub fn run_phase(
     // log's fsyncs can be slow); the smoke run is tiny.
     let limit = Duration::from_secs(300 + spec.trades / 200);
     let mut last_scrape: Vec<prom::Sample> = Vec::new();
+    let mut progress = Progress::new(Instant::now());
     if spec.prefill {
         // Like the baseline: the consumers start on a stream already written.
         while !producer.reaped {
@@ -218,6 +254,10 @@ pub fn run_phase(
             }
             if let Ok(text) = testkit::scrape_metrics(&producer.metrics) {
                 last_scrape = prom::parse(&text);
+            }
+            let still = progress.observe(written(&last_scrape), Instant::now());
+            if still > STALL_LIMIT {
+                return Err(stalled(spec.label, still, None, &last_scrape, paths));
             }
             if let Some(status) = producer.poll() {
                 if !status.success() {
@@ -265,6 +305,11 @@ pub fn run_phase(
             next_count = Instant::now() + Duration::from_millis(250);
             let counts = rds.counts()?;
             let n = total(&counts);
+            // Progress is a trade written or counted: either side moving is enough.
+            let still = progress.observe(written(&last_scrape) + n as f64, Instant::now());
+            if still > STALL_LIMIT {
+                return Err(stalled(spec.label, still, Some(n), &last_scrape, paths));
+            }
             if n > spec.trades {
                 return Err(E2eError::Inexact(format!(
                     "{}: {n} trades counted, {} written",
