@@ -12,6 +12,9 @@ RULES = [
     ("KPL check (MD5, protobuf)", lambda leaf, st: "kpl::" in st),
     ("lean body scan (raw_page)", lambda leaf, st: "raw_page" in st),
     ("our decode (JSON trade, seq numbers, page)", lambda leaf, st: re.search(r"take_page|take_parts|decode_checked|trade::fast|decode_bytes|decode_event|SequenceNumber|record::decode", st)),
+    # The SDK collects each answer's body into one buffer inside the call (`send()`),
+    # whose frames name GetRecordsOutput: without this rule the copy counted as parsing.
+    ("HTTP body collection (one copy of each answer)", lambda leaf, st: re.search(r"Collected<|BufList|copy_to_bytes", st)),
     ("SDK response parsing (JSON, Record model, drop)", lambda leaf, st: re.search(r"aws_smithy_json|deserialize|_record::Record|GetRecordsOutput|drop_in_place<aws_sdk_kinesis", st)),
     ("fold (per-symbol sums)", lambda leaf, st: "fold" in st),
     ("Redis (client, scripts)", lambda leaf, st: re.search(r"redis", st)),
