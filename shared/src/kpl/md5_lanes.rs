@@ -289,6 +289,29 @@ mod lanes {
         };
     }
 
+    /// One block's 64 steps: four rounds of four `$quad`s with the RFC's shifts, the
+    /// round functions `$f`, `$g`, `$h`, `$i` (macros or truth tables, as `$quad` takes).
+    macro_rules! rounds {
+        ($quad:ident, $f:tt, $g:tt, $h:tt, $i:tt, $m:ident, $a:ident, $b:ident, $c:ident, $d:ident) => {
+            $quad!($f, $m, 0, 7, 12, 17, 22, $a, $b, $c, $d);
+            $quad!($f, $m, 4, 7, 12, 17, 22, $a, $b, $c, $d);
+            $quad!($f, $m, 8, 7, 12, 17, 22, $a, $b, $c, $d);
+            $quad!($f, $m, 12, 7, 12, 17, 22, $a, $b, $c, $d);
+            $quad!($g, $m, 16, 5, 9, 14, 20, $a, $b, $c, $d);
+            $quad!($g, $m, 20, 5, 9, 14, 20, $a, $b, $c, $d);
+            $quad!($g, $m, 24, 5, 9, 14, 20, $a, $b, $c, $d);
+            $quad!($g, $m, 28, 5, 9, 14, 20, $a, $b, $c, $d);
+            $quad!($h, $m, 32, 4, 11, 16, 23, $a, $b, $c, $d);
+            $quad!($h, $m, 36, 4, 11, 16, 23, $a, $b, $c, $d);
+            $quad!($h, $m, 40, 4, 11, 16, 23, $a, $b, $c, $d);
+            $quad!($h, $m, 44, 4, 11, 16, 23, $a, $b, $c, $d);
+            $quad!($i, $m, 48, 6, 10, 15, 21, $a, $b, $c, $d);
+            $quad!($i, $m, 52, 6, 10, 15, 21, $a, $b, $c, $d);
+            $quad!($i, $m, 56, 6, 10, 15, 21, $a, $b, $c, $d);
+            $quad!($i, $m, 60, 6, 10, 15, 21, $a, $b, $c, $d);
+        };
+    }
+
     /// `n` consecutive blocks of each lane's segment, state kept in registers throughout.
     #[target_feature(enable = "avx2")]
     fn compress8(state: &mut [[u32; LANES]; 4], segments: &[&[u8]; LANES], n: usize) {
@@ -317,22 +340,7 @@ mod lanes {
             let hi = transpose(rows(1));
             let m: [__m256i; 16] = std::array::from_fn(|w| if w < 8 { lo[w] } else { hi[w - 8] });
             let (a0, b0, c0, d0) = (a, b, c, d);
-            quad!(fun_f, m, 0, 7, 12, 17, 22, a, b, c, d);
-            quad!(fun_f, m, 4, 7, 12, 17, 22, a, b, c, d);
-            quad!(fun_f, m, 8, 7, 12, 17, 22, a, b, c, d);
-            quad!(fun_f, m, 12, 7, 12, 17, 22, a, b, c, d);
-            quad!(fun_g, m, 16, 5, 9, 14, 20, a, b, c, d);
-            quad!(fun_g, m, 20, 5, 9, 14, 20, a, b, c, d);
-            quad!(fun_g, m, 24, 5, 9, 14, 20, a, b, c, d);
-            quad!(fun_g, m, 28, 5, 9, 14, 20, a, b, c, d);
-            quad!(fun_h, m, 32, 4, 11, 16, 23, a, b, c, d);
-            quad!(fun_h, m, 36, 4, 11, 16, 23, a, b, c, d);
-            quad!(fun_h, m, 40, 4, 11, 16, 23, a, b, c, d);
-            quad!(fun_h, m, 44, 4, 11, 16, 23, a, b, c, d);
-            quad!(fun_i, m, 48, 6, 10, 15, 21, a, b, c, d);
-            quad!(fun_i, m, 52, 6, 10, 15, 21, a, b, c, d);
-            quad!(fun_i, m, 56, 6, 10, 15, 21, a, b, c, d);
-            quad!(fun_i, m, 60, 6, 10, 15, 21, a, b, c, d);
+            rounds!(quad, fun_f, fun_g, fun_h, fun_i, m, a, b, c, d);
             a = _mm256_add_epi32(a, a0);
             b = _mm256_add_epi32(b, b0);
             c = _mm256_add_epi32(c, c0);
@@ -406,22 +414,7 @@ mod lanes {
                 _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x), y)
             });
             let (a0, b0, c0, d0) = (a, b, c, d);
-            quad16!(TERN_F, m, 0, 7, 12, 17, 22, a, b, c, d);
-            quad16!(TERN_F, m, 4, 7, 12, 17, 22, a, b, c, d);
-            quad16!(TERN_F, m, 8, 7, 12, 17, 22, a, b, c, d);
-            quad16!(TERN_F, m, 12, 7, 12, 17, 22, a, b, c, d);
-            quad16!(TERN_G, m, 16, 5, 9, 14, 20, a, b, c, d);
-            quad16!(TERN_G, m, 20, 5, 9, 14, 20, a, b, c, d);
-            quad16!(TERN_G, m, 24, 5, 9, 14, 20, a, b, c, d);
-            quad16!(TERN_G, m, 28, 5, 9, 14, 20, a, b, c, d);
-            quad16!(TERN_H, m, 32, 4, 11, 16, 23, a, b, c, d);
-            quad16!(TERN_H, m, 36, 4, 11, 16, 23, a, b, c, d);
-            quad16!(TERN_H, m, 40, 4, 11, 16, 23, a, b, c, d);
-            quad16!(TERN_H, m, 44, 4, 11, 16, 23, a, b, c, d);
-            quad16!(TERN_I, m, 48, 6, 10, 15, 21, a, b, c, d);
-            quad16!(TERN_I, m, 52, 6, 10, 15, 21, a, b, c, d);
-            quad16!(TERN_I, m, 56, 6, 10, 15, 21, a, b, c, d);
-            quad16!(TERN_I, m, 60, 6, 10, 15, 21, a, b, c, d);
+            rounds!(quad16, TERN_F, TERN_G, TERN_H, TERN_I, m, a, b, c, d);
             a = _mm512_add_epi32(a, a0);
             b = _mm512_add_epi32(b, b0);
             c = _mm512_add_epi32(c, c0);
