@@ -11,11 +11,14 @@
 use std::cmp::Ordering;
 
 use aws_sdk_kinesis::types::Record;
+use tradeflow_shared::seqnum::BadSequenceNumber;
 use tradeflow_shared::{kpl, Position, SequenceNumber};
 
-use super::raw_page::RecordParts;
 use super::reader::StartPosition;
 use crate::record::{decode_checked, DecodedRecord};
+
+/// A Kinesis record's sequence number (or why it is not one) and its data.
+pub type RecordParts<'a> = (Result<SequenceNumber, BadSequenceNumber>, &'a [u8]);
 
 /// A shard's user records handed out so far: only records after `through` are new.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

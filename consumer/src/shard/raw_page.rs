@@ -14,6 +14,8 @@ use std::ops::Range;
 
 use tradeflow_shared::seqnum::{BadSequenceNumber, SequenceNumber};
 
+use super::page::RecordParts;
+
 /// The records of one page: their data side by side in `data`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RawPage {
@@ -39,9 +41,6 @@ impl RawPage {
             .map(move |r| (r.sequence_number, &data[r.data]))
     }
 }
-
-/// A Kinesis record's sequence number (or why it is not one) and its data.
-pub type RecordParts<'a> = (Result<SequenceNumber, BadSequenceNumber>, &'a [u8]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("GetRecords body not read at byte {at}: {what}")]
