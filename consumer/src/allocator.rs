@@ -6,8 +6,9 @@
 //! so the next page's buffers were faulted in and zeroed again, 4 KiB at a time: 9–13 %
 //! of the consumer's CPU per trade in the profile. With a fixed mmap threshold of
 //! 32 MiB (above the 10 MiB a GetRecords answer can hold) and a trim threshold of
-//! 64 MiB, those buffers come from the heap and are reused. The price is address space kept mapped after a burst, up to the
-//! trim threshold per arena, not resident memory that a burst did not already use.
+//! 64 MiB, those buffers come from the heap and are reused. The price is memory kept
+//! mapped after a burst, up to the trim threshold per arena: what the burst already
+//! used, not more.
 
 /// Blocks below this come from the heap: every page buffer.
 pub const MMAP_THRESHOLD: usize = 32 << 20;
